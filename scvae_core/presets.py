@@ -35,6 +35,7 @@ class Preset:
     fisher_points: int = 1000
     tsne_points: int = 2000
     grid_images: int = 10  # reconstruction grid: this many pairs of columns
+    figure_seeds: tuple = (0,)  # t-SNE is costly: only these seeds get embeddings
     # which models each stage trains, and with how many seeds by default
     stages: dict = field(default_factory=dict)
     seeds: dict = field(default_factory=dict)

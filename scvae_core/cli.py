@@ -1,0 +1,119 @@
+"""``scvae``: the one command line. Each verb is a thin shell over a scvae_core function."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import data
+from .results import DEFAULT_RESULTS, ResultError
+from .zoo import UnknownName
+
+
+def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
+    p.add_argument("--preset", default="smoke", help="budget: smoke | cpu | paper (default: smoke)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    if stage:
+        p.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="seeds (default: the preset's seeds for each stage)")
+    else:
+        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scvae",
+        description="Reproduce 'Degeneration in VAE: in the Light of Fisher Information Loss'. "
+        "Runs write results/<preset>/<model>/seed<k>/ (JSON + npz with provenance); the book reads them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the named models with their architecture",
+                       description="List every named model: depths, skips, prior, decoder, parameters.")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("train", help="train one model (resumes from its checkpoint)",
+                       description="Train MODEL under a preset; killed and re-run, it resumes where it stopped.")
+    p.add_argument("model", help="a name from `scvae models`")
+    _run_args(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained model into eval.json / figures.npz",
+                       description="NLL, ELBO terms, active units, SVM accuracy, layer-wise Fisher, "
+                       "t-SNE embeddings and image grids of a trained MODEL.")
+    p.add_argument("model", help="a name from `scvae models`")
+    _run_args(p)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("reproduce", help="train and evaluate every model of one or more stages",
+                       description="Run stages (table1, depth, table2) end to end; an interrupted stage "
+                       "continues where it stopped.")
+    p.add_argument("stages", nargs="+", help="table1 | depth | table2 | all")
+    _run_args(p, stage=True)
+    p.set_defaults(func=_reproduce)
+
+    p = sub.add_parser("status", help="show which runs of one or more stages are done, partial or to do",
+                       description="List every model and seed of the stages with its state on disk: "
+                       "done (evaluated), partial (started, e.g. a checkpoint) or todo. Runs nothing.")
+    p.add_argument("stages", nargs="+", help="table1 | depth | table2 | all")
+    p.add_argument("--preset", default="smoke", help="budget: smoke | cpu | paper (default: smoke)")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds (default: the preset's seeds for each stage)")
+    p.set_defaults(func=_status)
+
+    data.add_data_commands(sub)
+    return parser
+
+
+def _models(args) -> None:
+    from .zoo import MODELS, describe
+
+    for name in MODELS:
+        print(describe(name))
+
+
+def _train(args) -> None:
+    from .train import train_run
+
+    train_run(args.model, args.preset, args.seed, device=args.device, out=args.out,
+              data_dir=args.data_dir, progress=not args.no_progress)
+
+
+def _evaluate(args) -> None:
+    from .evaluate import evaluate_run
+
+    evaluate_run(args.model, args.preset, args.seed, device=args.device, out=args.out,
+                 data_dir=args.data_dir, progress=not args.no_progress)
+
+
+def _reproduce(args) -> None:
+    from .reproduce import reproduce
+
+    reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, out=args.out,
+              data_dir=args.data_dir, progress=not args.no_progress)
+
+
+def _status(args) -> None:
+    from .reproduce import format_plan, plan
+
+    print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, out=args.out)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except (UnknownName, ResultError, data.DataError, ValueError) as e:
+        print(f"scvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scvae: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,511 @@
+"""Data layer: statically binarized MNIST (.mat, or the upstream .amat text files), its test
+labels, the grayscale MNIST test set, Fashion-MNIST, and dynamic binarization.
+
+Every file of the data folder is checked against ``data/SHA256SUMS`` before use, and
+``scvae data download|check`` fetch and inspect that folder (see data/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+import scipy.io
+from tqdm import tqdm
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SUMS_FILE = REPO_ROOT / "data" / "SHA256SUMS"
+SPLIT_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
+N_PIXELS = 784
+# A SHA256SUMS path with this suffix holds the sha256 of the parsed uint8 (N, 784) array in
+# C order rather than of the file's bytes: .amat text can vary in layout, the data cannot.
+CONTENT = "#content"
+LABELS = "binarized_mnist/binarized_mnist_test_labels.txt"
+MNIST_IMAGES = "mnist/t10k-images-idx3-ubyte.gz"
+MNIST_LABELS = "mnist/t10k-labels-idx1-ubyte.gz"
+FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def split_path(split: str, ext: Literal[".mat", ".amat"]) -> str:
+    """Path of a binarized MNIST split relative to the data folder."""
+    return f"binarized_mnist/binarized_mnist_{split}{ext}"
+
+
+# Where `scvae data download` gets each file when no --mirror is given. The test labels
+# have no upstream source: they are derived locally (derive_test_labels) and then verified.
+_AMAT_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+UPSTREAM_URLS = {
+    **{split_path(s, ".amat"): f"{_AMAT_URL}binarized_mnist_{s}.amat" for s in SPLIT_SIZES},
+    MNIST_IMAGES: _MNIST_URL + "t10k-images-idx3-ubyte.gz",
+    MNIST_LABELS: _MNIST_URL + "t10k-labels-idx1-ubyte.gz",
+}
+
+
+class DataError(Exception):
+    """A data file or folder that is missing, corrupt or malformed; the message says how to fix it."""
+
+
+def _data_dir_path(data_dir: str | Path | None) -> Path:
+    if data_dir is None:
+        data_dir = os.environ.get("SCVAE_DATA") or REPO_ROOT / "data"
+    return Path(data_dir).expanduser().resolve()
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data folder: ``data_dir``, else $SCVAE_DATA, else the repository's data/."""
+    path = _data_dir_path(data_dir)
+    if not path.is_dir():
+        raise DataError(
+            f"data folder {path} does not exist: pass --data-dir (or data_dir=) with a folder "
+            f"holding the data, set SCVAE_DATA to one, or run `scvae data download --data-dir {path}`"
+        )
+    return path
+
+
+def _how_to_obtain(root: Path) -> str:
+    return (
+        f"run `scvae data download --data-dir {root}` (needs internet), or point --data-dir / "
+        "SCVAE_DATA at a folder that has the data (e.g. the project's shared data folder)"
+    )
+
+
+def _existing(root: Path, rel: str) -> Path:
+    path = root / rel
+    if not path.is_file():
+        raise DataError(f"{path} is missing. To obtain it, {_how_to_obtain(root)}.")
+    return path
+
+
+# ---------------------------------------------------------------- checksums
+
+def load_checksums() -> dict[str, str]:
+    """Relative path -> sha256 hex digest, as listed in data/SHA256SUMS."""
+    try:
+        lines = SUMS_FILE.read_text().splitlines()
+    except OSError as e:
+        raise DataError(f"cannot read the checksum list {SUMS_FILE} ({e}); it ships with the repository") from e
+    sums = {}
+    for line in filter(str.strip, lines):
+        fields = line.split(maxsplit=1)
+        if len(fields) != 2:
+            raise DataError(f"{SUMS_FILE}: malformed line {line!r}, expected '<sha256>  <path>'")
+        sums[fields[1].removeprefix("*")] = fields[0]  # sha256sum marks binary mode with '*'
+    return sums
+
+
+def _mismatch(rel: str, actual: str) -> str | None:
+    """None if ``actual`` is the digest listed for ``rel``, else a description of the mismatch."""
+    expected = load_checksums().get(rel)
+    if expected is None:
+        return f"{SUMS_FILE} lists no checksum for {rel}"
+    if actual != expected:
+        return f"checksum mismatch: expected sha256 {expected} (listed for {rel}), got {actual}"
+    return None
+
+
+# Digests by (path, size, mtime): loading a split again in the same process costs no re-hash.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def _array_sha256(x: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+
+
+def _file_problem(path: Path, rel: str, name: str) -> str | None:
+    """Why the file at ``path`` is not the ``rel`` that SHA256SUMS lists, or None if it is.
+    A malformed .amat raises DataError (using ``name`` for the file) instead."""
+    if rel.endswith(".amat"):
+        return _mismatch(rel + CONTENT, _array_sha256(_parse_amat(path.read_bytes(), name)))
+    return _mismatch(rel, _file_sha256(path))
+
+
+def _verify(path: Path, rel: str, root: Path) -> None:
+    problem = _mismatch(rel, _file_sha256(path))
+    if problem:
+        raise DataError(f"{path}: {problem}; the file is truncated or corrupt. "
+                        f"To replace it, {_how_to_obtain(root)}.")
+
+
+# ---------------------------------------------------------------- binarized MNIST
+
+def _read_mat(path: Path, root: Path) -> np.ndarray:
+    try:
+        return scipy.io.loadmat(path)["X"]
+    except KeyError:
+        raise DataError(f"{path}: no array 'X' in this .mat file, so it is not a binarized MNIST "
+                        f"split. To replace it, {_how_to_obtain(root)}.") from None
+    except Exception as e:  # scipy reports corrupt files as ValueError, TypeError, OSError, zlib.error...
+        raise DataError(f"{path}: unreadable .mat file ({type(e).__name__}: {e}); it is corrupt. "
+                        f"To replace it, {_how_to_obtain(root)}.") from e
+
+
+def _parse_amat(raw: bytes, name: str) -> np.ndarray:
+    """Upstream .amat text: one image per line, 784 whitespace-separated 0/1 values.
+    Parsed on the raw bytes with numpy, as np.loadtxt takes minutes on the 110 MB train file."""
+    b = np.frombuffer(raw, np.uint8)
+    is_bit = (b == ord("0")) | (b == ord("1"))
+    is_space = np.isin(b, np.frombuffer(b" \t\r\n", np.uint8))
+    # A value must be a single 0/1 character: anything else, or two in a row ("10"), is not binary.
+    bad = ~(is_bit | is_space)
+    bad[1:] |= is_bit[1:] & is_bit[:-1]
+    if bad.any():
+        at = int(bad.argmax())
+        start = max(raw.rfind(c, 0, at) for c in (b" ", b"\t", b"\r", b"\n")) + 1
+        token = raw[start:start + 32].split()[0].decode(errors="replace")
+        line = raw.count(b"\n", 0, at) + 1
+        raise DataError(f"{name}: line {line} holds {token!r}, not a 0 or 1: not a binarized MNIST .amat file")
+    newlines = np.flatnonzero(b == ord("\n"))
+    starts = np.concatenate([[0], newlines + 1])
+    starts = starts[starts < len(b)]
+    per_line = np.add.reduceat(is_bit, starts, dtype=np.int64) if len(b) else np.zeros(0, np.int64)
+    wrong = np.flatnonzero((per_line != N_PIXELS) & (per_line != 0))  # blank lines are skipped
+    if wrong.size:
+        line = int(wrong[0]) + 1
+        raise DataError(f"{name}: line {line} has {per_line[wrong[0]]} values, expected {N_PIXELS}")
+    return (b[is_bit] - ord("0")).reshape(-1, N_PIXELS)
+
+
+def _check_split(x: np.ndarray, path: Path, split: str) -> np.ndarray:
+    expected = (SPLIT_SIZES[split], N_PIXELS)
+    if x.shape != expected:
+        raise DataError(f"{path}: array has shape {x.shape}, expected {expected} for the {split} split")
+    if not ((x == 0) | (x == 1)).all():
+        bad = x[(x != 0) & (x != 1)][0]
+        raise DataError(f"{path}: holds values other than 0 and 1 (e.g. {bad}), so it is not statically binarized")
+    return np.ascontiguousarray(x, dtype=np.uint8)
+
+
+def _split_file(root: Path, split: str) -> str:
+    """The file a split is read from: its .mat file, else its .amat file if that exists."""
+    mat, amat = split_path(split, ".mat"), split_path(split, ".amat")
+    return amat if (root / amat).is_file() and not (root / mat).is_file() else mat
+
+
+def load_binarized_mnist(split: str, data_dir: str | Path | None = None, verify: bool = True) -> np.ndarray:
+    """One split of statically binarized MNIST as uint8 0/1, shape (N, 784), rows in row-major
+    28x28 order. Reads the .mat file, else the upstream .amat text file."""
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"split must be one of {list(SPLIT_SIZES)}, not {split!r}")
+    root = resolve_data_dir(data_dir)
+    rel = _split_file(root, split)
+    path = root / rel
+    if not path.is_file():
+        raise DataError(f"the {split} split of binarized MNIST is missing: neither {path} nor its .amat "
+                        f"version exists. To obtain it, {_how_to_obtain(root)}.")
+    if rel.endswith(".mat"):
+        if verify:
+            _verify(path, rel, root)
+        return _check_split(_read_mat(path, root), path, split)
+    x = _check_split(_parse_amat(path.read_bytes(), str(path)), path, split)
+    if verify:
+        problem = _mismatch(rel + CONTENT, _array_sha256(x))
+        if problem:
+            raise DataError(f"{path}: {problem}; its data differ from the published split. "
+                            f"To replace it, {_how_to_obtain(root)}.")
+    return x
+
+
+def load_test_labels(data_dir: str | Path | None = None, verify: bool = True) -> np.ndarray:
+    """Digit labels (int64, 0-9) of the binarized test split's rows, in row order."""
+    root = resolve_data_dir(data_dir)
+    path = _existing(root, LABELS)
+    if verify:
+        _verify(path, LABELS, root)
+    try:
+        labels = np.loadtxt(path, dtype=np.int64, ndmin=1)
+    except ValueError as e:
+        raise DataError(f"{path}: not one integer label per line ({e})") from e
+    n = SPLIT_SIZES["test"]
+    if labels.shape != (n,) or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{path}: expected {n} labels in 0-9, found {labels.size}"
+                        f"{'' if not labels.size else f' in {labels.min()}-{labels.max()}'}")
+    return labels
+
+
+# ---------------------------------------------------------------- IDX (grayscale MNIST, Fashion-MNIST)
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST's format), gzip-compressed if it ends in .gz."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read it ({e}); the file is truncated or corrupt") from e
+    # Header: two zero bytes, type 0x08 (unsigned byte), number of dims, then big-endian int32 dims.
+    if len(raw) < 4 or raw[:3] != b"\0\0\x08" or len(raw) < 4 + 4 * raw[3]:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (header {raw[:4].hex()})")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(raw[3]))
+    offset = 4 + 4 * len(dims)
+    if len(raw) - offset != int(np.prod(dims)):
+        raise DataError(f"{path}: header announces shape {dims} but the file holds {len(raw) - offset} "
+                        "data bytes; it is truncated or corrupt")
+    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims).copy()
+
+
+def _read_image_set(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{images_path}: shape {images.shape}, expected (N, 28, 28) images")
+    if labels.shape != (len(images),) or (labels.size and labels.max() > 9):
+        raise DataError(f"{labels_path}: expected {len(images)} labels in 0-9 to match {images_path.name}, "
+                        f"found shape {labels.shape}")
+    return images, labels.astype(np.int64)
+
+
+def load_mnist_test(data_dir: str | Path | None = None, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Grayscale MNIST test set: images uint8 (10000, 28, 28) and labels int64 (10000,)."""
+    root = resolve_data_dir(data_dir)
+    paths = [_existing(root, rel) for rel in (MNIST_IMAGES, MNIST_LABELS)]
+    if verify:
+        for path, rel in zip(paths, (MNIST_IMAGES, MNIST_LABELS)):
+            _verify(path, rel, root)
+    images, labels = _read_image_set(*paths)
+    if len(images) != SPLIT_SIZES["test"]:
+        raise DataError(f"{paths[0]}: {len(images)} images, expected {SPLIT_SIZES['test']}")
+    return images, labels
+
+
+def derive_test_labels(binarized_test: np.ndarray, gray_images: np.ndarray, gray_labels: np.ndarray) -> np.ndarray:
+    """Label each binarized image with the label of the grayscale image under which it is most
+    likely as independent Bernoulli(gray/255) pixels (each was sampled from one of them)."""
+    x = binarized_test.reshape(len(binarized_test), -1).astype(np.float32)
+    p = np.clip(gray_images.reshape(len(gray_images), -1) / 255.0, 1e-6, 1 - 1e-6)
+    # log p(x) = x.log(p) + (1-x).log(1-p) = x.logit(p) + sum(log(1-p)): one matrix product.
+    logit = (np.log(p) - np.log1p(-p)).T.astype(np.float32)
+    bias = np.log1p(-p).sum(axis=1).astype(np.float32)
+    best = np.concatenate([(x[i:i + 2000] @ logit + bias).argmax(axis=1)  # blocks bound memory
+                           for i in range(0, len(x), 2000)])
+    return np.asarray(gray_labels, dtype=np.int64)[best]
+
+
+def bernoulli_binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One Bernoulli(pixel/255) draw per pixel of uint8 grayscale images, as uint8 0/1."""
+    if images.dtype != np.uint8:
+        raise TypeError(f"expected uint8 grayscale images, got {images.dtype}")
+    # u uniform on {0..254} gives P(u < pixel) = pixel/255 exactly, at one byte per draw.
+    return (rng.integers(0, 255, size=images.shape, dtype=np.uint8) < images).astype(np.uint8)
+
+
+class DynamicBinarizer:
+    """Dynamic binarization: a fresh Bernoulli(pixel/255) sample of grayscale images per epoch,
+    drawn from a generator seeded by (seed, epoch), so any epoch can be reproduced on its own."""
+
+    def __init__(self, images: np.ndarray, seed: int = 0):
+        self.images = np.asarray(images)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        return bernoulli_binarize(self.images, np.random.default_rng([self.seed, epoch]))
+
+
+def _find_fashion_file(root: Path, name: str) -> Path:
+    for folder in (root, root / "FashionMNIST" / "raw"):  # Debian's layout, torchvision's layout
+        for path in (folder / name, folder / f"{name}.gz"):
+            if path.is_file():
+                return path
+    raise DataError(
+        f"Fashion-MNIST file {name}[.gz] not found in {root} or {root / 'FashionMNIST' / 'raw'}. "
+        f"Install it with `apt-get install dataset-fashion-mnist` (files go to {FASHION_ROOT}), "
+        "or pass root= a folder holding the IDX files (a torchvision FashionMNIST root works too)."
+    )
+
+
+def load_fashion_mnist(
+    split: str,
+    root: str | Path | None = None,
+    binarize: Literal["none", "static", "dynamic"] = "none",
+    seed: int = 0,
+) -> tuple[np.ndarray | DynamicBinarizer, np.ndarray]:
+    """Fashion-MNIST ``split`` ("train" or "test") as (images (N, 784) uint8, labels int64).
+    binarize: "none" keeps grayscale 0-255, "static" samples 0/1 once from ``seed``, "dynamic"
+    returns a DynamicBinarizer in place of the images."""
+    if split not in FASHION_FILES:
+        raise ValueError(f"split must be one of {list(FASHION_FILES)}, not {split!r}")
+    if binarize not in ("none", "static", "dynamic"):
+        raise ValueError(f"binarize must be 'none', 'static' or 'dynamic', not {binarize!r}")
+    folder = Path(root).expanduser() if root is not None else FASHION_ROOT
+    images, labels = _read_image_set(*(_find_fashion_file(folder, name) for name in FASHION_FILES[split]))
+    images = images.reshape(len(images), -1)
+    if binarize == "static":
+        return bernoulli_binarize(images, np.random.default_rng(seed)), labels
+    if binarize == "dynamic":
+        return DynamicBinarizer(images, seed), labels
+    return images, labels
+
+
+# ---------------------------------------------------------------- download
+
+def _install(root: Path, rel: str, source: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write root/rel through a temp file in the same folder, verify it, then rename it into place:
+    a failed or bad transfer never leaves a partial or wrong file under the real name."""
+    dest = root / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        problem = _file_problem(Path(tmp), rel, source)
+        if problem:
+            raise DataError(f"{source}: {problem}; nothing was written to {dest}")
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    print(f"OK       {rel}")
+
+
+def _stream(url: str, out: BinaryIO, label: str) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            received = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+    except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
+        raise DataError(f"{url}: download failed ({e}); nothing was written") from e
+    # http.client returns a short body without error when the server closes early.
+    if total is not None and received != total:
+        raise DataError(f"{url}: connection closed after {received} of {total} bytes; "
+                        "nothing was written, try again")
+
+
+def _present(root: Path, rel: str) -> bool:
+    path = root / rel
+    try:
+        return path.is_file() and _file_problem(path, rel, str(path)) is None
+    except DataError:
+        return False
+
+
+def _fetch(url: str, root: Path, rel: str) -> None:
+    if _present(root, rel):
+        print(f"present  {rel}")
+        return
+    _install(root, rel, url, lambda f: _stream(url, f, rel))
+
+
+def download(data_dir: str | Path | None = None, mirror: str | None = None) -> Path:
+    """Fill the data folder: from ``mirror``/<path> for every file SHA256SUMS lists, else from the
+    upstream sources plus locally derived test labels. Valid files already there are kept."""
+    root = _data_dir_path(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if mirror:
+        for rel in (r for r in load_checksums() if not r.endswith(CONTENT)):
+            _fetch(f"{mirror.rstrip('/')}/{rel}", root, rel)
+        return root
+    for split in SPLIT_SIZES:
+        mat, amat = split_path(split, ".mat"), split_path(split, ".amat")
+        if _present(root, mat):
+            print(f"present  {mat}")
+            continue
+        _fetch(UPSTREAM_URLS[amat], root, amat)
+        if (root / mat).exists():  # a corrupt .mat would shadow the good .amat: loading prefers .mat
+            (root / mat).unlink()
+            print(f"removed  {mat} (corrupt; {amat} replaces it)")
+    for rel in (MNIST_IMAGES, MNIST_LABELS):
+        _fetch(UPSTREAM_URLS[rel], root, rel)
+    if _present(root, LABELS):
+        print(f"present  {LABELS}")
+    else:
+        labels = derive_test_labels(load_binarized_mnist("test", root), *load_mnist_test(root))
+        _install(root, LABELS, "test labels derived from the test split and MNIST t10k",
+                 lambda f: np.savetxt(f, labels, fmt="%d"))
+    return root
+
+
+# ---------------------------------------------------------------- check and CLI
+
+def check(data_dir: str | Path | None = None) -> bool:
+    """Print each needed file's checksum status, each split's shape and the test label counts;
+    True if all is well."""
+    root = resolve_data_dir(data_dir)
+    print(f"data folder: {root}")
+    ok = True
+    for rel in [*(_split_file(root, s) for s in SPLIT_SIZES), LABELS, MNIST_IMAGES, MNIST_LABELS]:
+        if not (root / rel).is_file():
+            status, problem = "MISSING", None
+        else:
+            try:
+                problem = _file_problem(root / rel, rel, str(root / rel))
+            except DataError as e:
+                problem = str(e)
+            status = "MISMATCH" if problem else "OK"
+        ok &= status == "OK"
+        print(f"{status:8} {rel}" + (f"  ({problem})" if problem else ""))
+    # Shapes and labels are read without verification: the statuses above already report that.
+    try:
+        for split in SPLIT_SIZES:
+            print(f"{split}: shape {load_binarized_mnist(split, root, verify=False).shape}")
+        counts = np.bincount(load_test_labels(root, verify=False), minlength=10)
+        print("test labels per digit: " + " ".join(f"{d}:{n}" for d, n in enumerate(counts)))
+    except DataError as e:
+        print(f"error: {e}")
+        ok = False
+    return ok
+
+
+# A DataError raised here is reported by the CLI's main, which exits non-zero.
+def _run_download(args: argparse.Namespace) -> int:
+    print(f"data ready in {download(args.data_dir, args.mirror)}")
+    return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    return 0 if check(args.data_dir) else 1
+
+
+def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `data download` and `data check`; each sets ``func(args) -> exit code``."""
+    parser = subparsers.add_parser("data", help="download or check the data sets",
+                                   description="Obtain and verify the data sets (see data/README.md).")
+    commands = parser.add_subparsers(dest="data_command", required=True, metavar="{download,check}")
+    folder_help = "data folder (default: $SCVAE_DATA, else the repository's data/)"
+    fetch = commands.add_parser(
+        "download", help="fetch the data and verify it against data/SHA256SUMS",
+        description="Fetch every data file (upstream sources by default; the test labels are then "
+                    "derived locally), verify it, and move it into place. Valid files are kept.")
+    fetch.add_argument("--data-dir", type=Path, help=folder_help)
+    fetch.add_argument("--mirror", metavar="URL",
+                       help="fetch the files as laid out in SHA256SUMS from URL/<path> instead")
+    fetch.set_defaults(func=_run_download)
+    verify = commands.add_parser(
+        "check", help="verify the data folder and print shapes and label counts",
+        description="Print each file's checksum status (OK / MISSING / MISMATCH), each split's "
+                    "shape and the test label counts; exit non-zero on any problem.")
+    verify.add_argument("--data-dir", type=Path, help=folder_help)
+    verify.set_defaults(func=_run_check)

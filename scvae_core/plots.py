@@ -1,0 +1,324 @@
+"""The paper's figures from result files, as matplotlib Figures (no plt.show; notebooks
+display them and write the captions). Every figure's title names the preset and seeds its
+data came from."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .results import ResultError, RunPaths, read_npz
+from .tables import seeds_text
+
+TSNE_COLUMNS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
+TSNE_TITLES = {"tsne_raw": "raw data", "tsne_first": "first layer", "tsne_middle": "middle layer",
+               "tsne_last": "last layer", "tsne_latent": "latent space"}
+SIDES = {"enc": "encoder deepened", "dec": "decoder deepened"}
+KIND_STYLE = {"plain": dict(marker="o", linestyle="-"), "skip": dict(marker="s", linestyle="--")}
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """One run's figures.npz, with where it came from (for the titles)."""
+
+    model: str
+    preset: str
+    seed: int
+    arrays: dict[str, np.ndarray]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self.arrays:
+            raise ResultError(f"{self.model} (preset {self.preset}, seed {self.seed}) has no {key!r} in figures.npz; "
+                              "t-SNE embeddings exist only for the preset's figure seeds")
+        return self.arrays[key]
+
+
+def load_figures(out: Path | str, preset: str, model: str, seed: int) -> RunFigures:
+    paths = RunPaths(Path(out), preset, model, seed)
+    arrays = read_npz(paths.figures_npz, required=("recon_truth", "recon_model"), fix=paths.command("evaluate"))
+    return RunFigures(model, preset, seed, arrays)
+
+
+def _source(preset: str | None, seeds: Iterable[int]) -> str:
+    return f"preset {preset or 'none'}, {seeds_text(seeds)}"
+
+
+def _runs_source(runs: Iterable[RunFigures]) -> str:
+    runs = list(runs)
+    presets = sorted({r.preset for r in runs})
+    return _source("/".join(presets), (r.seed for r in runs))
+
+
+def _scatter(ax, xy: np.ndarray, labels: np.ndarray) -> None:
+    for digit in np.unique(labels):
+        pts = xy[labels == digit]
+        ax.scatter(pts[:, 0], pts[:, 1], s=3, color=f"C{int(digit) % 10}", label=str(int(digit)))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def latent_tsne_grid(figs_by_model: Mapping[str, RunFigures], keys: tuple[str, ...] = ("tsne_latent",)) -> Figure:
+    """Figure 1 (upper): one column of panels per model, one row per embedding, coloured by digit."""
+    return _tsne_grid(figs_by_model, keys, models_in_rows=False, what="t-SNE of the representations")
+
+
+def layer_tsne_grid(figs_by_model: Mapping[str, RunFigures]) -> Figure:
+    """Figure 4 (left): raw data, first, middle, last encoder layer and latent space, one row per model."""
+    return _tsne_grid(figs_by_model, TSNE_COLUMNS, models_in_rows=True, what="t-SNE layer by layer")
+
+
+def _tsne_grid(figs_by_model: Mapping[str, RunFigures], keys: tuple[str, ...], models_in_rows: bool,
+               what: str) -> Figure:
+    shape = (len(figs_by_model), len(keys)) if models_in_rows else (len(keys), len(figs_by_model))
+    fig = Figure(figsize=(2.8 * shape[1] + 0.8, 2.8 * shape[0] + 0.4), layout="constrained")
+    axes = fig.subplots(*shape, squeeze=False)
+    for m, (name, run) in enumerate(figs_by_model.items()):
+        for k, key in enumerate(keys):
+            ax = axes[m, k] if models_in_rows else axes[k, m]
+            _scatter(ax, run[key], run["labels"])
+            ax.set_title(f"{name}: {TSNE_TITLES.get(key, key)}", fontsize="medium")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="digit", loc="outside right center", markerscale=4)
+    fig.suptitle(f"{what} ({_runs_source(figs_by_model.values())})")
+    return fig
+
+
+def interleave(truth: np.ndarray, model: np.ndarray, pairs: int) -> np.ndarray:
+    """One image: k truth/reconstruction pairs laid out ``pairs`` per row, truth in the odd
+    columns (1st, 3rd, ...) and its reconstruction right of it, as in the paper."""
+    k, h, w = truth.shape
+    rows = math.ceil(k / pairs)
+    mosaic = np.zeros((rows * h, 2 * pairs * w))  # 0: blank paper under gray_r
+    for n in range(k):
+        r, c = divmod(n, pairs)
+        mosaic[r * h:(r + 1) * h, 2 * c * w:(2 * c + 1) * w] = truth[n]
+        mosaic[r * h:(r + 1) * h, (2 * c + 1) * w:(2 * c + 2) * w] = model[n]
+    return mosaic
+
+
+def recon_grid(figs_by_model: Mapping[str, RunFigures]) -> Figure:
+    """Figures 1 (lower) and 4 (right): ground truth (odd columns) and reconstruction (even
+    columns), one panel per model."""
+    fig = Figure(figsize=(3.2 * len(figs_by_model), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(figs_by_model), squeeze=False)[0]
+    for ax, (name, run) in zip(axes, figs_by_model.items()):
+        truth = run["recon_truth"]
+        ax.imshow(interleave(truth, run["recon_model"], math.ceil(math.sqrt(len(truth)))), cmap="gray_r",
+                  vmin=0, vmax=1)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"ground truth (odd columns) and reconstruction (even columns) "
+                 f"({_runs_source(figs_by_model.values())})")
+    return fig
+
+
+def _spread(summaries: list[dict]) -> list[float]:
+    # One seed has no spread (std NaN): drawn as a zero-length bar; the title gives the seeds.
+    return [0.0 if math.isnan(s["std"]) else s["std"] for s in summaries]
+
+
+def fisher_vs_depth(data: dict, measure: str = "model") -> Figure:
+    """Figure 2 from :func:`scvae_core.tables.fisher_depth`: mean Fisher against the depth of
+    the deepened side, plain vs skip, log scale, error bars = std over seeds. ``measure``:
+    ``model`` (all layers, as the paper) or ``part`` (the deepened side's layers)."""
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (side, title) in zip(axes, SIDES.items()):
+        for kind, points in data["series"][side].items():
+            if points:
+                summaries = [p[measure] for p in points]
+                ax.errorbar([p["depth"] for p in points], [s["mean"] for s in summaries], yerr=_spread(summaries),
+                            capsize=3, label="with skips" if kind == "skip" else "plain", **KIND_STYLE[kind])
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden layers of the deepened side")
+        ax.set_title(title)
+        ax.legend()
+    axes[0].set_ylabel("mean Fisher information" + (" (deepened side)" if measure == "part" else ""))
+    fig.suptitle(f"Mean Fisher information against depth ({_source(data['preset'], data['seeds'])})")
+    return fig
+
+
+def fisher_bars(data: dict, names: Mapping[str, str] | None = None) -> Figure:
+    """Figures 3 and 5 from :func:`scvae_core.tables.fisher_per_model`: encoder vs decoder
+    mean Fisher per model, log scale, error bars = std over seeds. ``names``: display names."""
+    models = list(data["models"])
+    fig = Figure(figsize=(1.3 * len(models) + 2, 4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(models))
+    for offset, part in ((-0.2, "encoder"), (0.2, "decoder")):
+        summaries = [data["models"][m][part] for m in models]
+        ax.bar(x + offset, [s["mean"] for s in summaries], width=0.4, yerr=_spread(summaries), capsize=3, label=part)
+    ax.set_xticks(x, [(names or {}).get(m, m) for m in models], rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("mean Fisher information")
+    ax.legend()
+    missing = f"; not run: {', '.join(data['missing'])}" if data.get("missing") else ""
+    fig.suptitle(f"Mean Fisher information of encoder and decoder ({_source(data['preset'], data['seeds'])}{missing})")
+    return fig
+
+
+def training_curves(train_docs: Iterable[dict]) -> Figure:
+    """Validation (solid) and training (dotted) ELBO per epoch of train.json documents, one
+    colour per model."""
+    docs = list(train_docs)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    colours: dict[str, str] = {}
+    for doc in docs:
+        first_of_model = doc["model"] not in colours  # one legend entry per model, not per seed
+        colour = colours.setdefault(doc["model"], f"C{len(colours) % 10}")
+        epochs = [h["epoch"] for h in doc["history"]]
+        ax.plot(epochs, [h["valid_elbo"] for h in doc["history"]], color=colour,
+                label=doc["model"] if first_of_model else None)
+        ax.plot(epochs, [h["train_elbo"] for h in doc["history"]], color=colour, linestyle=":")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (solid: validation, dotted: training)")
+    ax.legend()
+    fig.suptitle(f"Training curves ({_source('/'.join(sorted({d['preset'] for d in docs})), (d['seed'] for d in docs))})")
+    return fig
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    runs: dict[str, RunFigures]  # model -> figures of its first figure seed with results
+    missing: list[str]
+
+
+def stage_figures(out: Path | str, models: list[str], preset: str | None) -> StageFigures:
+    """For each model, the figures of the lowest seed that has figures.npz with t-SNE."""
+    runs, missing = {}, []
+    for model in models:
+        model_dir = Path(out) / (preset or "") / model
+        seeds = sorted(int(p.name[4:]) for p in model_dir.glob("seed*") if p.name[4:].isdigit()) if preset else []
+        found = [s for s in seeds if RunPaths(Path(out), preset, model, s).figures_npz.exists()]
+        if found:
+            runs[model] = load_figures(out, preset, model, found[0])
+        else:
+            missing.append(model)
+    return StageFigures(runs, missing)
+
+
+def _scatter_loglog(ax, xs, ys, label) -> None:
+    ax.scatter(xs, ys, s=12, label=label)
+
+
+def kfac_vs_exact(runs: Mapping[str, list[dict]]) -> Figure:
+    """Exact against Kronecker-factored mean diagonal Fisher, one point per layer and run."""
+    fig = Figure(figsize=(5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    lo, hi = math.inf, -math.inf
+    for model, evals in runs.items():
+        pts = [(l["exact"], l["kfac"]) for e in evals for l in e["fisher"]["layers"] if l["exact"] > 0 and l["kfac"] > 0]
+        if pts:
+            xs, ys = zip(*pts)
+            _scatter_loglog(ax, xs, ys, model)
+            lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
+    if lo < hi:
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+    ax.set(xscale="log", yscale="log", xlabel="exact (per-example gradients)", ylabel="Kronecker-factored")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"Layer Fisher: exact vs factored ({_evals_source(runs)})")
+    return fig
+
+
+def _evals_source(runs: Mapping[str, list[dict]]) -> str:
+    evals = [e for es in runs.values() for e in es]
+    return _source("/".join(sorted({e["preset"] for e in evals})), (e["seed"] for e in evals))
+
+
+def proposition1_scatter(runs: Mapping[str, list[dict]]) -> Figure:
+    """Measured log10 Fisher ratio of consecutive layers against eq. 6's gradient ratio (left)
+    and its inverse (right); the diagonal is agreement."""
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, key, title in zip(axes, ("log10_eq6_ratio", "log10_inverse_ratio"),
+                              ("eq. 6: $(g_l / g_{l+1})^2$", "inverse: $(g_{l+1} / g_l)^2$")):
+        lo, hi = 0.0, 0.0
+        for model, evals in runs.items():
+            pairs = [p for e in evals for p in e["derivations"]["proposition1"]["pairs"]
+                     if p[key] is not None and p["log10_fisher_ratio"] is not None]
+            if pairs:
+                xs, ys = [p[key] for p in pairs], [p["log10_fisher_ratio"] for p in pairs]
+                ax.scatter(xs, ys, s=12, label=model)
+                lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+        ax.set(xlabel=f"log10 {title}", title=title)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("log10 measured $I_{l+1} / I_l$")
+    fig.suptitle(f"Proposition 1 on consecutive hidden layers ({_evals_source(runs)})")
+    return fig
+
+
+def proposition3_bars(runs: Mapping[str, list[dict]]) -> Figure:
+    """log10(Fisher with skips on / off, same weights) per skip-receiving layer."""
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    ax = fig.subplots()
+    offset = 0
+    for model, evals in runs.items():
+        for e in evals:
+            layers = [l for l in e["derivations"].get("proposition3", {}).get("layers", [])
+                      if l["receives_skip"] and l["ratio"]]
+            if layers:
+                xs = np.arange(offset, offset + len(layers))
+                ax.bar(xs, [math.log10(l["ratio"]) for l in layers], label=f"{model} seed {e['seed']}")
+                offset += len(layers) + 1
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set(xticks=[], xlabel="skip-receiving layers (encoder then decoder), per run",
+           ylabel="log10 Fisher on / off")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"Proposition 3: Fisher with and without the skips ({_evals_source(runs)})")
+    return fig
+
+
+STATUS_COLOURS = {"holds": "tab:green", "partly holds": "tab:orange", "does not hold": "tab:red",
+                  "not measured": "tab:grey"}
+
+
+def verdict_effects(evidence: Mapping[str, dict]) -> Figure:
+    """Every measured effect: its per-seed values against the claimed threshold, coloured by
+    status (one row per effect)."""
+    rows = [(c["id"], e) for c in evidence.values() for e in c["effects"]]
+    fig = Figure(figsize=(8, 0.35 * len(rows) + 1.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (cid, e) in enumerate(rows):
+        threshold = float(e["claimed"].split()[1])
+        colour = STATUS_COLOURS[e["status"]]
+        ax.scatter(np.asarray(e["values"]) - threshold, [i] * len(e["values"]), color=colour, s=15)
+        marker = ">" if e["claimed"].startswith(">") else "<"
+        ax.scatter([0], [i], marker=marker, color="black", s=20)
+    ax.axvline(0, color="grey", linewidth=1)
+    ax.set_yticks(range(len(rows)), [f"{cid}: {e['label'][:60]}" for cid, e in rows], fontsize=6)
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.invert_yaxis()
+    ax.set_xlabel("measured value − claimed threshold (per seed); the arrow shows the claimed side")
+    presets = sorted({str(c["preset"]) for c in evidence.values()})
+    fig.suptitle(f"Effects behind each verdict (green holds, orange partly, red does not; presets {', '.join(presets)})")
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _show_figures_in_notebooks() -> None:
+    """Our figures are plain ``Figure`` objects (no pyplot state), which IPython would print
+    as text: teach it to render them as PNG when a notebook imports this module."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png)
+
+
+_show_figures_in_notebooks()

@@ -1,0 +1,180 @@
+"""Stages end to end: train and evaluate every model and seed of a stage, resumably.
+
+``train_run`` and ``evaluate_run`` decide themselves what is complete and up to date (and
+resume a partly trained model from its checkpoint), so ``reproduce`` simply calls both for
+every run: re-running an interrupted stage does only what is missing. After each stage a
+``results/<preset>/stage-<stage>.json`` records which runs completed, how long they took
+and on what machine.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from tqdm import tqdm
+
+from .presets import get_preset
+from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json
+from .zoo import check_name
+
+ALL = "all"
+STATUSES = ("done", "partial", "todo")
+
+
+class PlannedRun(NamedTuple):
+    stage: str
+    model: str
+    seed: int
+    status: str  # "done": a readable eval.json | "partial": some files, no usable eval | "todo": nothing
+
+
+def expand_stages(stages, preset_name: str) -> list[str]:
+    """Stage names in the order given, ``all`` standing for every stage of the preset."""
+    preset = get_preset(preset_name)
+    order: list[str] = []
+    for stage in stages:
+        check_name("stage", stage, [*preset.stages, ALL])
+        for s in preset.stages if stage == ALL else [stage]:
+            if s not in order:
+                order.append(s)
+    return order
+
+
+def stage_seeds(stage: str, preset_name: str, seeds=None) -> tuple[int, ...]:
+    return tuple(seeds) if seeds is not None else tuple(get_preset(preset_name).seeds[stage])
+
+
+def run_status(out: Path | str, preset_name: str, model: str, seed: int) -> str:
+    from .evaluate import load_eval
+
+    paths = RunPaths(Path(out), preset_name, model, seed)
+    if paths.eval_json.exists():
+        try:
+            load_eval(out, preset_name, model, seed)
+            return "done"
+        except ResultError:
+            return "partial"  # evaluate_run recomputes an unreadable eval.json (with a warning)
+    return "partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"
+
+
+def plan(stages, preset_name: str, seeds=None, out: Path | str = DEFAULT_RESULTS) -> list[PlannedRun]:
+    """Every (stage, model, seed) the stages consist of, with what is already on disk."""
+    preset = get_preset(preset_name)
+    return [
+        PlannedRun(stage, model, seed, run_status(out, preset_name, model, seed))
+        for stage in expand_stages(stages, preset_name)
+        for model in preset.stage_models(stage)
+        for seed in stage_seeds(stage, preset_name, seeds)
+    ]
+
+
+def format_plan(runs: list[PlannedRun]) -> str:
+    """The table ``scvae status`` prints."""
+    lines = [f"{'stage':8s} {'model':18s} {'seed':>4s}  status"]
+    lines += [f"{r.stage:8s} {r.model:18s} {r.seed:4d}  {r.status}" for r in runs]
+    counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
+    lines.append(f"{len(runs)} runs: {counts}")
+    return "\n".join(lines)
+
+
+def stage_path(out: Path | str, preset_name: str, stage: str) -> Path:
+    return Path(out) / preset_name / f"stage-{stage}.json"
+
+
+def _wall_time(path: Path, kind: str) -> float | None:
+    return read_json(path, kind).get("wall_time_s") if path.exists() else None
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def write_stage_summary(out, preset_name: str, stage: str, seeds, actions: dict, invocation_s: float,
+                        device: str) -> dict:
+    """stage-<stage>.json: each run's state and wall times, the stage's totals, the machine."""
+    models = get_preset(preset_name).stage_models(stage)
+    runs, files_s = [], 0.0
+    for model in models:
+        for seed in seeds:
+            paths = RunPaths(Path(out), preset_name, model, seed)
+            train_s, eval_s = _wall_time(paths.train_json, "train"), _wall_time(paths.eval_json, "eval")
+            files_s += (train_s or 0.0) + (eval_s or 0.0)
+            action, seconds = actions.get((model, seed), ("not reached", 0.0))
+            runs.append({
+                "model": model, "seed": seed, "status": run_status(out, preset_name, model, seed),
+                "action": action, "invocation_s": round(seconds, 2),
+                "train_wall_time_s": train_s, "eval_wall_time_s": eval_s,
+            })
+    completed = sum(r["status"] == "done" for r in runs)
+    payload = {
+        "stage": stage, "preset": preset_name, "models": list(models),
+        "seeds": list(seeds), "runs": runs, "completed": completed, "total": len(runs),
+        "complete": completed == len(runs),
+        # Two views of the cost: what this invocation spent, and the run files' own wall times,
+        # which add up every invocation that trained or evaluated them (a resumed stage included).
+        "wall_time_s": {"this_invocation": round(invocation_s, 2), "runs_from_files": round(files_s, 2)},
+        "provenance": provenance(device=device),
+    }
+    write_json(stage_path(out, preset_name, stage), "stage", payload)
+    return payload
+
+
+def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: Path | str = DEFAULT_RESULTS,
+              data_dir=None, progress: bool = True) -> dict[str, dict]:
+    """Train then evaluate each model and seed of each stage; returns the stage summaries."""
+    from .train import resolve_device
+
+    runs = plan(stages, preset_name, seeds, out)  # checks every name before any work starts
+    machine = str(resolve_device(device))
+    summaries: dict[str, dict] = {}
+    with tqdm(total=len(runs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:
+        for stage in expand_stages(stages, preset_name):
+            summaries[stage] = _run_stage(stage, [r for r in runs if r.stage == stage], preset_name, seeds,
+                                          device, machine, out, data_dir, progress, bar)
+    return summaries
+
+
+def _run_stage(stage, runs, preset_name, seeds, device, machine, out, data_dir, progress, bar) -> dict:
+    from .evaluate import evaluate_run
+    from .train import train_run
+
+    actions: dict[tuple[str, int], tuple[str, float]] = {}
+    start = time.monotonic()
+    try:
+        for run in runs:
+            t0 = time.monotonic()
+            eval_json = RunPaths(Path(out), preset_name, run.model, run.seed).eval_json
+            before = _mtime(eval_json)
+            train_run(run.model, preset_name, run.seed, device=device, out=out, data_dir=data_dir, progress=progress)
+            evaluate_run(run.model, preset_name, run.seed, device=device, out=out, data_dir=data_dir,
+                         progress=progress)
+            # An eval.json left untouched means both found the run complete and up to date.
+            action = "skipped" if before is not None and _mtime(eval_json) == before else "done"
+            seconds = time.monotonic() - t0
+            actions[(run.model, run.seed)] = (action, seconds)
+            tqdm.write(f"[{stage}] {run.model:18s} seed {run.seed}: {action:7s} {seconds / 60:6.1f} min")
+            bar.update(1)
+    finally:
+        # Also written when interrupted, so the summary says how far this invocation got.
+        summary = write_stage_summary(out, preset_name, stage, stage_seeds(stage, preset_name, seeds), actions,
+                                      time.monotonic() - start, machine)
+    return summary
+
+
+def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto",
+                   out: Path | str = DEFAULT_RESULTS, recompute: bool | str = False) -> dict[str, str | None]:
+    """What a notebook shows, per stage: the preset whose results it renders.
+
+    ``recompute`` False renders what is on disk; True or ``"missing"`` first runs the stages
+    (``reproduce`` only does what is missing; to redo finished runs, delete their files).
+    With ``preset="auto"`` the book shows paper results where they exist, else cpu; asked to
+    recompute, ``auto`` means cpu, the preset this machine can run.
+    """
+    from .tables import resolve_preset
+
+    if recompute not in (False, True, "missing"):
+        raise ValueError(f"recompute={recompute!r}; choose False, True or 'missing'")
+    if recompute:
+        reproduce(stages, "cpu" if preset == "auto" else preset, seeds=seeds, device=device, out=out)
+    return {stage: resolve_preset(out, stage, preset) for stage in stages}

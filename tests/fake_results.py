@@ -1,0 +1,55 @@
+"""Fabricated, schema-valid result files (train.json, eval.json, figures.npz) for tests of the
+code that reads results: tables, plots, reproduce. The numbers mean nothing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from scvae_core.results import RunPaths, write_json, write_npz
+from scvae_core.zoo import get_config
+
+PROVENANCE = {"note": "fabricated by tests/fake_results.py"}
+
+
+def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90.0, acc: float = 0.9,
+               elbo: float = -95.0, kl: float = 20.0, active_units: int = 30, enc: float = 1e-3,
+               dec: float = 1e-2, model_mean: float | None = None, prop1_pairs: list[dict] | None = None,
+               prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0) -> Path:
+    paths = RunPaths(Path(out), preset, model, seed)
+    metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": 8, "elbo": elbo, "rec": elbo + kl, "kl": kl,
+               "test_size": 64, "active_units": active_units, "au_threshold": 0.01, "svm_acc": acc,
+               "svm_acc_std": 0.01, "svm_fold_accs": [acc, acc], "svm_size": 200}
+    layers = [{"name": "encoder.mlp.layers.0", "part": "encoder", "exact": enc, "kfac": enc},
+              {"name": "decoder.mlp.layers.0", "part": "decoder", "exact": dec, "kfac": dec}]
+    fisher = {"targets": "model", "points": 16, "layers": layers, "encoder_mean": enc, "decoder_mean": dec,
+              "model_mean": (enc + dec) / 2 if model_mean is None else model_mean}
+    derivations = {"proposition1": {"pairs": prop1_pairs or []}}
+    if prop3_layers is not None:
+        derivations["proposition3"] = {"layers": prop3_layers}
+    write_json(paths.eval_json, "eval", {
+        "model": model, "preset": preset, "seed": seed, "config": get_config(model).to_dict(),
+        "preset_config": {}, "provenance": PROVENANCE, "wall_time_s": wall_time_s,
+        "metrics": metrics, "fisher": fisher, "derivations": derivations})
+    return paths.eval_json
+
+
+def write_train(out: Path, preset: str, model: str, seed: int, *, epochs: int = 3, wall_time_s: float = 5.0) -> Path:
+    paths = RunPaths(Path(out), preset, model, seed)
+    history = [{"epoch": e, "train_loss": 100.0 - e, "train_elbo": -100.0 + e, "valid_elbo": -101.0 + e,
+                "rec": -80.0, "kl": 20.0, "beta": 1.0, "seconds": 1.0} for e in range(1, epochs + 1)]
+    write_json(paths.train_json, "train", {
+        "model": model, "preset": preset, "seed": seed, "config": get_config(model).to_dict(), "preset_config": {},
+        "provenance": PROVENANCE, "history": history, "best_epoch": epochs, "best_valid_elbo": history[-1]["valid_elbo"],
+        "epochs_run": epochs, "stopped": "max_epochs", "wall_time_s": wall_time_s})
+    return paths.train_json
+
+
+def write_figures(out: Path, preset: str, model: str, seed: int, *, n: int = 60, k: int = 4) -> Path:
+    paths = RunPaths(Path(out), preset, model, seed)
+    rng = np.random.default_rng(seed)
+    tsne = {f"tsne_{key}": rng.normal(size=(n, 2)).astype(np.float32)
+            for key in ("raw", "first", "middle", "last", "latent")}
+    images = {key: rng.random((k, 28, 28)).astype(np.float32) for key in ("recon_truth", "recon_model", "samples")}
+    write_npz(paths.figures_npz, labels=np.arange(n) % 10, **tsne, **images)
+    return paths.figures_npz

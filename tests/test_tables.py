@@ -1,0 +1,255 @@
+"""tables.py and plots.py on fabricated result trees: table cells are the means and spreads of
+the eval files beside data/paper_reported.json, claim verdicts follow their rule, figures draw.
+The paper's numbers are read from its data file here, never typed."""
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+from bs4 import BeautifulSoup
+from fake_results import write_eval, write_figures, write_train
+from matplotlib.figure import Figure
+
+from scvae_core import plots, tables
+from scvae_core.presets import TABLE1, TABLE2, depth_models
+from scvae_core.results import PAPER_REPORTED, ResultError, RunPaths, read_json
+from scvae_core.zoo import UnknownName
+
+matplotlib.use("Agg")
+PAPER = json.loads(PAPER_REPORTED.read_text())
+SEEDS = (0, 1, 2)
+
+
+def paper_row(table_id: str, model: str) -> dict:
+    return next(r for r in PAPER[table_id]["rows"] if r["model"] == model)
+
+
+@pytest.fixture
+def cpu_tree(tmp_path):
+    """Table 1 under the cpu preset, three seeds, SCVAE-L never run; one model only trained."""
+    rng = np.random.default_rng(0)
+    for i, model in enumerate(TABLE1[:-1]):
+        for seed in SEEDS:
+            write_eval(tmp_path, "cpu", model, seed, nll=90 + i + rng.normal(), acc=0.8 + 0.01 * i + 0.01 * rng.random(),
+                       elbo=-95 - i, kl=20 + seed, active_units=20 + seed + i)
+    write_train(tmp_path, "cpu", TABLE1[-1], 0)
+    return tmp_path
+
+
+def column(table: tables.Table, name: str) -> list[str]:
+    j = table.columns.index(name)
+    return [row[j] for row in table.rows]
+
+
+def values(out, model: str, key: str) -> np.ndarray:
+    return np.array([read_json(RunPaths(out, "cpu", model, s).eval_json, "eval")["metrics"][key] for s in SEEDS])
+
+
+def test_table1_cells_are_means_and_stds_of_the_eval_files(cpu_tree):
+    t = tables.table1(cpu_tree, "cpu")
+    assert [row[0] for row in t.rows] == [r["display"] for r in PAPER["table1"]["rows"]]
+    for row, model in zip(t.rows, TABLE1[:-1]):
+        for name, key, d in (("NLL (ours)", "nll", 2), ("Acc (ours)", "svm_acc", 4), ("ELBO (ours)", "elbo", 2),
+                             ("KL (ours)", "kl", 2), ("Active units (ours)", "active_units", 1)):
+            v = values(cpu_tree, model, key)
+            assert row[t.columns.index(name)] == f"{v.mean():.{d}f} ± {v.std(ddof=1):.{d}f} (n=3)"
+
+
+def test_paper_columns_and_differences(cpu_tree):
+    t = tables.table1(cpu_tree, "cpu")
+    decimals = PAPER["decimals"]
+    for row, model in zip(t.rows, TABLE1):
+        paper = paper_row("table1", model)
+        assert row[t.columns.index("NLL (paper)")] == f"{paper['nll']:.{decimals['nll']}f}"
+        assert row[t.columns.index("Acc (paper)")] == f"{paper['acc']:.{decimals['acc']}f}"
+        if model != "scvae-l":
+            nll_diff = values(cpu_tree, model, "nll").mean() - paper["nll"]
+            acc_diff = values(cpu_tree, model, "svm_acc").mean() - paper["acc"]
+            assert row[t.columns.index("NLL ours − paper")] == f"{nll_diff:+.2f}"
+            assert row[t.columns.index("Acc ours − paper")] == f"{acc_diff:+.4f}"
+
+
+def test_missing_model_is_shown_as_not_run(cpu_tree):
+    t = tables.table1(cpu_tree, "cpu")
+    row = dict(zip(t.columns, t.rows[-1]))
+    assert row["Model"] == paper_row("table1", "scvae-l")["display"]
+    ours = [name for name in t.columns if "(ours)" in name]
+    assert all(row[name] == "not run" for name in ours)
+    assert row["NLL ours − paper"] == row["Acc ours − paper"] == ""
+
+
+def test_table2_has_the_papers_rows_and_one_seed_has_no_spread(tmp_path):
+    write_eval(tmp_path, "cpu", "pixelvae", 0, nll=85.0)
+    t = tables.table2(tmp_path, "cpu")
+    assert [row[0] for row in t.rows] == [r["display"] for r in PAPER["table2"]["rows"]]
+    assert column(t, "NLL (ours)")[1] == "85.00 (n=1)" and "preset 'cpu', seed 0;" in t.caption
+    assert column(t, "NLL (ours)").count("not run") == len(PAPER["table2"]["rows"]) - 1
+
+
+def test_html_carries_id_class_preset_seeds_and_caption(cpu_tree):
+    t = tables.build_table("table1", cpu_tree, "cpu")
+    soup = BeautifulSoup(t.to_html(), "html.parser")
+    table = soup.select_one("table.scvae-table#table1")
+    assert table["data-preset"] == "cpu" and table["data-seeds"] == "0,1,2"
+    assert [th.get_text() for th in table.thead.find_all("th")] == list(t.columns)
+    assert len(table.tbody.find_all("tr")) == len(TABLE1)
+    caption = table.caption.get_text()
+    assert "preset 'cpu'" in caption and "seeds 0, 1, 2" in caption
+    with pytest.raises(UnknownName, match="table1, table2"):
+        tables.build_table("table9", cpu_tree)
+
+
+def test_pick_preset_prefers_paper_then_cpu(cpu_tree):
+    assert tables.pick_preset(cpu_tree, "table1") == "cpu"
+    assert tables.pick_preset(cpu_tree, "table2") is None
+    write_eval(cpu_tree, "paper", "vae-1l", 0)
+    assert tables.pick_preset(cpu_tree, "table1") == "paper"
+    assert tables.table1(cpu_tree).preset == tables.table1(cpu_tree, "auto").preset == "paper"
+    assert tables.table1(cpu_tree, "cpu").preset == "cpu"  # an explicit preset wins
+    nothing = tables.table2(cpu_tree)
+    assert nothing.preset is None and all(row[1] == "not run" for row in nothing.rows)
+
+
+def test_collect_skips_unevaluated_runs_and_names_corrupt_files(cpu_tree):
+    runs = tables.collect(cpu_tree, "cpu", TABLE1)
+    assert [e["seed"] for e in runs["vae-1l"]] == list(SEEDS) and runs["scvae-l"] == []
+    assert [e["seed"] for e in tables.collect(cpu_tree, "cpu", ["vae-1l"], seeds=[2, 5])["vae-1l"]] == [2]
+    bad = RunPaths(cpu_tree, "cpu", "scvae", 1).eval_json
+    bad.write_text('{"kind": "eval"')
+    with pytest.raises(ResultError, match=str(bad)):
+        tables.table1(cpu_tree, "cpu")
+
+
+# ------------------------------------------------------------------------- verdicts
+
+@pytest.mark.parametrize("values, sign, threshold, status", [
+    ([0.5, 0.2, 0.1], +1, 0.0, tables.HOLDS),
+    ([0.5, 0.2, -0.1], +1, 0.0, tables.PARTLY),
+    ([0.1, -0.3, -0.1], +1, 0.0, tables.FAILS),
+    ([-2.0, -1.0], -1, 0.0, tables.HOLDS),
+    ([1.5, 0.9], +1, 1.0, tables.PARTLY),
+    ([], +1, 0.0, tables.NOT_MEASURED),
+])
+def test_effect_status_rule(values, sign, threshold, status):
+    assert tables.effect_status(values, sign, threshold) == status
+
+
+def test_claim_status_rule():
+    H, P, F, N = tables.HOLDS, tables.PARTLY, tables.FAILS, tables.NOT_MEASURED
+    assert tables.claim_status([H, H]) == H
+    assert tables.claim_status([H, F]) == tables.claim_status([P, P]) == P
+    assert tables.claim_status([F, F]) == F
+    assert tables.claim_status([H, N]) == N
+
+
+def test_verdicts_on_synthetic_results(tmp_path):
+    # VAE(q++) vs VAE(1L): better acc and worse NLL in every seed -> deg-q++ holds.
+    # VAE(p++): better NLL in every seed, worse acc only on average -> partly.
+    # VAE(11L): better than VAE(1L) in both -> deg-deep does not hold.
+    per_seed = {
+        "vae-1l": [(90, 0.80), (91, 0.80), (92, 0.80)],
+        "vae-q++": [(95, 0.90), (96, 0.90), (97, 0.90)],
+        "vae-p++": [(85, 0.70), (86, 0.70), (87, 0.81)],
+        "vae-11l": [(80, 0.95), (81, 0.95), (82, 0.95)],
+    }
+    for model, rows in per_seed.items():
+        for seed, (nll, acc) in enumerate(rows):
+            write_eval(tmp_path, "cpu", model, seed, nll=nll, acc=acc)
+    evidence = tables.verdict_evidence(tmp_path, "cpu")
+    assert list(evidence) == [c.id for c in tables.CLAIMS]
+    assert evidence["deg-q++"]["status"] == tables.HOLDS
+    assert evidence["deg-p++"]["status"] == tables.PARTLY
+    assert evidence["deg-deep"]["status"] == tables.FAILS
+    assert evidence["scvae-best-both"]["status"] == tables.NOT_MEASURED  # SCVAE never ran
+    acc_effect = evidence["deg-p++"]["effects"][1]
+    assert acc_effect["values"] == pytest.approx([-0.10, -0.10, 0.01])
+    assert acc_effect["mean"] == pytest.approx(np.mean([-0.10, -0.10, 0.01]))
+    assert acc_effect["std"] == pytest.approx(np.std([-0.10, -0.10, 0.01], ddof=1))
+    assert (acc_effect["n"], acc_effect["seeds"], acc_effect["claimed"]) == (3, [0, 1, 2], "< 0")
+    assert evidence["deg-q++"]["preset"] == "cpu" and evidence["table2-vamp"]["status"] == tables.NOT_MEASURED
+
+
+def test_proposition_claims_read_the_derivations(tmp_path):
+    pair = {"eq6_within_2x": True, "fisher_decreases": True}
+    for model in ("vae-11l", "vae-q++", "vae-p++"):
+        write_eval(tmp_path, "cpu", model, 0, prop1_pairs=[pair, {**pair, "eq6_within_2x": None}])
+    layers = [{"receives_skip": True, "ratio": 2.0}, {"receives_skip": True, "ratio": 0.5},
+              {"receives_skip": False, "ratio": 0.1}]
+    for model in ("scvae", "scvae-l"):
+        write_eval(tmp_path, "cpu", model, 0, prop3_layers=layers)
+    evidence = tables.verdict_evidence(tmp_path, "cpu")
+    assert evidence["prop1-eq6"]["effects"][0]["values"] == [1.0]
+    assert evidence["prop1-eq6"]["status"] == evidence["prop1-remark2"]["status"] == tables.HOLDS
+    mean_effect, min_effect = evidence["prop3-skip-adds"]["effects"]
+    assert mean_effect["values"] == pytest.approx([0.0]) and min_effect["values"] == pytest.approx([math.log10(0.5)])
+    assert evidence["prop3-skip-adds"]["status"] == tables.FAILS
+
+
+@pytest.fixture
+def depth_tree(tmp_path):
+    """Depth sweep at depths 1, 3, 5: plain loses a decade per two layers, skip keeps its level."""
+    for name in depth_models((1, 3, 5)):
+        side, depth, kind = tables.DEPTH_MODEL.match(name).groups()
+        level = 1e-2 * (10 ** (-(int(depth) - 1) / 2) if kind == "plain" else 1.0)
+        write_eval(tmp_path, "cpu", name, 0, model_mean=level, enc=level * 2, dec=level * 3)
+    return tmp_path
+
+
+def test_fisher_depth_series(depth_tree):
+    data = tables.fisher_depth(depth_tree, "cpu")
+    assert (data["preset"], data["seeds"]) == ("cpu", [0])
+    enc_plain = data["series"]["enc"]["plain"]
+    assert [p["depth"] for p in enc_plain] == [1, 3, 5]
+    assert [p["model"]["mean"] for p in enc_plain] == pytest.approx([1e-2, 1e-3, 1e-4])
+    assert [p["part"]["mean"] for p in enc_plain] == pytest.approx([2e-2, 2e-3, 2e-4])  # encoder_mean
+    assert [p["part"]["mean"] for p in data["series"]["dec"]["skip"]] == pytest.approx([3e-2] * 3)  # decoder_mean
+    evidence = tables.verdict_evidence(depth_tree, "cpu")
+    assert evidence["fisher-depth-plain-decreases"]["status"] == tables.HOLDS
+    assert evidence["fisher-depth-plain-decreases"]["effects"][0]["values"] == pytest.approx([-0.5])
+    assert evidence["fisher-depth-skip-flat"]["status"] == tables.HOLDS
+
+
+def test_fisher_per_model_and_its_stage(cpu_tree):
+    data = tables.fisher_per_model(cpu_tree, None, TABLE1)
+    assert data["preset"] == "cpu" and data["missing"] == ["scvae-l"]
+    assert data["models"]["scvae"]["encoder"]["mean"] == pytest.approx(1e-3)
+    assert tables.stage_of(["scvae", *TABLE2]) == "table2" and tables.stage_of(["vae-1l"]) == "table1"
+
+
+# ------------------------------------------------------------------------- plots
+
+def test_plots_draw_on_fake_results(cpu_tree, depth_tree):
+    models = ("vae-1l", "vae-q++")
+    for model in models:
+        write_figures(cpu_tree, "cpu", model, 0)
+    figs = {m: plots.load_figures(cpu_tree, "cpu", m, 0) for m in models}
+    drawn = [
+        plots.latent_tsne_grid(figs), plots.latent_tsne_grid(figs, keys=("tsne_raw", "tsne_latent")),
+        plots.layer_tsne_grid(figs), plots.recon_grid(figs),
+        plots.fisher_vs_depth(tables.fisher_depth(depth_tree, "cpu")),
+        plots.fisher_vs_depth(tables.fisher_depth(depth_tree, "cpu"), measure="part"),
+        plots.fisher_bars(tables.fisher_per_model(cpu_tree, "cpu", TABLE1)),
+        plots.training_curves([read_json(write_train(cpu_tree, "cpu", m, s), "train") for m in models for s in SEEDS]),
+    ]
+    for fig in drawn:
+        assert isinstance(fig, Figure)
+        assert "preset cpu" in fig.get_suptitle() and "seed" in fig.get_suptitle()
+        fig.canvas.draw()  # matplotlib's Agg canvas: layout and rendering run without error
+
+
+def test_recon_mosaic_alternates_truth_and_reconstruction():
+    truth, recon = np.zeros((3, 28, 28)), np.ones((3, 28, 28))
+    mosaic = plots.interleave(truth, recon, pairs=2)
+    assert mosaic.shape == (56, 4 * 28)
+    assert (mosaic[:28, :28] == 0).all() and (mosaic[:28, 28:56] == 1).all() and (mosaic[28:, 28:56] == 1).all()
+
+
+def test_missing_tsne_names_the_run(cpu_tree):
+    write_figures(cpu_tree, "cpu", "scvae", 1)
+    figs = plots.load_figures(cpu_tree, "cpu", "scvae", 1)
+    del figs.arrays["tsne_latent"]
+    with pytest.raises(ResultError, match="scvae .*seed 1"):
+        plots.latent_tsne_grid({"SCVAE": figs})

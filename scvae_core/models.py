@@ -52,6 +52,12 @@ class ModelConfig:
             problems.append(f"prior={self.prior!r}; choose 'normal' or 'vamp'")
         if self.decoder not in ("bernoulli", "pixelcnn"):
             problems.append(f"decoder={self.decoder!r}; choose 'bernoulli' or 'pixelcnn'")
+        for side, depth in (("enc", self.enc_depth), ("dec", self.dec_depth)):
+            if getattr(self, f"{side}_skip") == "long" and depth < 3:
+                problems.append(f"{side}_skip='long' (eq. 12) needs {side}_depth >= 3, got {depth}")
+        for size in ("hidden", "latent", "pseudo_inputs", "pixel_channels"):
+            if getattr(self, size) < 1:
+                problems.append(f"{size} must be >= 1, got {getattr(self, size)}")
         if self.decoder == "pixelcnn" and self.pixel_layers < 2:
             problems.append("a PixelCNN decoder needs pixel_layers >= 2 (one type-A, one output layer)")
         if problems:
@@ -216,7 +222,7 @@ class StandardNormalPrior(nn.Module):
         return -0.5 * (LOG_2PI + z**2).sum(-1)
 
     def sample(self, n, encoder=None, generator=None):
-        return torch.randn(n, self.zero.shape[0], generator=generator, device=self.zero.device)
+        return torch.randn(n, self.zero.shape[0], generator=generator, device=self.zero.device, dtype=self.zero.dtype)
 
 
 class VampPrior(nn.Module):
@@ -241,7 +247,7 @@ class VampPrior(nn.Module):
     def sample(self, n, encoder, generator=None):
         mu, logvar = self.components(encoder)
         k = torch.randint(mu.shape[0], (n,), generator=generator, device=mu.device)
-        eps = torch.randn(n, mu.shape[1], generator=generator, device=mu.device)
+        eps = torch.randn(n, mu.shape[1], generator=generator, device=mu.device, dtype=mu.dtype)
         return mu[k] + torch.exp(0.5 * logvar[k]) * eps
 
 

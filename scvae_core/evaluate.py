@@ -1,0 +1,348 @@
+"""Evaluation of a trained model -> ``eval.json`` and ``figures.npz``.
+
+Test NLL by importance sampling (the encoder as proposal), ELBO terms, active latent units,
+SVM accuracy on the latent means, layer-wise Fisher (``fisher.py``) and the figure data
+(t-SNE embeddings, reconstructions, prior samples). Every subset of the test split is a
+prefix of one fixed permutation: the split's rows are sorted by digit, and every model and
+seed must see the same points.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import load_binarized_mnist, load_test_labels
+from .fisher import derivations_report, fisher_report
+from .models import IMAGE_SIDE, VAE, X_DIM, log_normal_diag
+from .presets import Preset, get_preset
+from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json, write_npz
+from .train import load_trained, resolve_device
+from .zoo import get_config
+
+SPLIT_SEED = 0  # the test permutation and the SVM folds: the same for every model and seed
+AU_THRESHOLD = 0.01  # Burda et al. (2016)
+ELBO_DRAWS = 10  # the ELBO is averaged over this many z ~ q(z|x) per test point
+TSNE_PERPLEXITY = 30.0
+# One thread: 2000 points take ~5 CPU-s, and on a shared 2-core machine openTSNE's thread
+# pool was measured 5x slower with n_jobs=2 than with 1 (60 s against 12 s).
+TSNE_JOBS = 1
+TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
+REQUIRED = ("metrics", "fisher", "derivations", "config")
+FIGURE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
+
+
+def permuted_test_indices(n: int = 10000) -> np.ndarray:
+    """The fixed order in which test points are used (subsets are its prefixes)."""
+    return np.random.default_rng(SPLIT_SEED).permutation(n)
+
+
+# ------------------------------------------------------------------------- NLL
+
+def importance_log_px(
+    log_joint: Callable[[torch.Tensor], torch.Tensor],
+    propose: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    n_samples: int,
+    chunk: int,
+) -> torch.Tensor:
+    """log (1/S sum_s p(x, z_s) / q(z_s|x)) for a batch of B points, z_s ~ q(z|x).
+
+    ``propose(n)`` gives z (n, B, D) and log q(z|x) (n, B); ``log_joint(z)`` gives
+    log p(x, z) (n, B). Samples are drawn ``chunk`` at a time, so memory does not grow
+    with S; the per-chunk logsumexps combine exactly.
+    """
+    parts = []
+    for start in range(0, n_samples, chunk):
+        z, log_q = propose(min(chunk, n_samples - start))
+        parts.append(torch.logsumexp(log_joint(z) - log_q, dim=0))
+    return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
+
+
+def rows_per_pass(model: VAE, device: torch.device) -> int:
+    """How many (sample, data point) rows to push through the model at once.
+
+    About a thousand keeps a CPU's caches warm (measured: throughput falls beyond); a GPU
+    wants as many as a 2 GiB activation budget allows, which the VampPrior's (rows, K, D)
+    densities and the PixelCNN's feature maps shrink.
+    """
+    if device.type != "cuda":
+        return 1024
+    cfg = model.cfg
+    floats = 4 * X_DIM + 4 * cfg.hidden
+    if cfg.prior == "vamp":
+        floats += 2 * cfg.pseudo_inputs * cfg.latent
+    if cfg.decoder == "pixelcnn":
+        floats += 3 * cfg.pixel_channels * X_DIM
+    return int(min(65536, max(256, 2**31 // (4 * floats))))
+
+
+@torch.no_grad()
+def importance_nll(
+    model: VAE,
+    x: torch.Tensor,
+    n_samples: int,
+    chunk: int | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Per-example -log p(x), importance-sampled with q(z|x) as proposal (CPU tensor).
+
+    ``chunk`` samples per pass (default: fill ``rows_per_pass``), as many data points
+    beside them as the same budget allows.
+    """
+    x = x.to(model.device, torch.float32)
+    rows = rows_per_pass(model, x.device)
+    chunk = min(n_samples, chunk or rows)
+    batch = max(1, rows // chunk)
+    nll = []
+    with tqdm(total=len(x) * n_samples, desc=f"NLL (S={n_samples})", unit="sample", unit_scale=True,
+              disable=not progress, leave=False) as bar:
+        for xb in x.split(batch):
+            mu, logvar = model.encode(xb)
+            std = torch.exp(0.5 * logvar)
+
+            def propose(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+                eps = torch.randn((n, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+                z = mu + std * eps
+                return z, log_normal_diag(z, mu, logvar)
+
+            def log_joint(z: torch.Tensor) -> torch.Tensor:
+                flat = z.reshape(-1, z.shape[-1])
+                xs = xb.expand(z.shape[0], *xb.shape).reshape(-1, X_DIM)
+                return (model.log_likelihood(xs, flat) + model.log_prior(flat)).view(z.shape[:2])
+
+            nll.append(-importance_log_px(log_joint, propose, n_samples, chunk).cpu())
+            bar.update(len(xb) * n_samples)
+    return torch.cat(nll)
+
+
+@torch.no_grad()
+def elbo_terms(model: VAE, x: torch.Tensor, draws: int = ELBO_DRAWS) -> dict[str, float]:
+    """Test-set means of the ELBO and its reconstruction and KL terms (``VAE.elbo``, the
+    training objective), each point's averaged over ``draws`` z ~ q(z|x)."""
+    x = x.to(model.device, torch.float32)
+    sums = {"elbo": 0.0, "rec": 0.0, "kl": 0.0}
+    for xb in x.split(rows_per_pass(model, x.device)):
+        for _ in range(draws):
+            terms = model.elbo(xb)
+            for key in sums:
+                sums[key] += terms[key].double().sum().item()
+    return {key: total / (len(x) * draws) for key, total in sums.items()}
+
+
+@torch.no_grad()
+def posterior_means(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """E_q(z|x)[z] for every row of x (CPU tensor)."""
+    x = x.to(model.device, torch.float32)
+    return torch.cat([model.encode(xb)[0].cpu() for xb in x.split(rows_per_pass(model, x.device))])
+
+
+def active_units(means: torch.Tensor, threshold: float = AU_THRESHOLD) -> int:
+    """Latent units whose posterior mean varies across data: Cov_x(E_q[z_u]) > threshold."""
+    return int((means.double().var(dim=0) > threshold).sum())
+
+
+# ------------------------------------------------------------------------- SVM
+
+def svm_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> dict:
+    """Stratified ``folds``-fold CV accuracy of an RBF SVC (default C) on standardised
+    features: {"mean", "std", "folds"}."""
+    # Imported here, like openTSNE below: slow to import, and only evaluation needs them.
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    accs = cross_val_score(make_pipeline(StandardScaler(), SVC()), features, labels, cv=cv)
+    return {"mean": float(accs.mean()), "std": float(accs.std()), "folds": [float(a) for a in accs]}
+
+
+# ------------------------------------------------------------------------- figure data
+
+def tsne_embed(features: np.ndarray, seed: int, progress: bool = False, desc: str = "t-SNE") -> np.ndarray:
+    """2-D openTSNE embedding (perplexity 30, otherwise openTSNE's defaults: PCA
+    initialisation, 250 early-exaggeration + 500 iterations), float32 (n, 2)."""
+    from openTSNE import TSNE
+
+    # Barnes-Hut below 10,000 points: openTSNE's FFT method has a fixed cost per iteration
+    # that made 150 points take 18 s against 1 s (measured here).
+    method = "bh" if len(features) < 10_000 else "fft"
+    tsne = TSNE(perplexity=TSNE_PERPLEXITY, n_jobs=TSNE_JOBS, random_state=seed, callbacks_every_iters=TSNE_EVERY,
+                negative_gradient_method=method)
+    with tqdm(total=tsne.early_exaggeration_iter + tsne.n_iter, desc=desc, unit="it",
+              disable=not progress, leave=False) as bar:
+
+        def tick(iteration: int, error: float, embedding: np.ndarray) -> bool:
+            bar.update(TSNE_EVERY)
+            return False  # do not stop the optimisation
+
+        tsne.callbacks = tick if progress else None
+        return np.asarray(tsne.fit(np.asarray(features, dtype=np.float32)), dtype=np.float32)
+
+
+def grid_indices(labels: np.ndarray, k: int) -> np.ndarray:
+    """k positions into ``labels``: the first of each digit in order (so every digit shows,
+    if k >= 10), then the earliest others."""
+    firsts = [int(np.flatnonzero(labels == d)[0]) for d in np.unique(labels)]
+    rest = np.setdiff1d(np.arange(len(labels)), firsts)
+    return np.concatenate([firsts, rest])[:k]
+
+
+@torch.no_grad()
+def image_grids(model: VAE, x: torch.Tensor, k: int) -> dict[str, np.ndarray]:
+    """recon_truth, recon_model (posterior-mean reconstructions) and prior samples, k x 28 x 28.
+    For the PixelCNN both are autoregressive (784 passes each): keep k small."""
+    shape = (-1, IMAGE_SIDE, IMAGE_SIDE)
+    x = x[:k].to(model.device, torch.float32)
+    return {
+        "recon_truth": x.cpu().numpy().reshape(shape),
+        "recon_model": model.reconstruct(x).cpu().numpy().reshape(shape),
+        "samples": model.sample(k).cpu().numpy().reshape(shape),
+    }
+
+
+def figure_data(model: VAE, x: torch.Tensor, labels: np.ndarray, seed: int, progress: bool) -> dict[str, np.ndarray]:
+    """t-SNE of the raw images, the encoder's first, middle and last hidden layers and the
+    latent means of x; a layer shared by two of them (shallow encoders) is embedded once."""
+    x = x.to(model.device, torch.float32)
+    with torch.no_grad():
+        hidden = [torch.cat(hs).cpu().numpy() for hs in zip(*(model.encoder_hidden(xb) for xb in x.split(1024)))]
+    depth = len(hidden)
+    by_layer: dict[int, np.ndarray] = {}
+    out = {"labels": labels, "tsne_raw": tsne_embed(x.cpu().numpy(), seed, progress, "t-SNE raw")}
+    for name, layer in (("first", 0), ("middle", depth // 2), ("last", depth - 1)):
+        if layer not in by_layer:
+            by_layer[layer] = tsne_embed(hidden[layer], seed, progress, f"t-SNE h{layer + 1}")
+        out[f"tsne_{name}"] = by_layer[layer]
+    out["tsne_latent"] = tsne_embed(posterior_means(model, x).numpy(), seed, progress, "t-SNE z")
+    return out
+
+
+# ------------------------------------------------------------------------- one run
+
+@contextmanager
+def _seeded(seed: int, part: str, device: torch.device) -> Iterator[torch.Generator]:
+    """A generator, and the global RNG (which ``VAE.elbo``/``sample`` use), seeded from
+    (seed, part): each part is reproducible whatever other parts ran before it."""
+    part_seed = int(np.random.SeedSequence([seed, zlib.crc32(part.encode())]).generate_state(1)[0])
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(part_seed)
+        yield torch.Generator(device=device).manual_seed(part_seed)
+
+
+def _prefix(n: int | None) -> np.ndarray:
+    return permuted_test_indices()[:n]
+
+
+def load_eval(out: str | Path, preset: str, model: str, seed: int) -> dict:
+    """A run's eval.json, checked for schema and the keys the tables need."""
+    paths = RunPaths(Path(out), preset, model, seed)
+    return read_json(paths.eval_json, "eval", required=REQUIRED, fix=paths.command("evaluate"))
+
+
+def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: dict) -> str | None:
+    """Why an existing eval.json cannot be reused, or None."""
+    if doc.get("preset_config") != json.loads(json.dumps(preset.to_dict())):
+        return "it was computed under another configuration of the preset"
+    if doc["config"] != config:
+        return "it was computed for another model configuration"
+    if not paths.figures_npz.exists():
+        return f"{paths.figures_npz.name} is missing"
+    if paths.best_ckpt.exists() and paths.best_ckpt.stat().st_mtime > paths.eval_json.stat().st_mtime:
+        return "the checkpoint is newer (the model was trained further)"
+    return None
+
+
+def _reusable(paths: RunPaths, preset: Preset, config: dict) -> dict | None:
+    if not paths.eval_json.exists():
+        return None
+    try:
+        doc = load_eval(paths.root, paths.preset, paths.model, paths.seed)
+        reason = _stale_reason(doc, paths, preset, config)
+    except ResultError as e:
+        reason = str(e)
+    if reason is None:
+        return doc
+    warnings.warn(f"{paths.eval_json}: {reason}; recomputing it", stacklevel=3)
+    return None
+
+
+def evaluate_run(
+    model_name: str,
+    preset_name: str,
+    seed: int,
+    device: str = "auto",
+    out: str | Path = DEFAULT_RESULTS,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate the best checkpoint of one run into eval.json and figures.npz; an up-to-date
+    eval.json is returned as it is."""
+    preset, config = get_preset(preset_name), get_config(model_name).to_dict()
+    paths = RunPaths(Path(out), preset_name, model_name, seed)
+    doc = _reusable(paths, preset, config)
+    if doc is not None:
+        print(f"{paths.eval_json}: up to date, not recomputed (delete it to force)")
+        return doc
+
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    model = load_trained(model_name, preset_name, seed, out, dev)
+    x_test = torch.from_numpy(load_binarized_mnist("test", data_dir)).to(dev, torch.float32)
+    labels = load_test_labels(data_dir)
+    timings: dict[str, float] = {}
+
+    def timed(part: str, fn: Callable[[torch.Generator], object]):
+        t = time.perf_counter()
+        with _seeded(seed, part, dev) as generator:
+            result = fn(generator)
+        timings[part] = round(time.perf_counter() - t, 3)
+        return result
+
+    x = x_test[_prefix(preset.test_size)]
+    nll = timed("nll", lambda g: importance_nll(model, x, preset.nll_samples, generator=g, progress=progress)).double()
+    elbo = timed("elbo", lambda g: elbo_terms(model, x))
+    units = timed("active_units", lambda g: active_units(posterior_means(model, x)))
+    svm_idx = _prefix(preset.svm_size)
+    svm = timed("svm", lambda g: svm_accuracy(posterior_means(model, x_test[svm_idx]).numpy(), labels[svm_idx],
+                                               preset.svm_folds, SPLIT_SEED))
+    x_fisher = x_test[_prefix(preset.fisher_points)]
+    fisher = timed("fisher", lambda g: fisher_report(model, x_fisher, generator=g))
+    derivations = timed("derivations", lambda g: derivations_report(model, x_fisher, generator=g))
+
+    tsne_idx = _prefix(preset.tsne_points)
+    if seed in preset.figure_seeds:
+        figures = timed("tsne", lambda g: figure_data(model, x_test[tsne_idx], labels[tsne_idx], seed, progress))
+    else:
+        figures = {"labels": labels[tsne_idx]}
+    order = permuted_test_indices()
+    grid = order[grid_indices(labels[order], preset.grid_images)]
+    figures |= timed("images", lambda g: image_grids(model, x_test[grid], preset.grid_images))
+
+    metrics = {
+        "nll": nll.mean().item(), "nll_se": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else 0.0,
+        "nll_samples": preset.nll_samples, **elbo, "test_size": len(x),
+        "active_units": units, "au_threshold": AU_THRESHOLD,
+        "svm_acc": svm["mean"], "svm_acc_std": svm["std"], "svm_fold_accs": svm["folds"], "svm_size": len(svm_idx),
+    }
+    doc = {
+        "model": model_name, "preset": preset_name, "seed": seed, "config": config,
+        "preset_config": preset.to_dict(), "provenance": provenance(seed, str(dev)),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "metrics": metrics, "fisher": fisher, "derivations": derivations, "timings": timings,
+    }
+    # figures.npz first: an eval.json on disk means the run's evaluation is complete.
+    write_npz(paths.figures_npz, **figures)
+    write_json(paths.eval_json, "eval", doc)
+    return load_eval(out, preset_name, model_name, seed)

@@ -1,0 +1,362 @@
+"""Training: Adam on the ELBO with KL warm-up, early stopping on the validation ELBO, and
+checkpoints from which a killed run resumes to exactly the weights (on CPU) of an
+uninterrupted one.
+
+Exact resumption rests on three things kept in ``last.pt``: the model and optimizer state,
+the torch RNG state (the reparameterisation noise), and the position (epoch, step) in a data
+order that is a function of (seed, epoch) alone, so the batches already done are skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import data
+from .models import VAE, ModelConfig
+from .presets import Preset, get_preset
+from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, provenance, read_json, write_json
+from .zoo import get_config
+
+CHECKPOINT_FORMAT = 1
+VALID_SEED = 20240101  # the validation ELBO's noise: the same every epoch, so epochs compare
+EVAL_BATCH = 1000
+# Preset fields that change what training computes: a checkpoint or train.json is only
+# reused by a preset that agrees on all of them (evaluation settings may change freely).
+TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_epochs", "patience", "train_size", "valid_size")
+TRAIN_KEYS = ("model", "preset", "seed", "config", "preset_config", "history", "best_epoch",
+              "best_valid_elbo", "epochs_run", "stopped", "wall_time_s")
+STAT_NAMES = ("loss", "elbo", "rec", "kl")
+
+
+class TrainingDiverged(ValueError):
+    """The loss, the validation ELBO or the weights became NaN or infinite."""
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    choices = "auto, cpu, cuda, cuda:N"
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; choose one of {choices}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise ValueError(f"unsupported device {name!r}; choose one of {choices}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but torch sees no CUDA GPU here; use --device cpu or auto")
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise ValueError(f"device {name!r} requested but there are only cuda:0..cuda:{count - 1}")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every GPU). CPU runs are then deterministic;
+    on CUDA, cuDNN is pinned to deterministic kernels but atomics may still differ."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def load_split(split: str, preset: Preset, data_dir: str | Path | None = None) -> torch.Tensor:
+    """A split as float32 0/1 of shape (N, 784). Train and valid keep the preset's first
+    ``train_size`` / ``valid_size`` rows: the rows of this data set are in random order."""
+    size = {"train": preset.train_size, "valid": preset.valid_size}.get(split)
+    return torch.from_numpy(data.load_binarized_mnist(split, data_dir)[:size].astype(np.float32))
+
+
+def kl_weight(step: int, warmup_steps: int) -> float:
+    """beta of the KL term at a global step: 0 -> 1 linearly over ``warmup_steps``, then 1."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The data order of one epoch, a function of (seed, epoch) only (a stable hash, unlike
+    Python's ``hash``), so a resumed run knows which batches it has already done."""
+    digest = hashlib.sha256(f"scvae/{seed}/{epoch}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return torch.randperm(n, generator=generator)
+
+
+@torch.no_grad()
+def validation_elbo(model: VAE, x: torch.Tensor) -> float:
+    """Mean one-sample ELBO over ``x`` with fixed noise, leaving the training RNG untouched."""
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[x.device.index] if x.device.type == "cuda" else []):
+        torch.manual_seed(VALID_SEED)
+        total = sum(model.elbo(xb)["elbo"].sum().item() for xb in x.split(EVAL_BATCH))
+    model.train(was_training)
+    return total / len(x)
+
+
+@dataclass
+class _Progress:
+    """Where a run stands; saved (as plain Python values) in every checkpoint."""
+
+    epoch: int = 0  # 0-based epoch in progress
+    step: int = 0  # batches of it already done
+    global_step: int = 0
+    sums: dict = field(default_factory=lambda: dict.fromkeys((*STAT_NAMES, "n"), 0.0))  # of this epoch
+    beta: float = 0.0
+    epoch_seconds: float = 0.0
+    wall_time_s: float = 0.0
+    history: list = field(default_factory=list)
+    best_epoch: int | None = None
+    best_valid_elbo: float | None = None
+    bad_epochs: int = 0  # epochs since the best, for early stopping
+    stopped: str | None = None  # "max_epochs" | "early_stopping" once training is over
+
+
+def _training_settings(preset: Preset) -> dict:
+    return {k: getattr(preset, k) for k in TRAINING_FIELDS}
+
+
+def _load(path: Path, fix: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
+        raise ResultError(f"{path}: unreadable checkpoint ({e}). To fix: {fix}") from None
+
+
+class _Run:
+    """One run being trained: model, optimizer, progress, and how they reach ``last.pt``."""
+
+    def __init__(self, paths: RunPaths, cfg: ModelConfig, preset: Preset, dev: torch.device):
+        self.paths, self.cfg, self.preset, self.dev = paths, cfg, preset, dev
+        self.model = VAE(cfg).to(dev)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=preset.lr)
+        self.p, self.best_state = _Progress(), None  # best_state: the best epoch's weights, on the CPU
+        self.saved_at: str | None = None  # the last checkpoint written, for error messages
+        self.clock = self.last_save = time.monotonic()
+
+    def resume(self) -> None:
+        """Continue from ``last.pt`` if there is one: model, optimizer, RNG and progress."""
+        path = self.paths.last_ckpt
+        if not path.exists():
+            return
+        fix = f"delete {path.parent} to train from scratch"
+        ck = _load(path, fix)
+        expected = {"checkpoint format": ("format", CHECKPOINT_FORMAT), "model config": ("config", self.cfg.to_dict()),
+                    "training settings": ("training", _training_settings(self.preset))}
+        changed = [what for what, (key, value) in expected.items() if ck.get(key) != value]
+        if changed:
+            raise ResultError(f"{path}: its {' and '.join(changed)} differ from what {self.paths.model!r} "
+                              f"under preset {self.paths.preset!r} has now. To fix: {fix}")
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["rng_cpu"])
+        for i, state in enumerate(ck["rng_cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, i)
+        self.p, self.best_state = _Progress(**ck["progress"]), ck["best_model"]
+        self.saved_at = self._position()
+        print(f"{self.paths.model}: resuming from {self.saved_at}")
+
+    def _position(self) -> str:
+        return f"{self.paths.last_ckpt} (epoch {self.p.epoch + 1}, step {self.p.step})"
+
+    def _kept(self) -> str:
+        if self.saved_at is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint, {self.saved_at}, is kept"
+
+    def tick(self) -> None:
+        """Add the time since the last tick to the epoch's and the run's seconds."""
+        now = time.monotonic()
+        self.p.epoch_seconds += now - self.clock
+        self.p.wall_time_s += now - self.clock
+        self.clock = now
+
+    def step(self, x: torch.Tensor, n_batches: int, warmup_steps: int) -> list[float]:
+        """One Adam step on the warm-up-weighted ELBO; returns the batch means of STAT_NAMES."""
+        p = self.p
+        p.beta = kl_weight(p.global_step, warmup_steps)
+        terms = self.model.elbo(x, p.beta)
+        stats = torch.stack([terms[k].detach().mean() for k in STAT_NAMES]).tolist()  # one device sync
+        if not math.isfinite(stats[0]):
+            raise TrainingDiverged(
+                f"training diverged: loss {stats[0]} at epoch {p.epoch + 1}, step {p.step + 1} of {n_batches} "
+                f"(global step {p.global_step + 1}); {self._kept()}. Running again resumes there and diverges the "
+                f"same way: lower the preset's lr ({self.preset.lr}) or use another seed.")
+        self.opt.zero_grad(set_to_none=True)
+        terms["loss"].mean().backward()
+        self.opt.step()
+        for k, v in zip(STAT_NAMES, stats):
+            p.sums[k] += v * len(x)
+        p.sums["n"] += len(x)
+        p.step += 1
+        p.global_step += 1
+        return stats
+
+    def end_epoch(self, valid_x: torch.Tensor) -> None:
+        """Validate, record the epoch, keep the best weights, decide on stopping."""
+        p, epoch = self.p, self.p.epoch + 1
+        valid = validation_elbo(self.model, valid_x)
+        if not math.isfinite(valid):
+            raise TrainingDiverged(f"training diverged: validation ELBO {valid} after epoch {epoch}; {self._kept()}")
+        if p.best_valid_elbo is None or valid > p.best_valid_elbo:
+            p.best_epoch, p.best_valid_elbo, p.bad_epochs = epoch, valid, 0
+            self.best_state = {k: t.detach().to("cpu", copy=True) for k, t in self.model.state_dict().items()}
+        elif epoch > self.preset.warmup_epochs:
+            # Not counted during warm-up, whose objective still changes (as in the published
+            # VampPrior code: jmtomczak/vae_vampprior, utils/perform_experiment.py).
+            p.bad_epochs += 1
+        self.tick()
+        mean = {k: p.sums[k] / p.sums["n"] for k in STAT_NAMES}
+        p.history.append({"epoch": epoch, "train_loss": mean["loss"], "train_elbo": mean["elbo"],
+                          "valid_elbo": valid, "rec": mean["rec"], "kl": mean["kl"], "beta": p.beta,
+                          "seconds": round(p.epoch_seconds, 3)})
+        if self.preset.patience > 0 and p.bad_epochs >= self.preset.patience:
+            p.stopped = "early_stopping"
+        elif epoch >= self.preset.epochs:
+            p.stopped = "max_epochs"
+        p.epoch, p.step, p.epoch_seconds = epoch, 0, 0.0
+        p.sums = dict.fromkeys(p.sums, 0.0)
+
+    def save(self) -> None:
+        """Write ``last.pt`` atomically; weights that are no longer finite are refused, not saved."""
+        self.tick()
+        bad = [k for k, t in self.model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        if bad:
+            raise TrainingDiverged(f"training diverged: non-finite weights ({', '.join(bad[:3])}) at epoch "
+                                   f"{self.p.epoch + 1}, step {self.p.step}; {self._kept()}")
+        ck = {
+            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "training": _training_settings(self.preset),
+            "progress": asdict(self.p), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "best_model": self.best_state, "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.dev.type == "cuda" else [],
+        }
+        _atomic_write(self.paths.last_ckpt, lambda f: torch.save(ck, f))
+        self.saved_at, self.last_save = self._position(), time.monotonic()
+
+    def save_if_due(self) -> None:
+        if time.monotonic() - self.last_save >= self.preset.checkpoint_minutes * 60:
+            self.save()
+
+    def payload(self, stopped: str) -> dict:
+        """train.json's content (CONTRIBUTING.md)."""
+        p, paths = self.p, self.paths
+        return {
+            "model": paths.model, "preset": paths.preset, "seed": paths.seed,
+            "config": self.cfg.to_dict(), "preset_config": self.preset.to_dict(),
+            "provenance": provenance(paths.seed, str(self.dev)),
+            "history": p.history, "best_epoch": p.best_epoch, "best_valid_elbo": p.best_valid_elbo,
+            "epochs_run": len(p.history), "stopped": stopped, "wall_time_s": round(p.wall_time_s, 3),
+        }
+
+
+def _completed(paths: RunPaths, cfg: ModelConfig, preset: Preset) -> dict | None:
+    """An existing train.json of this very run and settings, else None (saying why)."""
+    if not paths.train_json.exists():
+        return None
+    try:
+        doc = read_json(paths.train_json, "train", TRAIN_KEYS)
+    except ResultError as e:
+        print(f"{e} Training again.")
+        return None
+    settings = {k: doc["preset_config"].get(k) for k in TRAINING_FIELDS}
+    if (doc["model"], doc["preset"], doc["seed"]) != (paths.model, paths.preset, paths.seed) \
+            or doc["config"] != cfg.to_dict() or settings != _training_settings(preset):
+        print(f"{paths.train_json}: written for another model config or training settings; training again.")
+        return None
+    return doc
+
+
+def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.device = "auto",
+              out: str | Path = DEFAULT_RESULTS, data_dir: str | Path | None = None, progress: bool = True,
+              max_steps: int | None = None) -> dict:
+    """Train one model under a preset and write its train.json, whose content is returned.
+
+    A complete train.json of the same settings is returned without training; a run killed
+    (or stopped by ``max_steps``) resumes from ``last.pt``. With ``max_steps`` the call stops
+    after that many optimisation steps, as if killed after a checkpoint: nothing is written
+    but ``last.pt``, and the returned dict has ``stopped: "max_steps"``.
+    """
+    cfg, preset = get_config(model_name), get_preset(preset_name)
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+    paths = RunPaths(Path(out), preset_name, model_name, seed)
+    done = _completed(paths, cfg, preset)
+    if done is not None:
+        note = "" if paths.best_ckpt.exists() else f" (its checkpoint {paths.best_ckpt} is not on this machine)"
+        print(f"{paths.train_json}: already trained{note}; delete it to train again")
+        return done
+
+    dev = resolve_device(device)
+    seed_everything(seed)
+    train_x = load_split("train", preset, data_dir).to(dev)
+    valid_x = load_split("valid", preset, data_dir).to(dev)
+    run = _Run(paths, cfg, preset, dev)
+    run.resume()
+    p, bs = run.p, preset.batch_size
+    n_batches = math.ceil(len(train_x) / bs)
+    steps_here = 0  # optimisation steps of this call, for max_steps
+    run.model.train()
+    while p.stopped is None:
+        order = epoch_order(seed, p.epoch, len(train_x)).to(dev)
+        with tqdm(total=n_batches, initial=p.step, desc=f"{model_name} epoch {p.epoch + 1}/{preset.epochs}",
+                  unit="batch", disable=not progress, leave=False) as bar:
+            while p.step < n_batches and steps_here != max_steps:
+                loss, _, rec, kl = run.step(train_x[order[p.step * bs:(p.step + 1) * bs]], n_batches,
+                                            preset.warmup_epochs * n_batches)
+                steps_here += 1
+                bar.update()
+                bar.set_postfix({"loss": f"{loss:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",
+                                 "beta": f"{p.beta:.3f}"}, refresh=False)
+                run.save_if_due()
+        if p.step == n_batches:
+            run.end_epoch(valid_x)
+            if progress:
+                h = p.history[-1]
+                tqdm.write(f"{model_name} epoch {h['epoch']}/{preset.epochs}: loss {h['train_loss']:.2f}, valid "
+                           f"ELBO {h['valid_elbo']:.2f} (best {p.best_valid_elbo:.2f} at epoch {p.best_epoch}), "
+                           f"{h['seconds']:.1f} s")
+        run.save()
+        if steps_here == max_steps:
+            return run.payload("max_steps")
+
+    _atomic_write(paths.best_ckpt, lambda f: torch.save(
+        {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": p.best_epoch,
+         "valid_elbo": p.best_valid_elbo, "model": run.best_state}, f))
+    write_json(paths.train_json, "train", run.payload(p.stopped))
+    print(f"{model_name}: {len(p.history)} epochs ({p.stopped}), best validation ELBO "
+          f"{p.best_valid_elbo:.2f} at epoch {p.best_epoch}; wrote {paths.train_json}")
+    return read_json(paths.train_json, "train", TRAIN_KEYS)
+
+
+def load_trained(model_name: str, preset_name: str, seed: int, out: str | Path = DEFAULT_RESULTS,
+                 device: str | torch.device = "auto") -> VAE:
+    """The best checkpoint of a finished run, in eval mode."""
+    paths = RunPaths(Path(out), preset_name, model_name, seed)
+    cfg = get_config(model_name)
+    command = paths.command("train")
+    if Path(out).resolve() != DEFAULT_RESULTS.resolve():
+        command += f" --out {out}"
+    if not paths.best_ckpt.exists():
+        if paths.train_json.exists():  # e.g. results from git: checkpoints stay where they were trained
+            raise ResultError(f"{paths.best_ckpt}: missing, although {paths.train_json} exists (checkpoints are "
+                              f"not in git). To fix: delete {paths.train_json} and run `{command}`")
+        raise ResultError(f"{paths.best_ckpt}: missing; the model is not trained yet. To fix: run `{command}`")
+    fix = f"delete {paths.dir / 'checkpoints'} and {paths.train_json}, then run `{command}`"
+    ck = _load(paths.best_ckpt, fix)
+    if ck.get("config") != cfg.to_dict():
+        raise ResultError(f"{paths.best_ckpt}: trained with another architecture than {model_name!r} has now. "
+                          f"To fix: {fix}")
+    model = VAE(cfg)
+    model.load_state_dict(ck["model"])
+    return model.to(resolve_device(device)).eval()

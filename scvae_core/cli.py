@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds (default: the preset's seeds for each stage)")
     p.set_defaults(func=_status)
 
+    p = sub.add_parser("bench", help="measure this machine: GEMM ceiling, training, NLL and Fisher throughput",
+                       description="Time the models' float32 matrix multiplies alone (the ceiling), then training "
+                       "(vae-1l, scvae), importance-sampled NLL and per-example Fisher against it; print a table and "
+                       "write OUT/bench/<machine>.json for the book's performance appendix. About 5 minutes on a "
+                       "2-core CPU; needs no data.")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for tests: the numbers mean nothing")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--make-book", action="store_true", help="first run and time `make book` (recorded for the table)")
+    p.add_argument("--record-timing", nargs=2, metavar=("TARGET", "SECONDS"),
+                   help="only record that `make TARGET` took SECONDS (into _build/timings/; the Makefile calls this)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=_bench)
+
     data.add_data_commands(sub)
     return parser
 
@@ -100,6 +115,27 @@ def _status(args) -> None:
     from .reproduce import format_plan, plan
 
     print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, out=args.out)))
+
+
+def _bench(args) -> int:
+    import subprocess
+
+    from . import bench
+
+    if args.record_timing:
+        target, seconds = args.record_timing
+        print(f"make {target}: {float(seconds):.1f} s recorded in {bench.record_timing(target, float(seconds))}")
+        return 0
+    if args.make_book:
+        try:
+            bench.time_make_book()
+        except subprocess.CalledProcessError as e:
+            print(f"scvae: error: `make book` failed (exit {e.returncode}); its output is above", file=sys.stderr)
+            return 1
+    path, doc = bench.run_bench(args.device, args.quick, args.out, args.threads, progress=not args.no_progress)
+    print(bench.format_table(doc))
+    print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

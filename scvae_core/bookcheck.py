@@ -1,0 +1,153 @@
+"""Check a built book against the results it claims to show.
+
+Every table on a notebook page must be a generated one (``<table class="scvae-table" id=...
+data-preset=...>``, written by :mod:`scvae_core.tables`): a hand-typed table could drift from
+the results unnoticed. Each generated table, wherever it is, is rebuilt from the result files
+and compared cell by cell, and its paper columns against ``data/paper_reported.json``.
+
+    python -m scvae_core.bookcheck _build/html [--results results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+
+from .results import DEFAULT_RESULTS, PAPER_REPORTED, ResultError
+from .zoo import UnknownName
+
+GENERATED = "scvae-table"
+NOTEBOOK_PAGES = "notebooks"  # pages built from notebooks/*.ipynb
+SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
+FIX = "run `make book` to rebuild the pages from the current results"
+
+
+def _text(el) -> str:
+    """An element's text with whitespace runs collapsed, as a reader sees it."""
+    return " ".join(el.get_text().split())
+
+
+def _norm(s: str) -> str:
+    return " ".join(str(s).split())
+
+
+def pages(html_dir: Path) -> list[Path]:
+    """The built HTML pages (not the theme's assets), sorted."""
+    return sorted(p for p in Path(html_dir).rglob("*.html")
+                  if not SKIP_DIRS & set(p.relative_to(html_dir).parts))
+
+
+def tables(html_dir: Path) -> Iterator[tuple[str, object]]:
+    """(page, <table>) for every table in the content of every page."""
+    for path in pages(html_dir):
+        soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+        content = soup.find("main") or soup.body or soup  # skip the theme's navigation
+        for table in content.find_all("table"):
+            yield path.relative_to(html_dir).as_posix(), table
+
+
+def _rows(table) -> tuple[list[str], list[list[str]]]:
+    head = table.find("thead")
+    columns = [_text(c) for c in head.find_all(["th", "td"])] if head else []
+    body = table.find("tbody") or table
+    rows = [[_text(c) for c in tr.find_all(["th", "td"])] for tr in body.find_all("tr")
+            if tr.find_parent("thead") is None]
+    return columns, rows
+
+
+def _check_paper_columns(where: str, table_id: str, columns, rows, paper_file: Path) -> list[str]:
+    """The columns headed "... (paper)" must show data/paper_reported.json's numbers as printed."""
+    paper = json.loads(Path(paper_file).read_text())
+    if table_id not in paper:
+        return []  # not one of the paper's tables
+    decimals = paper.get("decimals", {})
+    reported = {row["display"]: row for row in paper[table_id]["rows"]}
+    shown = {row[0]: row for row in rows if row}
+    problems = [f"{where}: the paper's row {d!r} is missing" for d in reported if d not in shown]
+    problems += [f"{where}: row {d!r} is not in the paper's {table_id} ({paper_file})" for d in shown if d not in reported]
+    for j, name in enumerate(columns):
+        metric = next((m for m in ("nll", "acc") if m in name.lower()), None)
+        if "paper" not in name.lower() or "ours" in name.lower() or metric is None:
+            continue  # not a column of the paper's own numbers
+        for display in shown.keys() & reported.keys():
+            want = f"{reported[display][metric]:.{decimals.get(metric, 2)}f}"
+            got = shown[display][j] if j < len(shown[display]) else "(no cell)"
+            if got != want:
+                problems.append(f"{where}: row {display!r} column {name!r} shows {got!r} but the paper "
+                                f"printed {want!r} ({paper_file})")
+    return problems
+
+
+def check_table(where: str, table, results_root: Path, paper_file: Path) -> list[str]:
+    """Problems of one generated table: its attributes, its cells against a rebuild from results."""
+    from .tables import build_table  # imports torch: only when there is a table to check
+
+    table_id, preset = table.get("id"), table.get("data-preset")
+    if not table_id or preset is None:
+        return [f"{where}: a {GENERATED} table needs id and data-preset attributes"]
+    where = f"{where}: table {table_id!r} (preset {preset or 'none'!r})"
+    try:
+        expected = build_table(table_id, results_root, preset or None)
+    except (UnknownName, ResultError) as e:  # report it and go on checking the other tables
+        return [f"{where}: cannot rebuild it from {results_root}: {e}"]
+    columns, rows = _rows(table)
+    want_cols = [_norm(c) for c in expected.columns]
+    want_rows = [[_norm(c) for c in row] for row in expected.rows]
+    problems = []
+    caption = table.find("caption")
+    if getattr(expected, "caption", None) and (caption is None or _text(caption) != _norm(expected.caption)):
+        problems.append(f"{where}: caption differs from the results' ({FIX})")
+    if columns != want_cols:
+        problems.append(f"{where}: columns {columns} but the results give {want_cols} ({FIX})")
+    elif len(rows) != len(want_rows):
+        problems.append(f"{where}: {len(rows)} rows but the results give {len(want_rows)} ({FIX})")
+    else:
+        for got_row, want_row in zip(rows, want_rows):
+            for name, got, want in zip(columns, got_row, want_row):
+                if got != want:
+                    problems.append(f"{where}: row {want_row[0]!r} column {name!r} shows {got!r} but the "
+                                    f"results in {results_root} give {want!r}: stale or edited ({FIX})")
+            if len(got_row) != len(want_row):
+                problems.append(f"{where}: row {want_row[0]!r} has {len(got_row)} cells, expected {len(want_row)}")
+    return problems + _check_paper_columns(where, table_id, columns, rows, paper_file)
+
+
+def check_book(html_dir: Path | str, results_root: Path | str = DEFAULT_RESULTS,
+               paper_file: Path | str = PAPER_REPORTED) -> list[str]:
+    """Every problem found in the built book at ``html_dir``; an empty list means it is fine."""
+    html_dir, results_root, paper_file = Path(html_dir), Path(results_root), Path(paper_file)
+    if not (html_dir / "index.html").is_file():
+        return [f"{html_dir}: no built book here (no index.html): run `make book`"]
+    problems = []
+    for page, table in tables(html_dir):
+        if GENERATED in (table.get("class") or []):
+            problems += check_table(page, table, results_root, paper_file)
+        elif page.startswith(NOTEBOOK_PAGES + "/"):
+            problems.append(f"{page}: a table not generated by scvae_core.tables ({_text(table)[:60]!r}...): "
+                            "notebook pages may only show tables built from results")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scvae_core.bookcheck", description=__doc__.split("\n\n")[0])
+    parser.add_argument("html_dir", help="the built book, e.g. _build/html")
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    parser.add_argument("--paper", default=str(PAPER_REPORTED), help="the paper's numbers (default: %(default)s)")
+    args = parser.parse_args(argv)
+    problems = check_book(args.html_dir, args.results, args.paper)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"book check: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    n = sum(GENERATED in (t.get("class") or []) for _, t in tables(Path(args.html_dir)))
+    print(f"book check: {len(pages(Path(args.html_dir)))} pages, {n} generated tables, all match the results")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The built book shows what the results say: scvae_core.bookcheck on _build/html, and proof
+that the check fails when a number is edited, a table is typed by hand or results change.
+The built book must be current: `make test` builds it first."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+from fake_results import write_eval
+
+from scvae_core.bookcheck import check_book
+from scvae_core.results import PAPER_REPORTED
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILT = REPO_ROOT / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def built() -> Path:
+    if not (BUILT / "index.html").is_file():
+        pytest.fail(f"no built book in {BUILT}: run `make book` first (`make test` does)")
+    return BUILT
+
+
+def test_built_book_matches_results(built):
+    assert check_book(built, REPO_ROOT / "results") == []
+
+
+def test_every_notebook_is_in_the_book():
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    listed = {toc["root"]} | {entry["file"] for entry in toc.get("chapters", [])}
+    missing = [p.stem for p in (REPO_ROOT / "notebooks").glob("*.md") if f"notebooks/{p.stem}" not in listed]
+    assert not missing, f"notebooks not listed in _toc.yml: {missing}"
+
+
+def test_table1_page_shows_the_generated_table(built):
+    if not (REPO_ROOT / "notebooks" / "04_table1.md").exists():
+        pytest.skip("notebooks/04_table1.md is not written yet")
+    page = built / "notebooks" / "04_table1.html"
+    assert page.is_file(), f"{page} is missing: run `make book`"
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    assert soup.select("table.scvae-table#table1"), "Table 1 page has no generated table1"
+
+
+# ---- the check can fail: a copy of the built book and of its results, then one change
+
+PAGE = "notebooks/04_table1.html"  # shows the generated Table 1
+
+
+def _edit(site: Path, page: str, change) -> None:
+    path = site / page
+    soup = BeautifulSoup(path.read_text(), "html.parser")
+    change(soup)
+    path.write_text(str(soup))
+
+
+def _cell(soup, row: str, column: str):
+    table = soup.select_one("table.scvae-table#table1")
+    j = [th.get_text() for th in table.thead.find_all("th")].index(column)
+    tr = next(tr for tr in table.tbody.find_all("tr") if tr.td.get_text() == row)
+    return tr.find_all("td")[j]
+
+
+@pytest.fixture
+def site(built, tmp_path) -> tuple[Path, Path]:
+    assert (built / PAGE).is_file(), f"{built / PAGE} is missing: run `make book`"
+    html, results = tmp_path / "html", tmp_path / "results"
+    shutil.copytree(built, html)
+    if (REPO_ROOT / "results").is_dir():
+        shutil.copytree(REPO_ROOT / "results", results, ignore=shutil.ignore_patterns("checkpoints"))
+    assert check_book(html, results) == [], "the unchanged copy should pass"
+    return html, results
+
+
+def test_edited_number_is_reported(site):
+    html, results = site
+    _edit(html, PAGE, lambda soup: _cell(soup, "SCVAE", "NLL (ours)").string.replace_with("79.00 (n=9)"))
+    problems = check_book(html, results)
+    assert any("'SCVAE'" in p and "'NLL (ours)'" in p and "'79.00 (n=9)'" in p for p in problems), problems
+
+
+def test_edited_paper_number_is_reported(site):
+    html, results = site
+    _edit(html, PAGE, lambda soup: _cell(soup, "SCVAE", "Acc (paper)").string.replace_with("0.9600"))
+    problems = check_book(html, results)
+    assert any("'SCVAE'" in p and "the paper printed '0.9588'" in p for p in problems), problems
+
+
+def test_hand_written_table_is_reported(site):
+    html, results = site
+    typed = BeautifulSoup("<table><tr><th>Model</th><th>NLL</th></tr><tr><td>SCVAE</td><td>80.19</td></tr></table>",
+                          "html.parser")
+    _edit(html, PAGE, lambda soup: soup.find("main").append(typed))
+    problems = check_book(html, results)
+    assert len(problems) == 1 and "not generated" in problems[0] and PAGE in problems[0], problems
+
+
+def test_changed_result_is_reported_as_stale(site):
+    html, results = site
+    shown = BeautifulSoup((html / PAGE).read_text(), "html.parser").select_one("table#table1")["data-preset"]
+    rows = json.loads(PAPER_REPORTED.read_text())["table1"]["rows"]
+    runs = [(row["display"], path) for row in rows
+            for path in sorted((results / shown).glob(f"{row['model']}/seed*/eval.json"))] if shown else []
+    if runs:  # the results moved on after the page was built: alter one metric
+        display, path = runs[0]
+        doc = json.loads(path.read_text())
+        doc["metrics"]["nll"] += 1.0
+        path.write_text(json.dumps(doc))
+    else:  # nothing of Table 1 run yet: a first result changes the table as much
+        display = "SCVAE"
+        write_eval(results, shown or "cpu", "scvae", 0, nll=70.0)
+    problems = check_book(html, results)
+    assert any(f"'{display}'" in p and "stale" in p for p in problems), problems
+
+
+def test_missing_book_is_reported(tmp_path):
+    assert "run `make book`" in check_book(tmp_path, tmp_path)[0]

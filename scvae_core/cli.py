@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests: the numbers mean nothing")
     p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--cpu-clock", action="store_true",
+                   help="time by the thread's CPU time (needs --threads 1): per-core figures on a shared machine")
     p.add_argument("--make-book", action="store_true", help="first run and time `make book` (recorded for the table)")
     p.add_argument("--record-timing", nargs=2, metavar=("TARGET", "SECONDS"),
                    help="only record that `make TARGET` took SECONDS (into _build/timings/; the Makefile calls this)")
@@ -132,7 +134,8 @@ def _bench(args) -> int:
         except subprocess.CalledProcessError as e:
             print(f"scvae: error: `make book` failed (exit {e.returncode}); its output is above", file=sys.stderr)
             return 1
-    path, doc = bench.run_bench(args.device, args.quick, args.out, args.threads, progress=not args.no_progress)
+    path, doc = bench.run_bench(args.device, args.quick, args.out, args.threads, args.cpu_clock,
+                                progress=not args.no_progress)
     print(bench.format_table(doc))
     print(f"wrote {path}")
     return 0

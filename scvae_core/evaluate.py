@@ -26,7 +26,7 @@ from .fisher import derivations_report, fisher_report
 from .models import IMAGE_SIDE, VAE, X_DIM, log_normal_diag
 from .presets import Preset, get_preset
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json, write_npz
-from .train import load_trained, resolve_device
+from .train import TRAINING_FIELDS, load_trained, resolve_device
 from .zoo import get_config
 
 SPLIT_SEED = 0  # the test permutation and the SVM folds: the same for every model and seed
@@ -39,6 +39,10 @@ TSNE_JOBS = 1
 TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
 REQUIRED = ("metrics", "fisher", "derivations", "config")
 FIGURE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
+# Preset fields that change what evaluation computes: an eval.json stays valid when any other
+# field changes (a stage added, a budget's wording), as train.TRAINING_FIELDS does for training.
+EVAL_FIELDS = ("test_size", "nll_samples", "svm_size", "svm_folds", "fisher_points", "tsne_points", "grid_images",
+               "figure_seeds")
 
 
 def permuted_test_indices(n: int = 10000) -> np.ndarray:
@@ -253,8 +257,10 @@ def load_eval(out: str | Path, preset: str, model: str, seed: int) -> dict:
 
 def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: dict) -> str | None:
     """Why an existing eval.json cannot be reused, or None."""
-    if doc.get("preset_config") != json.loads(json.dumps(preset.to_dict())):
-        return "it was computed under another configuration of the preset"
+    stored, now = doc.get("preset_config") or {}, json.loads(json.dumps(preset.to_dict()))
+    changed = [k for k in (*TRAINING_FIELDS, *EVAL_FIELDS) if stored.get(k) != now[k]]
+    if changed:
+        return f"it was computed under other preset settings ({', '.join(changed)})"
     if doc["config"] != config:
         return "it was computed for another model configuration"
     if not paths.figures_npz.exists():

@@ -228,8 +228,18 @@ def test_up_to_date_eval_is_returned_without_work(smoke_run, capsys):
 def test_outdated_eval_is_not_reused(smoke_run):
     out, doc = smoke_run
     paths = RunPaths(out, "smoke", MODEL, 0)
-    with pytest.warns(UserWarning, match="another configuration of the preset"):
+    with pytest.warns(UserWarning, match=r"other preset settings \(nll_samples\)"):
         assert ev._reusable(paths, get_preset("smoke", nll_samples=9), doc["config"]) is None
+    with pytest.warns(UserWarning, match=r"other preset settings \(epochs\)"):
+        assert ev._reusable(paths, get_preset("smoke", epochs=3), doc["config"]) is None
+
+
+def test_eval_survives_preset_changes_that_do_not_touch_it(smoke_run):
+    # A new stage or reworded budget must not throw away results whose checkpoints may be gone.
+    out, doc = smoke_run
+    paths = RunPaths(out, "smoke", MODEL, 0)
+    changed = get_preset("smoke", budget="reworded", stages={**SMOKE.stages, "extra": ("vae-1l",)})
+    assert ev._reusable(paths, changed, doc["config"]) == doc
 
 
 def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run, tmp_path, data_dir, monkeypatch):

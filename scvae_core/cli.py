@@ -5,12 +5,13 @@ import argparse
 import sys
 
 from . import data
+from .presets import PRESETS
 from .results import DEFAULT_RESULTS, ResultError
 from .zoo import UnknownName
 
 
 def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
-    p.add_argument("--preset", default="smoke", help="budget: smoke | cpu | paper (default: smoke)")
+    p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
     p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
@@ -20,6 +21,9 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
                        help="seeds (default: the preset's seeds for each stage)")
     else:
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+STAGES_TEXT = "; ".join(f"{name}: {', '.join(p.stages)}" for name, p in PRESETS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,17 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("reproduce", help="train and evaluate every model of one or more stages",
-                       description="Run stages (table1, depth, table2) end to end; an interrupted stage "
-                       "continues where it stopped.")
-    p.add_argument("stages", nargs="+", help="table1 | depth | table2 | all")
+                       description="Run a preset's stages end to end; an interrupted stage continues where it "
+                       f"stopped. Stages per preset: {STAGES_TEXT}.")
+    p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
     _run_args(p, stage=True)
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("status", help="show which runs of one or more stages are done, partial or to do",
                        description="List every model and seed of the stages with its state on disk: "
                        "done (evaluated), partial (started, e.g. a checkpoint) or todo. Runs nothing.")
-    p.add_argument("stages", nargs="+", help="table1 | depth | table2 | all")
-    p.add_argument("--preset", default="smoke", help="budget: smoke | cpu | paper (default: smoke)")
+    p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
+    p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
     p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds (default: the preset's seeds for each stage)")

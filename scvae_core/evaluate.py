@@ -32,6 +32,9 @@ from .zoo import get_config
 SPLIT_SEED = 0  # the test permutation and the SVM folds: the same for every model and seed
 AU_THRESHOLD = 0.01  # Burda et al. (2016)
 ELBO_DRAWS = 10  # the ELBO is averaged over this many z ~ q(z|x) per test point
+# The NLL is also recorded from the first k of its S importance samples, for each k here
+# below S: if it still falls between the last two counts, S is too small.
+NLL_CONVERGENCE = (1, 10, 100, 1000)
 TSNE_PERPLEXITY = 30.0
 # One thread: 2000 points take ~5 CPU-s, and on a shared 2-core machine openTSNE's thread
 # pool was measured 5x slower with n_jobs=2 than with 1 (60 s against 12 s).
@@ -57,17 +60,31 @@ def importance_log_px(
     propose: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     n_samples: int,
     chunk: int,
+    at: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """log (1/S sum_s p(x, z_s) / q(z_s|x)) for a batch of B points, z_s ~ q(z|x).
 
     ``propose(n)`` gives z (n, B, D) and log q(z|x) (n, B); ``log_joint(z)`` gives
     log p(x, z) (n, B). Samples are drawn ``chunk`` at a time, so memory does not grow
-    with S; the per-chunk logsumexps combine exactly.
+    with S; the per-chunk logsumexps combine exactly. With ``at`` (sample counts k <= S),
+    the estimates from the first k of the same samples are returned instead, shape
+    (len(at), B): how the estimate converges in S costs nothing extra.
     """
-    parts = []
+    if any(not 1 <= k <= n_samples for k in at):
+        raise ValueError(f"at={at}: every sample count must lie in 1..{n_samples}")
+    parts, prefix = [], {}
     for start in range(0, n_samples, chunk):
         z, log_q = propose(min(chunk, n_samples - start))
-        parts.append(torch.logsumexp(log_joint(z) - log_q, dim=0))
+        log_w = log_joint(z) - log_q
+        if at:
+            # running log-sum of the weights up to each sample of this chunk
+            running = torch.logcumsumexp(log_w, dim=0)
+            if parts:
+                running = torch.logaddexp(running, torch.logsumexp(torch.stack(parts), dim=0))
+            prefix |= {k: running[k - 1 - start] for k in at if start < k <= start + len(log_w)}
+        parts.append(torch.logsumexp(log_w, dim=0))
+    if at:
+        return torch.stack([prefix[k] - math.log(k) for k in at])
     return torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_samples)
 
 
@@ -97,11 +114,13 @@ def importance_nll(
     chunk: int | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    at: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Per-example -log p(x), importance-sampled with q(z|x) as proposal (CPU tensor).
 
     ``chunk`` samples per pass (default: fill ``rows_per_pass``), as many data points
-    beside them as the same budget allows.
+    beside them as the same budget allows. With ``at``, shape (len(at), N): the estimates
+    from the first k samples, for each k of ``at`` (see :func:`importance_log_px`).
     """
     x = x.to(model.device, torch.float32)
     rows = rows_per_pass(model, x.device)
@@ -124,9 +143,9 @@ def importance_nll(
                 xs = xb.expand(z.shape[0], *xb.shape).reshape(-1, X_DIM)
                 return (model.log_likelihood(xs, flat) + model.log_prior(flat)).view(z.shape[:2])
 
-            nll.append(-importance_log_px(log_joint, propose, n_samples, chunk).cpu())
+            nll.append(-importance_log_px(log_joint, propose, n_samples, chunk, at).cpu())
             bar.update(len(xb) * n_samples)
-    return torch.cat(nll)
+    return torch.cat(nll, dim=-1)
 
 
 @torch.no_grad()
@@ -317,7 +336,10 @@ def evaluate_run(
         return result
 
     x = x_test[_prefix(preset.test_size)]
-    nll = timed("nll", lambda g: importance_nll(model, x, preset.nll_samples, generator=g, progress=progress)).double()
+    counts = (*(k for k in NLL_CONVERGENCE if k < preset.nll_samples), preset.nll_samples)
+    nll_at = timed("nll", lambda g: importance_nll(model, x, preset.nll_samples, generator=g, progress=progress,
+                                                   at=counts)).double()
+    nll = nll_at[-1]
     elbo = timed("elbo", lambda g: elbo_terms(model, x))
     units = timed("active_units", lambda g: active_units(posterior_means(model, x)))
     svm_idx = _prefix(preset.svm_size)
@@ -338,7 +360,8 @@ def evaluate_run(
 
     metrics = {
         "nll": nll.mean().item(), "nll_se": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else 0.0,
-        "nll_samples": preset.nll_samples, **elbo, "test_size": len(x),
+        "nll_samples": preset.nll_samples, **elbo,
+        "nll_by_samples": {str(k): v.mean().item() for k, v in zip(counts, nll_at)}, "test_size": len(x),
         "active_units": units, "au_threshold": AU_THRESHOLD,
         "svm_acc": svm["mean"], "svm_acc_std": svm["std"], "svm_fold_accs": svm["folds"], "svm_size": len(svm_idx),
     }

@@ -1,6 +1,8 @@
 """The named models of the paper, in one registry: ``scvae models`` prints it."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .models import VAE, ModelConfig, count_parameters
 
 DEEP = 11  # the paper's "deepened part": 11 hidden layers
@@ -24,6 +26,14 @@ MODELS: dict[str, ModelConfig] = {
     "scvae+pixel": ModelConfig(**{**SCVAE.to_dict(), "decoder": "pixelcnn"}),
     "scvae+pixel+vamp": ModelConfig(**{**SCVAE.to_dict(), "decoder": "pixelcnn", "prior": "vamp"}),
 }
+
+TABLE1 = ("vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae", "scvae-l")
+TABLE2 = ("pixelvae", "vae-1l+vamp", "scvae+vamp", "scvae+pixel", "scvae+pixel+vamp")
+# The paper does not name its activation: every Table 1 model again with ReLU, to test
+# whether the degeneration it reports depends on our choice of tanh.
+RELU = "-relu"
+for _name in TABLE1:
+    MODELS[_name + RELU] = replace(MODELS[_name], activation="relu")
 
 # Figure 2's depth sweep: one side deepened (1..11 hidden layers), the other kept at 1.
 for _d in range(1, DEEP + 1):

@@ -84,6 +84,26 @@ def test_chunks_combine_exactly():
     torch.testing.assert_close(ev.importance_log_px(log_joint, replay, n_samples=300, chunk=7), whole)
 
 
+def test_estimates_at_fewer_samples_are_those_of_the_first_samples():
+    model = LinearGaussian()
+    x = model.b.expand(3, -1)
+    log_joint, propose = model.callables(x, torch.Generator().manual_seed(0))
+    z, log_q = propose(300)
+    at = (1, 7, 8, 50, 300)  # 7 and 8 end and start a chunk of 7
+    starts = iter(range(0, 300, 7))
+
+    def replay(n):
+        i = next(starts)
+        return z[i:i + n], log_q[i:i + n]
+
+    got = ev.importance_log_px(log_joint, replay, n_samples=300, chunk=7, at=at)
+    log_w = log_joint(z) - log_q
+    want = torch.stack([torch.logsumexp(log_w[:k], 0) - math.log(k) for k in at])
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="1..300"):
+        ev.importance_log_px(log_joint, propose, n_samples=300, chunk=7, at=(301,))
+
+
 # --------------------------------------------------------------- the VAE path
 
 SMALL = dict(hidden=32, latent=4)
@@ -160,7 +180,7 @@ def test_test_permutation_is_fixed_and_mixes_the_sorted_split():
 
 SMOKE = get_preset("smoke")
 MODEL = "vae-1l"
-METRICS = ("nll", "nll_se", "nll_samples", "elbo", "rec", "kl", "test_size", "active_units", "au_threshold",
+METRICS = ("nll", "nll_se", "nll_samples", "nll_by_samples", "elbo", "rec", "kl", "test_size", "active_units", "au_threshold",
            "svm_acc", "svm_acc_std", "svm_fold_accs", "svm_size")
 
 
@@ -194,6 +214,7 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     m = doc["metrics"]
     assert (m["test_size"], m["nll_samples"], m["svm_size"], len(m["svm_fold_accs"])) == (64, 8, 200, 2)
     assert 0 < m["nll"] <= -m["elbo"] + 5 * m["nll_se"]
+    assert list(m["nll_by_samples"]) == ["1", "8"] and m["nll_by_samples"]["8"] == m["nll"]
     assert m["elbo"] == pytest.approx(m["rec"] - m["kl"])
     assert 0 <= m["active_units"] <= 50 and 0 <= m["svm_acc"] <= 1
     assert {"targets", "points", "layers", "encoder_mean", "decoder_mean", "model_mean"} <= set(doc["fisher"])

@@ -92,6 +92,15 @@ def test_skip_model_has_the_parameters_of_its_plain_twin(skip, plain):
     assert count_parameters(model(skip)) == count_parameters(model(plain))
 
 
+@pytest.mark.parametrize("name", ["vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae", "scvae-l"])
+def test_relu_twin_differs_only_in_its_activation(name):
+    twin = get_config(name + "-relu")
+    assert twin.activation == "relu" and get_config(name).activation == "tanh"
+    assert replace(twin, activation="tanh") == get_config(name)
+    assert any(isinstance(m, torch.nn.ReLU) for m in model(name + "-relu").modules())
+    assert not any(isinstance(m, torch.nn.ReLU) for m in model(name).modules())
+
+
 def _zero(module: torch.nn.Module) -> None:
     with torch.no_grad():
         for p in module.parameters():

@@ -32,7 +32,7 @@ PARAMS_FILE := _build/notebook-params
 PM_PARAMS = -r preset $(strip $(PRESET)) -r device $(strip $(DEVICE)) -r results_dir $(strip $(RESULTS)) \
 	-p recompute $(strip $(RECOMPUTE)) -y "seeds: $(if $(strip $(SEEDS)),[$(strip $(SEEDS))],null)"
 
-.PHONY: help venv notebooks book check-book test chromium clean
+.PHONY: help venv notebooks book html check-book test pytest chromium clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -70,9 +70,12 @@ notebooks/%.ipynb: notebooks/%.md $(STAMP) $(PY_SOURCES) $(RESULT_FILES) $(PARAM
 # -W --keep-going: every warning (a missing reference or citation, a bad toc entry, a
 # missing image) fails the build, after all of them are reported. -n (nit-picky) adds
 # warnings for every unresolved Python-domain reference; the book has none to resolve.
-book: notebooks ## execute the notebooks, then build the book into _build/html
-	$(BIN)/jupyter-book build . --all -W -n --keep-going
+book: ## execute the notebooks, then build the book into _build/html
+	@$(call timed,book,html)
 	@echo "book: $(CURDIR)/_build/html/index.html"
+
+html: notebooks
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
 check-book: ## check the built book's tables against results/ and data/paper_reported.json
 	$(BIN)/python -m scvae_core.bookcheck _build/html
@@ -80,13 +83,21 @@ check-book: ## check the built book's tables against results/ and data/paper_rep
 chromium: ## install Debian's chromium for the browser test (needs root)
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
-test: $(STAMP) chromium book ## build the book from the committed results, then run every test
+test: ## build the book from the committed results, then run every test
+	@$(call timed,test,pytest)
+
+pytest: $(STAMP) chromium book
 	@test -n "$(SCVAE_DATA)" || echo "warning: no data folder (SCVAE_DATA unset, no ../shared/data, no data/):" \
 		"the tests that train will fail; set SCVAE_DATA or run \`scvae data download\`" >&2
 	$(BIN)/python -m pytest
 
 clean: ## remove _build and the executed notebooks
 	rm -rf _build notebooks/*.ipynb
+
+# $(call timed,NAME,TARGET): make TARGET, then record its wall time as NAME's for `scvae bench`
+# (_build/timings/NAME.json), so the performance appendix shows what `make book` and `make test` cost.
+timed = start=$$(date +%s); $(MAKE) --no-print-directory $(2) && \
+	$(BIN)/python -m scvae_core.bench --record-timing $(1) $$(( $$(date +%s) - start ))
 
 .PHONY: FORCE
 FORCE:

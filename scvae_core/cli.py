@@ -118,9 +118,11 @@ def _reproduce(args) -> None:
 
 
 def _status(args) -> None:
-    from .reproduce import format_plan, plan
+    from .reproduce import format_plan, plan, stage_times
 
     print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, out=args.out)))
+    print("\nstage summaries (wall time = the runs' own train + evaluate times):")
+    print(stage_times(args.out))
 
 
 def _bench(args) -> int:

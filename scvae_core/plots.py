@@ -279,6 +279,27 @@ STATUS_COLOURS = {"holds": "tab:green", "partly holds": "tab:orange", "does not 
                   "not measured": "tab:grey"}
 
 
+def nll_convergence_plot(data: dict) -> Figure:
+    """From :func:`scvae_core.tables.nll_convergence`: the NLL estimate against the number of
+    importance samples S (log axis), one line per model, error bars = std over seeds. A line
+    still falling at its right end means the NLL at that S overstates the true NLL."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    seeds: set[int] = set()
+    for m, curve in data["models"].items():
+        counts = sorted(curve)
+        summaries = [curve[k] for k in counts]
+        seeds |= {s for summary in summaries for s in summary["seeds"]}
+        ax.errorbar(counts, [s["mean"] for s in summaries], yerr=_spread(summaries), capsize=3, marker="o",
+                    linestyle="--" if m.endswith("-relu") else "-", label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("importance samples S")
+    ax.set_ylabel("test NLL estimate (nats)")
+    ax.legend(fontsize=7, ncols=2)
+    fig.suptitle(f"NLL estimate against S ({_source(data['preset'], seeds)})")
+    return fig
+
+
 def verdict_effects(evidence: Mapping[str, dict]) -> Figure:
     """Every measured effect: its per-seed values against the claimed threshold, coloured by
     status (one row per effect)."""

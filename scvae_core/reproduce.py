@@ -120,6 +120,19 @@ def write_stage_summary(out, preset_name: str, stage: str, seeds, actions: dict,
     return payload
 
 
+def stage_times(out: Path | str = DEFAULT_RESULTS) -> str:
+    """Every stage summary under ``out`` as text: preset, stage, runs done, the runs' own wall
+    times added up (train + evaluate, every invocation), and the machine that ran them."""
+    lines = []
+    for path in sorted(Path(out).glob("*/stage-*.json")):
+        doc = read_json(path, "stage", ("runs", "wall_time_s", "provenance"))
+        machines = sorted({doc["provenance"].get("device_name", "?")})
+        lines.append(f"{doc['preset']:9s} {doc['stage']:10s} {doc['completed']:3d}/{doc['total']:<3d} runs "
+                     f"{doc['wall_time_s']['runs_from_files'] / 60:7.1f} min  (written "
+                     f"{doc['provenance'].get('written_at', '?')[:16]}, {', '.join(machines)})")
+    return "\n".join(lines) or f"no stage summaries under {out} yet: `scvae reproduce STAGE --preset PRESET` writes them"
+
+
 def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: Path | str = DEFAULT_RESULTS,
               data_dir=None, progress: bool = True) -> dict[str, dict]:
     """Train then evaluate each model and seed of each stage; returns the stage summaries."""

@@ -18,6 +18,7 @@ SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = REPO_ROOT / "results"
 PAPER_REPORTED = REPO_ROOT / "data" / "paper_reported.json"
+PUBLISHED = REPO_ROOT / "data" / "published_nll.json"  # other papers' numbers, for comparison
 
 
 class ResultError(Exception):

@@ -20,8 +20,8 @@ import numpy as np
 
 from .evaluate import load_eval
 from .presets import TABLE1, get_preset
-from .results import PAPER_REPORTED, RunPaths
-from .zoo import UnknownName, check_name
+from .results import PAPER_REPORTED, PUBLISHED, RunPaths
+from .zoo import RELU, UnknownName, check_name
 
 PREFERRED_PRESETS = ("paper", "cpu")  # the book shows the first that has results
 AUTO = "auto"  # the notebooks' (and make's) spelling of "pick for me"
@@ -57,7 +57,7 @@ def _completed(out: Path | str, preset: str, model: str, seeds: Iterable[int] | 
 def pick_preset(out: Path | str, stage: str) -> str | None:
     """``paper`` if it has any evaluated run of ``stage``, else ``cpu``, else None."""
     for preset in PREFERRED_PRESETS:
-        if any(_completed(out, preset, m, None) for m in get_preset(preset).stage_models(stage)):
+        if stage in get_preset(preset).stages and any(_completed(out, preset, m, None) for m in get_preset(preset).stage_models(stage)):
             return preset
     return None
 
@@ -480,18 +480,36 @@ def evaluate_claim(claim: Claim, runs: Runs) -> dict:
             "status": claim_status([e["status"] for e in effects]), "effects": effects}
 
 
-def verdict_evidence(out: Path | str, preset: str | None = None) -> dict[str, dict]:
-    """Every claim of :data:`CLAIMS`, measured on the results of its stage."""
+# A model-name suffix of the zoo and the stage that runs those twins of the Table 1 models.
+VARIANT_STAGES = {RELU: "activation"}
+
+
+def verdict_evidence(out: Path | str, preset: str | None = None, variant: str = "") -> dict[str, dict]:
+    """Every claim of :data:`CLAIMS`, measured on the results of its stage.
+
+    With ``variant`` (a key of :data:`VARIANT_STAGES`, e.g. ``"-relu"``) the Table 1 claims are
+    measured again on the twin models of that suffix, and the other claims are left out.
+    """
+    claims = [c for c in CLAIMS if not variant or c.stage == "table1"]
     by_stage: dict[str, tuple[str | None, Runs]] = {}
-    for stage in {c.stage for c in CLAIMS}:
-        p = resolve_preset(out, stage, preset)
-        runs = collect(out, p, get_preset(p).stage_models(stage)) if p else {}
-        by_stage[stage] = (p, {m: {e["seed"]: e for e in evals} for m, evals in runs.items()})
+    for stage in {c.stage for c in claims}:
+        p = resolve_preset(out, VARIANT_STAGES[variant] if variant else stage, preset)
+        models = get_preset(p).stage_models(stage) if p else ()
+        runs = collect(out, p, [m + variant for m in models]) if p else {}
+        by_stage[stage] = (p, {m.removesuffix(variant) if variant else m: {e["seed"]: e for e in evals}
+                               for m, evals in runs.items()})
     evidence = {}
-    for claim in CLAIMS:
+    for claim in claims:
         p, runs = by_stage[claim.stage]
         evidence[claim.id] = {**evaluate_claim(claim, runs), "preset": p}
     return evidence
+
+
+def verdicts_side_by_side(evidence: dict[str, dict], variant_evidence: dict[str, dict], variant: str) -> str:
+    """One line per claim measured both ways: its verdict with our default models and with the twins."""
+    lines = [f"- **{c['statement']}** default (tanh): {c['status']}; {variant.strip('-')} twins: "
+             f"{variant_evidence[i]['status']}" for i, c in evidence.items() if i in variant_evidence]
+    return "\n".join(lines)
 
 
 def train_docs(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None) -> list[dict]:
@@ -518,3 +536,114 @@ def verdicts_markdown(evidence: dict[str, dict]) -> str:
                          f"({per_seed}) → {e['status']}")
         lines.append("")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- where we differ, and why
+
+def _table1_display(model: str) -> str:
+    return paper_rows("table1")[model]["display"]
+
+
+ACTIVATION_COLUMNS = ("Model", "NLL tanh", "NLL ReLU", "Acc tanh", "Acc ReLU", "Active units tanh",
+                      "Active units ReLU")
+
+
+def activation_table(out: Path | str, preset: str | None = None) -> Table:
+    """Every Table 1 model beside its ReLU twin (the activation stage): NLL, accuracy, active units."""
+    preset = resolve_preset(out, "activation", preset) or resolve_preset(out, "table1", preset)
+    tanh = collect(out, preset, TABLE1) if preset else {}
+    relu = collect(out, preset, [m + RELU for m in TABLE1]) if preset else {}
+    rows = []
+    for m in TABLE1:
+        cells = [_table1_display(m)]
+        for key, decimals in (("nll", NLL_DECIMALS), ("svm_acc", ACC_DECIMALS), ("active_units", 1)):
+            cells += [format_stat(summarize(_per_seed(evals, _metric(key))), decimals)
+                      for evals in (tanh.get(m, []), relu.get(m + RELU, []))]
+        rows.append(tuple(cells))
+    seeds = _seeds_used({**tanh, **relu})
+    caption = (f"Every Table 1 model with tanh hidden units (our default) and with ReLU. Ours: preset "
+               f"'{preset}', {seeds_text(seeds)}; mean ± sample std over seeds (n seeds).")
+    return Table("activation", caption, ACTIVATION_COLUMNS, tuple(rows), preset, tuple(seeds))
+
+
+@lru_cache(maxsize=1)
+def published() -> dict:
+    """Other papers' numbers for the paper's VAE(1L) model class (cited in the file)."""
+    return json.loads(Path(PUBLISHED).read_text())
+
+
+VAE1L_PRESETS = ("cpu", "cpu-long", "paper")  # our VAE(1L) runs, from the shortest budget up
+PUBLISHED_COLUMNS = ("Source", "NLL", "Training", "NLL estimate", "Binarization")
+
+
+def _budget_words(p) -> str:
+    stop = f", early stopping (patience {p.patience})" if p.patience else ""
+    return f"at most {p.epochs} epochs{stop}, KL warm-up {p.warmup_epochs} epochs, Adam {p.lr:g}, batch {p.batch_size}"
+
+
+def published_table(out: Path | str, preset: str | None = None) -> Table:
+    """VAE(1L)'s test NLL: ours under each budget run, the paper's, and other papers' for the
+    same model class. ``preset`` is unused: every budget with results is shown."""
+    rows, seeds = [], set()
+    for name in VAE1L_PRESETS:
+        evals = collect(out, name, ["vae-1l"])["vae-1l"]
+        if not evals:
+            continue
+        p, seeds = get_preset(name), seeds | {e["seed"] for e in evals}
+        rows.append((f"Ours, preset '{name}'", format_stat(summarize(_per_seed(evals, _nll)), NLL_DECIMALS),
+                     _budget_words(p),
+                     f"importance sampling, S = {p.nll_samples}, {p.test_size or 10000} test images",
+                     "static (Larochelle & Murray, 2011)"))
+    paper = paper_rows("table1")["vae-1l"]
+    rows.append((f"{_citation()}, Table 1", f"{paper['nll']:.{NLL_DECIMALS}f}", "not stated", "not stated",
+                 "not stated (the 50,000/10,000/10,000 split of Sec. 6 is the static one's)"))
+    for e in published()["entries"]:
+        rows.append((e["source"], f"{e['nll']:.{NLL_DECIMALS}f}", e["training"], e["estimate"], e["binarization"]))
+    caption = ("Test NLL of VAE(1L)-class models: one Gaussian stochastic layer, MLP encoder and decoder, "
+               f"standard normal prior. Ours: {seeds_text(seeds)}, mean ± sample std over seeds (n seeds); "
+               "the others as printed (data/published_nll.json).")
+    return Table("published", caption, PUBLISHED_COLUMNS, tuple(rows), None, tuple(sorted(seeds)))
+
+
+TABLES |= {"activation": activation_table, "published": published_table}
+
+
+def nll_convergence(out: Path | str, preset: str | None = None) -> dict:
+    """The NLL estimate from the first k importance samples, per Table 1 model (tanh and ReLU):
+    ``models[m][k]`` a :func:`summarize` dict over the seeds that recorded it."""
+    preset = resolve_preset(out, "table1", preset)
+    models = [*TABLE1, *(m + RELU for m in TABLE1)]
+    runs = collect(out, preset, models) if preset else {}
+    curves = {}
+    for m, evals in runs.items():
+        evals = [e for e in evals if "nll_by_samples" in e["metrics"]]
+        if evals:
+            counts = sorted({int(k) for e in evals for k in e["metrics"]["nll_by_samples"]})
+            curves[m] = {k: summarize({e["seed"]: e["metrics"]["nll_by_samples"][str(k)] for e in evals
+                                       if str(k) in e["metrics"]["nll_by_samples"]}) for k in counts}
+    return {"preset": preset, "models": curves}
+
+
+def convergence_text(data: dict) -> str:
+    """How much the last doubling-or-more of S still lowered each model's NLL."""
+    lines = []
+    for m, curve in data["models"].items():
+        counts = sorted(curve)
+        if len(counts) > 1:
+            a, b = counts[-2], counts[-1]
+            lines.append(f"- {m}: from S = {a} to S = {b} the estimate fell by "
+                         f"{curve[a]['mean'] - curve[b]['mean']:.2f} nats (mean over {curve[b]['n']} seed(s))")
+    return "\n".join(lines) or "No run has recorded its NLL at several sample counts yet."
+
+
+def budget_text(out: Path | str) -> str:
+    """What ten times the epochs did to VAE(1L)'s NLL, against the paper's number."""
+    short, long = (collect(out, p, ["vae-1l"])["vae-1l"] for p in ("cpu", "cpu-long"))
+    if not short or not long:
+        return "The budget comparison needs VAE(1L) under both the 'cpu' and the 'cpu-long' preset."
+    a, b = summarize(_per_seed(short, _nll))["mean"], summarize(_per_seed(long, _nll))["mean"]
+    paper = paper_rows("table1")["vae-1l"]["nll"]
+    epochs = get_preset("cpu").epochs, get_preset("cpu-long").epochs
+    closed = (a - b) / (a - paper) if a != paper else math.nan
+    return (f"Training VAE(1L) for {epochs[1]} epochs instead of {epochs[0]} moved its test NLL from {a:.2f} to "
+            f"{b:.2f} nats; the paper reports {paper:.2f}. The longer budget closes {100 * closed:.0f}% of the gap.")

@@ -73,7 +73,8 @@ def test_quick_bench_writes_a_schema_valid_file_with_every_section(quick_run):
     assert doc["machine"] == bench.machine_slug(doc["machine_description"])
     assert doc["flop_model"]["scvae"] == bench.flop_model(get_config("scvae"))
     assert {(r["model"], r["batch"], r["optimizer"]) for r in doc["training"]["runs"]} == {
-        (m, b, o) for m in bench.MODELS for b in bench.QUICK.batches for o in bench.OPTIMIZERS}
+        (m, b, o) for m in bench.MODELS for b in bench.QUICK.batches for o in bench.OPTIMIZERS} | {
+        (m, bench.QUICK.batches[0], bench.NO_UPDATE) for m in bench.MODELS}
     for row in [*doc["training"]["runs"], *doc["nll"]["runs"]]:
         assert row["gflops"] > 0 and row["fraction"] > 0
     assert doc["training"]["profile"]["top_ops"]
@@ -81,6 +82,10 @@ def test_quick_bench_writes_a_schema_valid_file_with_every_section(quick_run):
     assert set(doc["make"]) == set(bench.MAKE_TARGETS)
     assert set(doc["targets"]) == {"training", "nll"}
     assert all(t["met"] in bench.VERDICTS for t in doc["targets"].values())
+    # what stands in the way of the training target: the update's share, and the step without it
+    training = doc["targets"]["training"]
+    assert 0 < training["update_share"] < 1 and training["without_update"] > training["as_trained"]
+    assert "in the way: the parameter update takes" in stdout
     assert doc["total_s"] > 0
     assert "total" in stdout and str(files[0]) in stdout
     assert set(bench.headline(doc)) and all(v > 0 for v in bench.headline(doc).values())
@@ -90,6 +95,8 @@ def test_vectorised_fisher_agrees_with_the_loop(quick_run):
     out, _ = quick_run
     doc = bench.read_bench(next((out / "bench").glob("*.json")))
     assert doc["fisher"]["max_rel_diff"] < 1e-4
+    f = doc["fisher"]
+    assert f["speedup"] == pytest.approx(f["loop_s"] / f["hooks_s"])  # the route eval.json takes
     assert doc["fisher"]["layers"] == len(bench.linear_shapes(get_config("scvae")))
 
 

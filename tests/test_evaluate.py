@@ -118,6 +118,28 @@ def binary_images(n, seed=0):
     return torch.bernoulli(torch.full((n, 784), 0.2), generator=torch.Generator().manual_seed(seed))
 
 
+def test_compiled_nll_matches_eager_and_falls_back_when_compiling_fails(monkeypatch):
+    model, x = small_vae(), binary_images(8)
+    def nll(compile):
+        return ev.importance_nll(model, x, n_samples=32, generator=torch.Generator().manual_seed(0), compile=compile)
+    eager = nll(False)
+    torch.testing.assert_close(nll(True), eager, rtol=1e-5, atol=1e-4)
+
+    def broken(fn):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+        return fail
+    monkeypatch.setattr(ev.torch, "compile", broken)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
+        torch.testing.assert_close(nll(True), eager)
+
+
+def test_compiling_is_chosen_for_large_mlp_workloads_only():
+    assert not ev.compiles_nll(small_vae(), ev.COMPILE_ROWS - 1)
+    assert ev.compiles_nll(small_vae(), ev.COMPILE_ROWS)
+    assert not ev.compiles_nll(small_vae(decoder="pixelcnn", pixel_layers=2, pixel_channels=4), 10**9)
+
+
 @pytest.mark.parametrize("kw", [{}, {"prior": "vamp", "pseudo_inputs": 5},
                                 {"decoder": "pixelcnn", "pixel_layers": 2, "pixel_channels": 4}],
                          ids=["bernoulli", "vamp", "pixelcnn"])

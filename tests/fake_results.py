@@ -15,11 +15,14 @@ PROVENANCE = {"note": "fabricated by tests/fake_results.py"}
 def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90.0, acc: float = 0.9,
                elbo: float = -95.0, kl: float = 20.0, active_units: int = 30, enc: float = 1e-3,
                dec: float = 1e-2, model_mean: float | None = None, prop1_pairs: list[dict] | None = None,
-               prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0) -> Path:
+               prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0,
+               nll_by_samples: dict[str, float] | None = None) -> Path:
     paths = RunPaths(Path(out), preset, model, seed)
     metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": 8, "elbo": elbo, "rec": elbo + kl, "kl": kl,
                "test_size": 64, "active_units": active_units, "au_threshold": 0.01, "svm_acc": acc,
                "svm_acc_std": 0.01, "svm_fold_accs": [acc, acc], "svm_size": 200}
+    if nll_by_samples is not None:
+        metrics["nll_by_samples"] = nll_by_samples
     layers = [{"name": "encoder.mlp.layers.0", "part": "encoder", "exact": enc, "kfac": enc},
               {"name": "decoder.mlp.layers.0", "part": "decoder", "exact": dec, "kfac": dec}]
     fisher = {"targets": "model", "points": 16, "layers": layers, "encoder_mean": enc, "decoder_mean": dec,

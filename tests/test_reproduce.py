@@ -8,7 +8,7 @@ from fake_results import write_eval, write_train
 
 from scvae_core import cli, evaluate, train
 from scvae_core.presets import TABLE1, get_preset
-from scvae_core.reproduce import expand_stages, plan, reproduce, stage_path
+from scvae_core.reproduce import expand_stages, plan, reproduce, stage_path, stage_times
 from scvae_core.results import RunPaths, read_json
 from scvae_core.tables import table1
 from scvae_core.zoo import UnknownName
@@ -85,6 +85,9 @@ def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
     assert doc["wall_time_s"]["this_invocation"] >= 0
     assert doc["provenance"]["device"] == "cpu" and doc["provenance"]["device_name"]
     assert summary["completed"] == 12
+    line = stage_times(tmp_path)
+    assert line.startswith("smoke     table1      12/12  runs") and f"{12 * 11 / 60:.1f} min" in line
+    assert "no stage summaries" in stage_times(tmp_path / "empty")
 
 
 def test_all_expands_to_every_stage_once():

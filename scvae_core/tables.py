@@ -647,3 +647,21 @@ def budget_text(out: Path | str) -> str:
     closed = (a - b) / (a - paper) if a != paper else math.nan
     return (f"Training VAE(1L) for {epochs[1]} epochs instead of {epochs[0]} moved its test NLL from {a:.2f} to "
             f"{b:.2f} nats; the paper reports {paper:.2f}. The longer budget closes {100 * closed:.0f}% of the gap.")
+
+
+def collapse_text(out: Path | str, preset: str | None = None) -> str:
+    """Which Table 1 models' posteriors collapsed (no active latent unit), with tanh and with
+    ReLU, and in how many of their seeds."""
+    preset = resolve_preset(out, "activation", preset) or resolve_preset(out, "table1", preset)
+    if not preset:
+        return "No results yet."
+    lines = []
+    for activation, suffix in (("tanh", ""), ("ReLU", RELU)):
+        runs = collect(out, preset, [m + suffix for m in TABLE1])
+        found = [f"{_table1_display(m.removesuffix(suffix))} ({sum(_metric('active_units')(e) == 0 for e in evals)} "
+                 f"of {len(evals)} seeds)" for m, evals in runs.items()
+                 if any(_metric("active_units")(e) == 0 for e in evals)]
+        ran = sum(bool(evals) for evals in runs.values())
+        lines.append(f"- {activation}: {ran} of {len(TABLE1)} models run; collapsed: "
+                     f"{', '.join(found) if found else 'none'}")
+    return "\n".join(lines)

@@ -312,3 +312,13 @@ def test_nll_convergence_reads_the_nested_estimates(tmp_path):
     assert data["models"]["vae-1l"][8]["mean"] == pytest.approx(89.5)
     assert "from S = 1 to S = 8 the estimate fell by 10.50 nats" in tables.convergence_text(data)
     assert isinstance(plots.nll_convergence_plot(data), Figure)
+
+
+def test_collapse_text_names_models_without_active_units(tmp_path):
+    for seed in SEEDS:
+        write_eval(tmp_path, "cpu", "vae-q++", seed, active_units=0 if seed else 3)
+        write_eval(tmp_path, "cpu", "vae-1l", seed, active_units=40)
+    write_eval(tmp_path, "cpu", "vae-q++-relu", 0, active_units=25)
+    text = tables.collapse_text(tmp_path, "cpu")
+    assert "- tanh: 2 of 6 models run; collapsed: VAE(q++) (2 of 3 seeds)" in text
+    assert "- ReLU: 1 of 6 models run; collapsed: none" in text

@@ -74,7 +74,8 @@ def test_quick_bench_writes_a_schema_valid_file_with_every_section(quick_run):
     assert doc["flop_model"]["scvae"] == bench.flop_model(get_config("scvae"))
     assert {(r["model"], r["batch"], r["optimizer"]) for r in doc["training"]["runs"]} == {
         (m, b, o) for m in bench.MODELS for b in bench.QUICK.batches for o in bench.OPTIMIZERS} | {
-        (m, bench.QUICK.batches[0], bench.NO_UPDATE) for m in bench.MODELS}
+        (m, bench.QUICK.batches[0], bench.NO_UPDATE) for m in bench.MODELS} | (
+        {(bench.MAIN_MODEL, bench.QUICK.batches[0], bench.COMPILED)} if bench.QUICK.compile else set())
     for row in [*doc["training"]["runs"], *doc["nll"]["runs"]]:
         assert row["gflops"] > 0 and row["fraction"] > 0
     assert doc["training"]["profile"]["top_ops"]

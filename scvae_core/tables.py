@@ -480,8 +480,10 @@ def evaluate_claim(claim: Claim, runs: Runs) -> dict:
             "status": claim_status([e["status"] for e in effects]), "effects": effects}
 
 
-# A model-name suffix of the zoo and the stage that runs those twins of the Table 1 models.
+# A model-name suffix of the zoo, the stage that runs those twins of the Table 1 models, and
+# how the book names them.
 VARIANT_STAGES = {RELU: "activation"}
+VARIANT_NAMES = {RELU: "ReLU"}
 
 
 def verdict_evidence(out: Path | str, preset: str | None = None, variant: str = "") -> dict[str, dict]:
@@ -507,7 +509,7 @@ def verdict_evidence(out: Path | str, preset: str | None = None, variant: str = 
 
 def verdicts_side_by_side(evidence: dict[str, dict], variant_evidence: dict[str, dict], variant: str) -> str:
     """One line per claim measured both ways: its verdict with our default models and with the twins."""
-    lines = [f"- **{c['statement']}** default (tanh): {c['status']}; {variant.strip('-')} twins: "
+    lines = [f"- **{c['statement']}** default (tanh): {c['status']}; {VARIANT_NAMES[variant]} twins: "
              f"{variant_evidence[i]['status']}" for i, c in evidence.items() if i in variant_evidence]
     return "\n".join(lines)
 

@@ -282,7 +282,7 @@ def test_claims_are_judged_again_on_the_relu_twins(tmp_path):
     assert tanh["deg-deep"]["status"] == tables.HOLDS and relu["deg-deep"]["status"] == tables.FAILS
     assert set(relu) == {c.id for c in tables.CLAIMS if c.stage == "table1"}
     text = tables.verdicts_side_by_side(tanh, relu, "-relu")
-    assert "default (tanh): holds; relu twins: does not hold" in text
+    assert "default (tanh): holds; ReLU twins: does not hold" in text
 
 
 def test_published_table_reads_our_budgets_and_the_cited_file(tmp_path):

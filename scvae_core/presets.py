@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {
         test_size=2000, nll_samples=200, svm_size=None, svm_folds=5, fisher_points=200, tsne_points=2000,
         stages={"table1": TABLE1, "depth": depth_models((1, 3, 5, 7, 9, 11)), "table2": TABLE2,
                 "activation": ACTIVATION},
-        seeds={"table1": (0, 1, 2), "depth": (0,), "table2": (0,), "activation": (0,)},
+        seeds={"table1": (0, 1, 2), "depth": (0,), "table2": (0,), "activation": (0, 1, 2)},
     ),
     "paper": Preset(
         name="paper",

@@ -639,16 +639,23 @@ def convergence_text(data: dict) -> str:
 
 
 def budget_text(out: Path | str) -> str:
-    """What ten times the epochs did to VAE(1L)'s NLL, against the paper's number."""
-    short, long = (collect(out, p, ["vae-1l"])["vae-1l"] for p in ("cpu", "cpu-long"))
-    if not short or not long:
-        return "The budget comparison needs VAE(1L) under both the 'cpu' and the 'cpu-long' preset."
-    a, b = summarize(_per_seed(short, _nll))["mean"], summarize(_per_seed(long, _nll))["mean"]
-    paper = paper_rows("table1")["vae-1l"]["nll"]
-    epochs = get_preset("cpu").epochs, get_preset("cpu-long").epochs
-    closed = (a - b) / (a - paper) if a != paper else math.nan
-    return (f"Training VAE(1L) for {epochs[1]} epochs instead of {epochs[0]} moved its test NLL from {a:.2f} to "
-            f"{b:.2f} nats; the paper reports {paper:.2f}. The longer budget closes {100 * closed:.0f}% of the gap.")
+    """What ten times the epochs (preset cpu-long) did to each model of its budget stage: NLL
+    against the paper's, and active latent units."""
+    short_p, long_p = get_preset("cpu"), get_preset("cpu-long")
+    lines = []
+    for model in long_p.stage_models("budget"):
+        short, long = (collect(out, p.name, [model])[model] for p in (short_p, long_p))
+        if not short or not long:
+            lines.append(f"- {_table1_display(model)}: needs results under both the 'cpu' and the 'cpu-long' preset.")
+            continue
+        (a, b), (ua, ub) = ([summarize(_per_seed(runs, get))["mean"] for runs in (short, long)]
+                            for get in (_nll, _metric("active_units")))
+        paper = paper_rows("table1")[model]["nll"]
+        closed = f"{100 * (a - b) / (a - paper):.0f}%" if a != paper else "all"
+        lines.append(f"- {_table1_display(model)}: {long_p.epochs} epochs instead of {short_p.epochs} moved its test "
+                     f"NLL from {a:.2f} to {b:.2f} nats (the paper: {paper:.2f}; {closed} of the gap closed) and its "
+                     f"active latent units from {ua:.1f} to {ub:.1f}.")
+    return "\n".join(lines)
 
 
 def collapse_text(out: Path | str, preset: str | None = None) -> str:

@@ -299,8 +299,10 @@ def test_published_table_reads_our_budgets_and_the_cited_file(tmp_path):
     assert tables.build_table("published", tmp_path, None) == t
     # 10 -> 100 epochs: 101 -> 94 against the paper's number
     paper = paper_row("table1", "vae-1l")["nll"]
-    assert f"closes {100 * 7 / (101 - paper):.0f}% of the gap" in tables.budget_text(tmp_path)
-    assert "needs VAE(1L) under both" in tables.budget_text(tmp_path / "nothing")
+    text = tables.budget_text(tmp_path)
+    assert f"from 101.00 to 94.00 nats (the paper: {paper:.2f}; {100 * 7 / (101 - paper):.0f}% of the gap" in text
+    assert "- VAE(q++): needs results under both" in text
+    assert "VAE(1L): needs results under both" in tables.budget_text(tmp_path / "nothing")
 
 
 def test_nll_convergence_reads_the_nested_estimates(tmp_path):

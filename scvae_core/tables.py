@@ -651,9 +651,10 @@ def budget_text(out: Path | str) -> str:
         (a, b), (ua, ub) = ([summarize(_per_seed(runs, get))["mean"] for runs in (short, long)]
                             for get in (_nll, _metric("active_units")))
         paper = paper_rows("table1")[model]["nll"]
-        closed = f"{100 * (a - b) / (a - paper):.0f}%" if a != paper else "all"
+        share = (a - b) / (a - paper) if a != paper else 1.0
+        closed = f"{100 * share:.0f}% of the gap closed" if share > 0 else "none of the gap closed"
         lines.append(f"- {_table1_display(model)}: {long_p.epochs} epochs instead of {short_p.epochs} moved its test "
-                     f"NLL from {a:.2f} to {b:.2f} nats (the paper: {paper:.2f}; {closed} of the gap closed) and its "
+                     f"NLL from {a:.2f} to {b:.2f} nats (the paper: {paper:.2f}; {closed}) and its "
                      f"active latent units from {ua:.1f} to {ub:.1f}.")
     return "\n".join(lines)
 

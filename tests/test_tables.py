@@ -302,6 +302,10 @@ def test_published_table_reads_our_budgets_and_the_cited_file(tmp_path):
     text = tables.budget_text(tmp_path)
     assert f"from 101.00 to 94.00 nats (the paper: {paper:.2f}; {100 * 7 / (101 - paper):.0f}% of the gap" in text
     assert "- VAE(q++): needs results under both" in text
+    write_eval(tmp_path, "cpu", "vae-q++", 0, nll=205.0, active_units=0)
+    write_eval(tmp_path, "cpu-long", "vae-q++", 0, nll=206.0, active_units=0)
+    assert "from 205.00 to 206.00 nats (the paper: " in tables.budget_text(tmp_path)
+    assert "none of the gap closed) and its active latent units from 0.0 to 0.0" in tables.budget_text(tmp_path)
     assert "VAE(1L): needs results under both" in tables.budget_text(tmp_path / "nothing")
 
 

@@ -107,7 +107,7 @@ def rows_per_pass(model: VAE, device: torch.device) -> int:
 
 
 # Compiling log p(x|z) fuses the decoder's elementwise work and the Bernoulli log-density:
-# SCVAE's NLL went from 0.65 to 0.85 of the CPU's GEMM ceiling (`scvae bench`, 2026-11-24).
+# SCVAE's NLL went from 0.77 to 0.87 of the CPU's GEMM ceiling (`scvae bench`, 2 cores, 2026-11-25).
 # Compiling costs ~6 s, which pays from about this many (sample, image) rows on.
 COMPILE_ROWS = 300_000
 

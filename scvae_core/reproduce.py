@@ -126,10 +126,9 @@ def stage_times(out: Path | str = DEFAULT_RESULTS) -> str:
     lines = []
     for path in sorted(Path(out).glob("*/stage-*.json")):
         doc = read_json(path, "stage", ("runs", "wall_time_s", "provenance"))
-        machines = sorted({doc["provenance"].get("device_name", "?")})
         lines.append(f"{doc['preset']:9s} {doc['stage']:10s} {doc['completed']:3d}/{doc['total']:<3d} runs "
                      f"{doc['wall_time_s']['runs_from_files'] / 60:7.1f} min  (written "
-                     f"{doc['provenance'].get('written_at', '?')[:16]}, {', '.join(machines)})")
+                     f"{doc['provenance'].get('written_at', '?')[:16]}, {doc['provenance'].get('device_name', '?')})")
     return "\n".join(lines) or f"no stage summaries under {out} yet: `scvae reproduce STAGE --preset PRESET` writes them"
 
 

@@ -57,7 +57,8 @@ def _completed(out: Path | str, preset: str, model: str, seeds: Iterable[int] | 
 def pick_preset(out: Path | str, stage: str) -> str | None:
     """``paper`` if it has any evaluated run of ``stage``, else ``cpu``, else None."""
     for preset in PREFERRED_PRESETS:
-        if stage in get_preset(preset).stages and any(_completed(out, preset, m, None) for m in get_preset(preset).stage_models(stage)):
+        models = get_preset(preset).stages.get(stage, ())  # a preset may lack the stage (cpu-long)
+        if any(_completed(out, preset, m, None) for m in models):
             return preset
     return None
 
@@ -591,7 +592,8 @@ def published_table(out: Path | str, preset: str | None = None) -> Table:
         evals = collect(out, name, ["vae-1l"])["vae-1l"]
         if not evals:
             continue
-        p, seeds = get_preset(name), seeds | {e["seed"] for e in evals}
+        p = get_preset(name)
+        seeds |= {e["seed"] for e in evals}
         rows.append((f"Ours, preset '{name}'", format_stat(summarize(_per_seed(evals, _nll)), NLL_DECIMALS),
                      _budget_words(p),
                      f"importance sampling, S = {p.nll_samples}, {p.test_size or 10000} test images",

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .data import load_binarized_mnist, load_test_labels
 from .fisher import derivations_report, fisher_report
-from .models import IMAGE_SIDE, VAE, X_DIM, log_normal_diag
+from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag, same_config
 from .presets import Preset, get_preset
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json, write_npz
 from .train import TRAINING_FIELDS, load_trained, resolve_device
@@ -310,13 +310,13 @@ def load_eval(out: str | Path, preset: str, model: str, seed: int) -> dict:
     return read_json(paths.eval_json, "eval", required=REQUIRED, fix=paths.command("evaluate"))
 
 
-def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: dict) -> str | None:
+def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: ModelConfig) -> str | None:
     """Why an existing eval.json cannot be reused, or None."""
     stored, now = doc.get("preset_config") or {}, json.loads(json.dumps(preset.to_dict()))
     changed = [k for k in (*TRAINING_FIELDS, *EVAL_FIELDS) if stored.get(k) != now[k]]
     if changed:
         return f"it was computed under other preset settings ({', '.join(changed)})"
-    if doc["config"] != config:
+    if not same_config(doc["config"], config):
         return "it was computed for another model configuration"
     if not paths.figures_npz.exists():
         return f"{paths.figures_npz.name} is missing"
@@ -325,7 +325,7 @@ def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: dict) -> s
     return None
 
 
-def _reusable(paths: RunPaths, preset: Preset, config: dict) -> dict | None:
+def _reusable(paths: RunPaths, preset: Preset, config: ModelConfig) -> dict | None:
     if not paths.eval_json.exists():
         return None
     try:
@@ -350,7 +350,7 @@ def evaluate_run(
 ) -> dict:
     """Evaluate the best checkpoint of one run into eval.json and figures.npz; an up-to-date
     eval.json is returned as it is."""
-    preset, config = get_preset(preset_name), get_config(model_name).to_dict()
+    preset, config = get_preset(preset_name), get_config(model_name)
     paths = RunPaths(Path(out), preset_name, model_name, seed)
     doc = _reusable(paths, preset, config)
     if doc is not None:
@@ -402,7 +402,7 @@ def evaluate_run(
         "svm_acc": svm["mean"], "svm_acc_std": svm["std"], "svm_fold_accs": svm["folds"], "svm_size": len(svm_idx),
     }
     doc = {
-        "model": model_name, "preset": preset_name, "seed": seed, "config": config,
+        "model": model_name, "preset": preset_name, "seed": seed, "config": config.to_dict(),
         "preset_config": preset.to_dict(), "provenance": provenance(seed, str(dev)),
         "wall_time_s": round(time.perf_counter() - start, 3),
         "metrics": metrics, "fisher": fisher, "derivations": derivations, "timings": timings,

@@ -18,11 +18,16 @@ X_DIM = IMAGE_SIDE * IMAGE_SIDE
 LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid}
 SKIPS = ("none", "short", "long")
+INITS = ("default", "xavier")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that defines a model's architecture; stored in every result file."""
+    """Everything that defines a model's architecture; stored in every result file.
+
+    A field added later must default to what the code did before it existed: result files
+    written earlier lack it and are read with that default (:func:`same_config`).
+    """
 
     enc_depth: int = 1  # hidden layers of the encoder
     dec_depth: int = 1  # hidden layers of the decoder
@@ -38,6 +43,9 @@ class ModelConfig:
     decoder: str = "bernoulli"  # "bernoulli" | "pixelcnn"
     pixel_layers: int = 8  # the paper's "8 pixel layers"
     pixel_channels: int = 32
+    # Not stated in the paper either. "default": PyTorch's nn.Linear init, uniform with scale
+    # 1/sqrt(fan_in); "xavier": Glorot & Bengio (2010), made for deep tanh networks.
+    init: str = "default"
 
     def __post_init__(self):
         problems = []
@@ -50,6 +58,8 @@ class ModelConfig:
             problems.append(f"activation={self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
         if self.prior not in ("normal", "vamp"):
             problems.append(f"prior={self.prior!r}; choose 'normal' or 'vamp'")
+        if self.init not in INITS:
+            problems.append(f"init={self.init!r}; choose one of {INITS}")
         if self.decoder not in ("bernoulli", "pixelcnn"):
             problems.append(f"decoder={self.decoder!r}; choose 'bernoulli' or 'pixelcnn'")
         for side, depth in (("enc", self.enc_depth), ("dec", self.dec_depth)):
@@ -65,6 +75,28 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def same_config(stored: dict | None, cfg: ModelConfig) -> bool:
+    """Whether a config read from a result file or checkpoint describes ``cfg``; fields the
+    file lacks take their defaults (see :class:`ModelConfig`)."""
+    if not isinstance(stored, dict):
+        return False
+    try:
+        return ModelConfig(**stored) == cfg
+    except (TypeError, ValueError):  # a field we no longer have, or a value we no longer allow
+        return False
+
+
+def init_xavier_(model: nn.Module, activation: str) -> None:
+    """Glorot-uniform weights and zero biases for every linear layer of the MLPs: hidden
+    layers with the gain of their activation (5/3 for tanh), output heads with gain 1."""
+    gain = nn.init.calculate_gain(activation) if activation in ("tanh", "relu", "sigmoid") else 1.0
+    for mlp_owner in (model.encoder, model.decoder):
+        for name, m in mlp_owner.named_modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, gain if name.startswith("mlp.") else 1.0)
+                nn.init.zeros_(m.bias)
 
 
 def resample(h: torch.Tensor, size: int) -> torch.Tensor:
@@ -258,6 +290,8 @@ class VAE(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.prior = VampPrior(cfg) if cfg.prior == "vamp" else StandardNormalPrior(cfg)
+        if cfg.init == "xavier":
+            init_xavier_(self, cfg.activation)
 
     # --- the densities every estimator is built from --------------------------------
     def encode(self, x):

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from . import data
-from .models import VAE, ModelConfig
+from .models import VAE, ModelConfig, same_config
 from .presets import Preset, get_preset
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, provenance, read_json, write_json
 from .zoo import get_config
@@ -154,9 +154,10 @@ class _Run:
             return
         fix = f"delete {path.parent} to train from scratch"
         ck = _load(path, fix)
-        expected = {"checkpoint format": ("format", CHECKPOINT_FORMAT), "model config": ("config", self.cfg.to_dict()),
-                    "training settings": ("training", _training_settings(self.preset))}
-        changed = [what for what, (key, value) in expected.items() if ck.get(key) != value]
+        matches = {"checkpoint format": ck.get("format") == CHECKPOINT_FORMAT,
+                   "model config": same_config(ck.get("config"), self.cfg),
+                   "training settings": ck.get("training") == _training_settings(self.preset)}
+        changed = [what for what, ok in matches.items() if not ok]
         if changed:
             raise ResultError(f"{path}: its {' and '.join(changed)} differ from what {self.paths.model!r} "
                               f"under preset {self.paths.preset!r} has now. To fix: {fix}")
@@ -273,7 +274,7 @@ def _completed(paths: RunPaths, cfg: ModelConfig, preset: Preset) -> dict | None
         return None
     settings = {k: doc["preset_config"].get(k) for k in TRAINING_FIELDS}
     if (doc["model"], doc["preset"], doc["seed"]) != (paths.model, paths.preset, paths.seed) \
-            or doc["config"] != cfg.to_dict() or settings != _training_settings(preset):
+            or not same_config(doc["config"], cfg) or settings != _training_settings(preset):
         print(f"{paths.train_json}: written for another model config or training settings; training again.")
         return None
     return doc
@@ -356,7 +357,7 @@ def load_trained(model_name: str, preset_name: str, seed: int, out: str | Path =
         raise ResultError(f"{paths.best_ckpt}: missing; the model is not trained yet. To fix: run `{command}`")
     fix = f"delete {paths.dir / 'checkpoints'} and {paths.train_json}, then run `{command}`"
     ck = _load(paths.best_ckpt, fix)
-    if ck.get("config") != cfg.to_dict():
+    if not same_config(ck.get("config"), cfg):
         raise ResultError(f"{paths.best_ckpt}: trained with another architecture than {model_name!r} has now. "
                           f"To fix: {fix}")
     model = VAE(cfg)

@@ -29,11 +29,13 @@ MODELS: dict[str, ModelConfig] = {
 
 TABLE1 = ("vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae", "scvae-l")
 TABLE2 = ("pixelvae", "vae-1l+vamp", "scvae+vamp", "scvae+pixel", "scvae+pixel+vamp")
-# The paper does not name its activation: every Table 1 model again with ReLU, to test
-# whether the degeneration it reports depends on our choice of tanh.
-RELU = "-relu"
+# The paper names neither its activation nor its initialisation: every Table 1 model again
+# with ReLU, and again with Xavier initialisation, to test whether the degeneration it
+# reports depends on our choice of tanh or on PyTorch's default initialisation.
+RELU, XAVIER = "-relu", "-xavier"
 for _name in TABLE1:
     MODELS[_name + RELU] = replace(MODELS[_name], activation="relu")
+    MODELS[_name + XAVIER] = replace(MODELS[_name], init="xavier")
 
 # Figure 2's depth sweep: one side deepened (1..11 hidden layers), the other kept at 1.
 for _d in range(1, DEEP + 1):
@@ -70,6 +72,6 @@ def describe(name: str) -> str:
     return (
         f"{name:18s} enc {c.enc_depth:2d}x{c.hidden} ({c.enc_skip:5s}) "
         f"dec {c.dec_depth:2d}x{c.hidden} ({c.dec_skip:5s}) z={c.latent} "
-        f"{c.activation} prior={c.prior} decoder={c.decoder} "
+        f"{c.activation} init={c.init} prior={c.prior} decoder={c.decoder} "
         f"params={count_parameters(VAE(c)):,}"
     )

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 
 from scvae_core.models import (VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits, log_normal_diag,
-                               resample)
+                               resample, same_config)
 from scvae_core.presets import PRESETS, get_preset
 from scvae_core.zoo import DEEP, MODELS, UnknownName, get_config
 
@@ -99,6 +99,51 @@ def test_relu_twin_differs_only_in_its_activation(name):
     assert replace(twin, activation="tanh") == get_config(name)
     assert any(isinstance(m, torch.nn.ReLU) for m in model(name + "-relu").modules())
     assert not any(isinstance(m, torch.nn.ReLU) for m in model(name).modules())
+
+
+@pytest.mark.parametrize("name", ["vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae", "scvae-l"])
+def test_xavier_twin_differs_only_in_its_initialisation(name):
+    twin = get_config(name + "-xavier")
+    assert twin.init == "xavier" and get_config(name).init == "default"
+    assert replace(twin, init="default") == get_config(name)
+
+
+@torch.no_grad()
+def test_xavier_init_keeps_the_input_signal_through_eleven_tanh_layers():
+    """Why the init stage exists: with PyTorch's default init the posterior mean of VAE(q++)
+    hardly depends on the input at initialisation; with Xavier's tanh gain it does."""
+    x = binary(256, X_DIM)
+    spread = {}
+    for name in ("vae-q++", "vae-q++-xavier"):
+        mu, _ = model(name).encode(x)
+        spread[name] = mu.std(0).mean().item()
+    assert spread["vae-q++"] < 0.01 < 0.3 < spread["vae-q++-xavier"], spread
+
+
+def test_xavier_init_sets_glorot_weights_and_zero_biases():
+    m = model("vae-q++-xavier")
+    w = m.encoder.mlp.layers[3].weight
+    bound = 5 / 3 * math.sqrt(6 / (w.shape[0] + w.shape[1]))  # tanh gain x Glorot-uniform bound
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    head = m.encoder.mu.weight
+    assert head.abs().max() <= math.sqrt(6 / (head.shape[0] + head.shape[1]))
+    assert all((lin.bias == 0).all() for lin in (m.encoder.mlp.layers[0], m.encoder.mu, m.decoder.out))
+    assert not (model("vae-q++").encoder.mu.bias == 0).all()
+
+
+def test_a_stored_config_without_a_later_field_reads_as_its_default():
+    cfg = get_config("vae-q++")
+    old = {k: v for k, v in cfg.to_dict().items() if k != "init"}  # written before `init` existed
+    assert same_config(old, cfg)
+    assert not same_config(old, get_config("vae-q++-xavier"))
+    assert not same_config({**cfg.to_dict(), "retired_field": 1}, cfg)
+    assert not same_config({**cfg.to_dict(), "init": "lecun"}, cfg)
+    assert not same_config(None, cfg) and not same_config({}, cfg)
+
+
+def test_an_unknown_init_names_the_choices():
+    with pytest.raises(ValueError, match="init='lecun'.*default.*xavier"):
+        ModelConfig(init="lecun")
 
 
 def _zero(module: torch.nn.Module) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from .evaluate import load_eval
 from .presets import TABLE1, get_preset
 from .results import PAPER_REPORTED, PUBLISHED, RunPaths
-from .zoo import RELU, UnknownName, check_name
+from .zoo import RELU, XAVIER, UnknownName, check_name
 
 PREFERRED_PRESETS = ("paper", "cpu")  # the book shows the first that has results
 AUTO = "auto"  # the notebooks' (and make's) spelling of "pick for me"
@@ -482,9 +482,9 @@ def evaluate_claim(claim: Claim, runs: Runs) -> dict:
 
 
 # A model-name suffix of the zoo, the stage that runs those twins of the Table 1 models, and
-# how the book names them.
-VARIANT_STAGES = {RELU: "activation"}
-VARIANT_NAMES = {RELU: "ReLU"}
+# how the book names them. Our default models ("") use tanh and PyTorch's default init.
+VARIANT_STAGES = {RELU: "activation", XAVIER: "init"}
+VARIANT_NAMES = {"": "tanh, default init", RELU: "ReLU", XAVIER: "Xavier init"}
 
 
 def verdict_evidence(out: Path | str, preset: str | None = None, variant: str = "") -> dict[str, dict]:
@@ -510,7 +510,7 @@ def verdict_evidence(out: Path | str, preset: str | None = None, variant: str = 
 
 def verdicts_side_by_side(evidence: dict[str, dict], variant_evidence: dict[str, dict], variant: str) -> str:
     """One line per claim measured both ways: its verdict with our default models and with the twins."""
-    lines = [f"- **{c['statement']}** default (tanh): {c['status']}; {VARIANT_NAMES[variant]} twins: "
+    lines = [f"- **{c['statement']}** ours ({VARIANT_NAMES['']}): {c['status']}; {VARIANT_NAMES[variant]} twins: "
              f"{variant_evidence[i]['status']}" for i, c in evidence.items() if i in variant_evidence]
     return "\n".join(lines)
 
@@ -547,26 +547,35 @@ def _table1_display(model: str) -> str:
     return paper_rows("table1")[model]["display"]
 
 
-ACTIVATION_COLUMNS = ("Model", "NLL tanh", "NLL ReLU", "Acc tanh", "Acc ReLU", "Active units tanh",
-                      "Active units ReLU")
-
-
-def activation_table(out: Path | str, preset: str | None = None) -> Table:
-    """Every Table 1 model beside its ReLU twin (the activation stage): NLL, accuracy, active units."""
-    preset = resolve_preset(out, "activation", preset) or resolve_preset(out, "table1", preset)
-    tanh = collect(out, preset, TABLE1) if preset else {}
-    relu = collect(out, preset, [m + RELU for m in TABLE1]) if preset else {}
+def twin_table(out: Path | str, variant: str, preset: str | None = None) -> Table:
+    """Every Table 1 model beside its twin of suffix ``variant`` (a key of
+    :data:`VARIANT_STAGES`): NLL, accuracy, active units."""
+    name, stage = VARIANT_NAMES[variant], VARIANT_STAGES[variant]
+    preset = resolve_preset(out, stage, preset) or resolve_preset(out, "table1", preset)
+    ours = collect(out, preset, TABLE1) if preset else {}
+    twins = collect(out, preset, [m + variant for m in TABLE1]) if preset else {}
     rows = []
     for m in TABLE1:
         cells = [_table1_display(m)]
         for key, decimals in (("nll", NLL_DECIMALS), ("svm_acc", ACC_DECIMALS), ("active_units", 1)):
             cells += [format_stat(summarize(_per_seed(evals, _metric(key))), decimals)
-                      for evals in (tanh.get(m, []), relu.get(m + RELU, []))]
+                      for evals in (ours.get(m, []), twins.get(m + variant, []))]
         rows.append(tuple(cells))
-    seeds = _seeds_used({**tanh, **relu})
-    caption = (f"Every Table 1 model with tanh hidden units (our default) and with ReLU. Ours: preset "
-               f"'{preset}', {seeds_text(seeds)}; mean ± sample std over seeds (n seeds).")
-    return Table("activation", caption, ACTIVATION_COLUMNS, tuple(rows), preset, tuple(seeds))
+    columns = ("Model", *(f"{what} {who}" for what in ("NLL", "Acc", "Active units") for who in ("ours", name)))
+    seeds = _seeds_used({**ours, **twins})
+    caption = (f"Every Table 1 model as we run it ({VARIANT_NAMES['']}) and with {name} (stage '{stage}'). "
+               f"Preset '{preset}', {seeds_text(seeds)}; mean ± sample std over seeds (n seeds).")
+    return Table(stage, caption, columns, tuple(rows), preset, tuple(seeds))
+
+
+def activation_table(out: Path | str, preset: str | None = None) -> Table:
+    """Every Table 1 model beside its ReLU twin (the activation stage)."""
+    return twin_table(out, RELU, preset)
+
+
+def init_table(out: Path | str, preset: str | None = None) -> Table:
+    """Every Table 1 model beside its Xavier-initialised twin (the init stage)."""
+    return twin_table(out, XAVIER, preset)
 
 
 @lru_cache(maxsize=1)
@@ -609,14 +618,14 @@ def published_table(out: Path | str, preset: str | None = None) -> Table:
     return Table("published", caption, PUBLISHED_COLUMNS, tuple(rows), None, tuple(sorted(seeds)))
 
 
-TABLES |= {"activation": activation_table, "published": published_table}
+TABLES |= {"activation": activation_table, "init": init_table, "published": published_table}
 
 
 def nll_convergence(out: Path | str, preset: str | None = None) -> dict:
-    """The NLL estimate from the first k importance samples, per Table 1 model (tanh and ReLU):
+    """The NLL estimate from the first k importance samples, per Table 1 model and twin:
     ``models[m][k]`` a :func:`summarize` dict over the seeds that recorded it."""
     preset = resolve_preset(out, "table1", preset)
-    models = [*TABLE1, *(m + RELU for m in TABLE1)]
+    models = [m + variant for variant in VARIANT_NAMES for m in TABLE1]
     runs = collect(out, preset, models) if preset else {}
     curves = {}
     for m, evals in runs.items():
@@ -662,18 +671,18 @@ def budget_text(out: Path | str) -> str:
 
 
 def collapse_text(out: Path | str, preset: str | None = None) -> str:
-    """Which Table 1 models' posteriors collapsed (no active latent unit), with tanh and with
-    ReLU, and in how many of their seeds."""
-    preset = resolve_preset(out, "activation", preset) or resolve_preset(out, "table1", preset)
+    """Which Table 1 models' posteriors collapsed (no active latent unit), as we run them and
+    in each twin stage, and in how many of their seeds."""
+    preset = resolve_preset(out, "table1", preset)
     if not preset:
         return "No results yet."
     lines = []
-    for activation, suffix in (("tanh", ""), ("ReLU", RELU)):
+    for suffix, name in VARIANT_NAMES.items():
         runs = collect(out, preset, [m + suffix for m in TABLE1])
         found = [f"{_table1_display(m.removesuffix(suffix))} ({sum(_metric('active_units')(e) == 0 for e in evals)} "
                  f"of {len(evals)} seeds)" for m, evals in runs.items()
                  if any(_metric("active_units")(e) == 0 for e in evals)]
         ran = sum(bool(evals) for evals in runs.values())
-        lines.append(f"- {activation}: {ran} of {len(TABLE1)} models run; collapsed: "
+        lines.append(f"- {name}: {ran} of {len(TABLE1)} models run; collapsed: "
                      f"{', '.join(found) if found else 'none'}")
     return "\n".join(lines)

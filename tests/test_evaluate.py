@@ -3,6 +3,7 @@ the SVM, and a whole smoke-preset evaluate_run through the API and the CLI."""
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from scvae_core import evaluate as ev
 from scvae_core.models import VAE, ModelConfig
 from scvae_core.presets import get_preset
 from scvae_core.results import ResultError, RunPaths, read_npz
+from scvae_core.zoo import get_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -218,8 +220,6 @@ def smoke_run(tmp_path_factory, data_dir):
 
 def copy_trained(src: Path, dst: Path) -> RunPaths:
     """The trained run (train.json and checkpoints) of ``src`` under a new results root."""
-    import shutil
-
     a, b = RunPaths(src, "smoke", MODEL, 0), RunPaths(dst, "smoke", MODEL, 0)
     shutil.copytree(a.dir / "checkpoints", b.dir / "checkpoints")
     shutil.copy2(a.train_json, b.train_json)
@@ -282,7 +282,20 @@ def test_eval_survives_preset_changes_that_do_not_touch_it(smoke_run):
     out, doc = smoke_run
     paths = RunPaths(out, "smoke", MODEL, 0)
     changed = get_preset("smoke", budget="reworded", stages={**SMOKE.stages, "extra": ("vae-1l",)})
-    assert ev._reusable(paths, changed, doc["config"]) == doc
+    assert ev._reusable(paths, changed, get_config(MODEL)) == doc
+    with pytest.warns(UserWarning, match="another model configuration"):
+        assert ev._reusable(paths, SMOKE, get_config("vae-1l-xavier")) is None
+
+
+def test_eval_written_before_a_config_field_existed_is_reused(smoke_run, tmp_path):
+    # Files written before ModelConfig.init existed lack it: read as the default, not stale.
+    out, doc = smoke_run
+    paths, src = copy_trained(out, tmp_path), RunPaths(out, "smoke", MODEL, 0)
+    shutil.copy2(src.figures_npz, paths.figures_npz)
+    old = json.loads(src.eval_json.read_text())
+    del old["config"]["init"]
+    paths.eval_json.write_text(json.dumps(old))  # newer than the checkpoint, as it was
+    assert ev._reusable(paths, SMOKE, get_config(MODEL))["config"] == old["config"]
 
 
 def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run, tmp_path, data_dir, monkeypatch):

@@ -255,34 +255,38 @@ def test_missing_tsne_names_the_run(cpu_tree):
         plots.latent_tsne_grid({"SCVAE": figs})
 
 
-# ---- where we differ: activation twins, published numbers, budget, NLL convergence
+# ---- where we differ: activation and init twins, published numbers, budget, NLL convergence
 
-def test_activation_table_sets_each_model_beside_its_relu_twin(cpu_tree):
+@pytest.mark.parametrize("table_id, suffix, name", [("activation", "-relu", "ReLU"), ("init", "-xavier", "Xavier init")])
+def test_twin_table_sets_each_model_beside_its_twin(cpu_tree, table_id, suffix, name):
     for seed in (0,):
-        write_eval(cpu_tree, "cpu", "vae-q++-relu", seed, nll=77.0, acc=0.5, active_units=11)
-    t = tables.activation_table(cpu_tree)
+        write_eval(cpu_tree, "cpu", "vae-q++" + suffix, seed, nll=77.0, acc=0.5, active_units=11)
+    write_eval(cpu_tree, "cpu", "vae-1l" + ("-xavier" if suffix == "-relu" else "-relu"), 0, nll=1.0)  # other twin
+    t = tables.build_table(table_id, cpu_tree, None)
     assert t.preset == "cpu" and [r[0] for r in t.rows] == [r["display"] for r in PAPER["table1"]["rows"]]
     q = t.rows[TABLE1.index("vae-q++")]
     v = values(cpu_tree, "vae-q++", "nll")
-    assert q[t.columns.index("NLL tanh")] == f"{v.mean():.2f} ± {v.std(ddof=1):.2f} (n=3)"
-    assert q[t.columns.index("NLL ReLU")] == "77.00 (n=1)" and q[t.columns.index("Acc ReLU")] == "0.5000 (n=1)"
-    assert q[t.columns.index("Active units ReLU")] == "11.0 (n=1)"
-    assert t.rows[0][t.columns.index("NLL ReLU")] == tables.NOT_RUN
-    assert tables.build_table("activation", cpu_tree, "cpu") == t  # what the book check rebuilds
+    assert t.id == table_id and f"with {name} (stage '{table_id}')" in t.caption
+    assert q[t.columns.index("NLL ours")] == f"{v.mean():.2f} ± {v.std(ddof=1):.2f} (n=3)"
+    assert q[t.columns.index(f"NLL {name}")] == "77.00 (n=1)" and q[t.columns.index(f"Acc {name}")] == "0.5000 (n=1)"
+    assert q[t.columns.index(f"Active units {name}")] == "11.0 (n=1)"
+    assert t.rows[0][t.columns.index(f"NLL {name}")] == tables.NOT_RUN
+    assert tables.build_table(table_id, cpu_tree, "cpu") == t  # what the book check rebuilds
 
 
-def test_claims_are_judged_again_on_the_relu_twins(tmp_path):
-    # tanh: VAE(11L) worse than VAE(1L) in NLL; the twins: better. The verdicts must follow.
+@pytest.mark.parametrize("suffix, name", [("-relu", "ReLU"), ("-xavier", "Xavier init")])
+def test_claims_are_judged_again_on_the_twins(tmp_path, suffix, name):
+    # ours: VAE(11L) worse than VAE(1L) in NLL; the twins: better. The verdicts must follow.
     for seed in SEEDS:
         write_eval(tmp_path, "cpu", "vae-1l", seed, nll=90, acc=0.9)
         write_eval(tmp_path, "cpu", "vae-11l", seed, nll=200, acc=0.1)
-        write_eval(tmp_path, "cpu", "vae-1l-relu", seed, nll=90, acc=0.9)
-        write_eval(tmp_path, "cpu", "vae-11l-relu", seed, nll=80, acc=0.95)
-    tanh, relu = tables.verdict_evidence(tmp_path, "cpu"), tables.verdict_evidence(tmp_path, "cpu", "-relu")
-    assert tanh["deg-deep"]["status"] == tables.HOLDS and relu["deg-deep"]["status"] == tables.FAILS
-    assert set(relu) == {c.id for c in tables.CLAIMS if c.stage == "table1"}
-    text = tables.verdicts_side_by_side(tanh, relu, "-relu")
-    assert "default (tanh): holds; ReLU twins: does not hold" in text
+        write_eval(tmp_path, "cpu", "vae-1l" + suffix, seed, nll=90, acc=0.9)
+        write_eval(tmp_path, "cpu", "vae-11l" + suffix, seed, nll=80, acc=0.95)
+    ours, twins = tables.verdict_evidence(tmp_path, "cpu"), tables.verdict_evidence(tmp_path, "cpu", suffix)
+    assert ours["deg-deep"]["status"] == tables.HOLDS and twins["deg-deep"]["status"] == tables.FAILS
+    assert set(twins) == {c.id for c in tables.CLAIMS if c.stage == "table1"}
+    text = tables.verdicts_side_by_side(ours, twins, suffix)
+    assert f"ours (tanh, default init): holds; {name} twins: does not hold" in text
 
 
 def test_published_table_reads_our_budgets_and_the_cited_file(tmp_path):
@@ -326,5 +330,6 @@ def test_collapse_text_names_models_without_active_units(tmp_path):
         write_eval(tmp_path, "cpu", "vae-1l", seed, active_units=40)
     write_eval(tmp_path, "cpu", "vae-q++-relu", 0, active_units=25)
     text = tables.collapse_text(tmp_path, "cpu")
-    assert "- tanh: 2 of 6 models run; collapsed: VAE(q++) (2 of 3 seeds)" in text
+    assert "- tanh, default init: 2 of 6 models run; collapsed: VAE(q++) (2 of 3 seeds)" in text
     assert "- ReLU: 1 of 6 models run; collapsed: none" in text
+    assert "- Xavier init: 0 of 6 models run; collapsed: none" in text

@@ -508,10 +508,14 @@ def verdict_evidence(out: Path | str, preset: str | None = None, variant: str = 
     return evidence
 
 
-def verdicts_side_by_side(evidence: dict[str, dict], variant_evidence: dict[str, dict], variant: str) -> str:
-    """One line per claim measured both ways: its verdict with our default models and with the twins."""
-    lines = [f"- **{c['statement']}** ours ({VARIANT_NAMES['']}): {c['status']}; {VARIANT_NAMES[variant]} twins: "
-             f"{variant_evidence[i]['status']}" for i, c in evidence.items() if i in variant_evidence]
+def verdicts_side_by_side(evidence: dict[str, dict], twins: dict[str, dict[str, dict]]) -> str:
+    """One line per claim measured on every set of twins: its verdict with our models and with
+    each set; ``twins`` maps a variant suffix to its :func:`verdict_evidence`."""
+    lines = []
+    for i, c in evidence.items():
+        if all(i in e for e in twins.values()):
+            lines.append(f"- **{c['statement']}** ours ({VARIANT_NAMES['']}): {c['status']}; " + "; ".join(
+                f"{VARIANT_NAMES[v]} twins: {e[i]['status']}" for v, e in twins.items()))
     return "\n".join(lines)
 
 

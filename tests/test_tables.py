@@ -285,8 +285,11 @@ def test_claims_are_judged_again_on_the_twins(tmp_path, suffix, name):
     ours, twins = tables.verdict_evidence(tmp_path, "cpu"), tables.verdict_evidence(tmp_path, "cpu", suffix)
     assert ours["deg-deep"]["status"] == tables.HOLDS and twins["deg-deep"]["status"] == tables.FAILS
     assert set(twins) == {c.id for c in tables.CLAIMS if c.stage == "table1"}
-    text = tables.verdicts_side_by_side(ours, twins, suffix)
+    text = tables.verdicts_side_by_side(ours, {suffix: twins})
     assert f"ours (tanh, default init): holds; {name} twins: does not hold" in text
+    both = tables.verdicts_side_by_side(ours, {"-relu": tables.verdict_evidence(tmp_path, "cpu", "-relu"),
+                                               "-xavier": tables.verdict_evidence(tmp_path, "cpu", "-xavier")})
+    assert "; ReLU twins: " in both and "; Xavier init twins: " in both
 
 
 def test_published_table_reads_our_budgets_and_the_cited_file(tmp_path):

@@ -92,8 +92,8 @@ def init_xavier_(model: nn.Module, activation: str) -> None:
     """Glorot-uniform weights and zero biases for every linear layer of the MLPs: hidden
     layers with the gain of their activation (5/3 for tanh), output heads with gain 1."""
     gain = nn.init.calculate_gain(activation) if activation in ("tanh", "relu", "sigmoid") else 1.0
-    for mlp_owner in (model.encoder, model.decoder):
-        for name, m in mlp_owner.named_modules():
+    for side in (model.encoder, model.decoder):  # not the VampPrior's pseudo-inputs
+        for name, m in side.named_modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight, gain if name.startswith("mlp.") else 1.0)
                 nn.init.zeros_(m.bias)

@@ -8,7 +8,6 @@ seed must see the same points.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
@@ -22,11 +21,12 @@ import torch
 from tqdm import tqdm
 
 from .data import load_binarized_mnist, load_test_labels
-from .fisher import derivations_report, fisher_report
+from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_report
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag, same_config
-from .presets import Preset, get_preset
+from .presets import EVAL_FIELDS, TRAINING_FIELDS, Preset, changed_settings, run_preset
+from .runs import load_eval
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json, write_npz
-from .train import TRAINING_FIELDS, load_trained, resolve_device
+from .train import TRAIN_KEYS, epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config
 
 SPLIT_SEED = 0  # the test permutation and the SVM folds: the same for every model and seed
@@ -40,12 +40,7 @@ TSNE_PERPLEXITY = 30.0
 # pool was measured 5x slower with n_jobs=2 than with 1 (60 s against 12 s).
 TSNE_JOBS = 1
 TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
-REQUIRED = ("metrics", "fisher", "derivations", "config")
 FIGURE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
-# Preset fields that change what evaluation computes: an eval.json stays valid when any other
-# field changes (a stage added, a budget's wording), as train.TRAINING_FIELDS does for training.
-EVAL_FIELDS = ("test_size", "nll_samples", "svm_size", "svm_folds", "fisher_points", "tsne_points", "grid_images",
-               "figure_seeds")
 
 
 def permuted_test_indices(n: int = 10000) -> np.ndarray:
@@ -304,39 +299,51 @@ def _prefix(n: int | None) -> np.ndarray:
     return permuted_test_indices()[:n]
 
 
-def load_eval(out: str | Path, preset: str, model: str, seed: int) -> dict:
-    """A run's eval.json, checked for schema and the keys the tables need."""
-    paths = RunPaths(Path(out), preset, model, seed)
-    return read_json(paths.eval_json, "eval", required=REQUIRED, fix=paths.command("evaluate"))
-
-
-def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: ModelConfig) -> str | None:
-    """Why an existing eval.json cannot be reused, or None."""
-    stored, now = doc.get("preset_config") or {}, json.loads(json.dumps(preset.to_dict()))
-    changed = [k for k in (*TRAINING_FIELDS, *EVAL_FIELDS) if stored.get(k) != now[k]]
+def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: ModelConfig,
+                  epoch: int | None = None) -> str | None:
+    """Why an existing evaluation cannot be reused, or None."""
+    changed = changed_settings(doc.get("preset_config"), preset, (*TRAINING_FIELDS, *EVAL_FIELDS))
     if changed:
         return f"it was computed under other preset settings ({', '.join(changed)})"
     if not same_config(doc["config"], config):
         return "it was computed for another model configuration"
-    if not paths.figures_npz.exists():
-        return f"{paths.figures_npz.name} is missing"
-    if paths.best_ckpt.exists() and paths.best_ckpt.stat().st_mtime > paths.eval_json.stat().st_mtime:
+    figures, ckpt = paths.figures_npz_at(epoch), paths.best_ckpt_at(epoch)
+    if not figures.exists():
+        return f"{figures.name} is missing"
+    if ckpt.exists() and ckpt.stat().st_mtime > paths.eval_json_at(epoch).stat().st_mtime:
         return "the checkpoint is newer (the model was trained further)"
     return None
 
 
-def _reusable(paths: RunPaths, preset: Preset, config: ModelConfig) -> dict | None:
-    if not paths.eval_json.exists():
+def _reusable(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> dict | None:
+    if not paths.eval_json_at(epoch).exists():
         return None
     try:
-        doc = load_eval(paths.root, paths.preset, paths.model, paths.seed)
-        reason = _stale_reason(doc, paths, preset, config)
+        doc = load_eval(paths.root, paths.preset, paths.model, paths.seed, epoch)
+        reason = _stale_reason(doc, paths, preset, config, epoch)
     except ResultError as e:
         reason = str(e)
     if reason is None:
         return doc
-    warnings.warn(f"{paths.eval_json}: {reason}; recomputing it", stacklevel=3)
+    warnings.warn(f"{paths.eval_json_at(epoch)}: {reason}; recomputing it", stacklevel=3)
     return None
+
+
+def _snapshot_epoch(paths: RunPaths, epoch: int | None) -> tuple[int, int]:
+    """(the epoch whose weights are evaluated, the epochs trained when they were kept)."""
+    doc = read_json(paths.train_json, "train", TRAIN_KEYS, fix=paths.command("train"))
+    history = doc["history"] if epoch is None else doc["history"][:epoch]
+    best = max(history, key=lambda h: h["valid_elbo"])  # the first of equals, as training keeps it
+    return best["epoch"], len(history)
+
+
+def authors_batches(seed: int, epoch: int, preset: Preset, data_dir) -> list[torch.Tensor]:
+    """The last AUTHORS_BATCHES training minibatches of ``epoch`` (1-based) in training's own order."""
+    train_x = load_split("train", preset, data_dir)
+    order = epoch_order(seed, epoch - 1, len(train_x))
+    bs = preset.batch_size
+    n_batches = math.ceil(len(train_x) / bs)
+    return [train_x[order[b * bs:(b + 1) * bs]] for b in range(max(0, n_batches - AUTHORS_BATCHES), n_batches)]
 
 
 def evaluate_run(
@@ -347,19 +354,31 @@ def evaluate_run(
     out: str | Path = DEFAULT_RESULTS,
     data_dir: str | Path | None = None,
     progress: bool = True,
+    epoch: int | None = None,
 ) -> dict:
     """Evaluate the best checkpoint of one run into eval.json and figures.npz; an up-to-date
-    eval.json is returned as it is."""
-    preset, config = get_preset(preset_name), get_config(model_name)
+    eval.json is returned as it is. A preset with ``eval_epochs`` evaluates the best weights
+    kept at each of them (eval-eNNN.json, figures-eNNN.npz; all of them unless ``epoch``)
+    and returns the last."""
+    preset, config = run_preset(preset_name, model_name), get_config(model_name)
+    if preset.eval_epochs and epoch is None:
+        docs = [evaluate_run(model_name, preset_name, seed, device, out, data_dir, progress, e)
+                for e in preset.eval_epochs]
+        return docs[-1]
+    if epoch is not None and epoch not in preset.eval_epochs:
+        raise ValueError(f"epoch {epoch}: preset {preset_name!r} keeps weights for evaluation only at epochs "
+                         f"{list(preset.eval_epochs) or 'none (it evaluates the final weights)'}")
     paths = RunPaths(Path(out), preset_name, model_name, seed)
-    doc = _reusable(paths, preset, config)
+    doc = _reusable(paths, preset, config, epoch)
     if doc is not None:
-        print(f"{paths.eval_json}: up to date, not recomputed (delete it to force)")
+        print(f"{paths.eval_json_at(epoch)}: up to date, not recomputed (delete it to force)")
         return doc
 
     start = time.perf_counter()
     dev = resolve_device(device)
-    model = load_trained(model_name, preset_name, seed, out, dev)
+    model = load_trained(model_name, preset_name, seed, out, dev, epoch)
+    best_epoch, trained = _snapshot_epoch(paths, epoch)
+    final = epoch is None or epoch == preset.eval_epochs[-1]
     x_test = torch.from_numpy(load_binarized_mnist("test", data_dir)).to(dev, torch.float32)
     labels = load_test_labels(data_dir)
     timings: dict[str, float] = {}
@@ -372,8 +391,9 @@ def evaluate_run(
         return result
 
     x = x_test[_prefix(preset.test_size)]
-    counts = (*(k for k in NLL_CONVERGENCE if k < preset.nll_samples), preset.nll_samples)
-    nll_at = timed("nll", lambda g: importance_nll(model, x, preset.nll_samples, generator=g, progress=progress,
+    samples = preset.nll_samples_at(epoch, seed)
+    counts = (*(k for k in NLL_CONVERGENCE if k < samples), samples)
+    nll_at = timed("nll", lambda g: importance_nll(model, x, samples, generator=g, progress=progress,
                                                    at=counts)).double()
     nll = nll_at[-1]
     elbo = timed("elbo", lambda g: elbo_terms(model, x))
@@ -383,10 +403,16 @@ def evaluate_run(
                                                preset.svm_folds, SPLIT_SEED))
     x_fisher = x_test[_prefix(preset.fisher_points)]
     fisher = timed("fisher", lambda g: fisher_report(model, x_fisher, generator=g))
+    fisher_empirical = timed("fisher_empirical", lambda g: fisher_report(model, x_fisher, "empirical", generator=g))
+    beta = kl_weight(best_epoch, preset.warmup_epochs)  # at the end of that epoch (warm-up counts epochs)
+    batches = authors_batches(seed, best_epoch, preset, data_dir)
+    fisher_authors = timed("fisher_authors", lambda g: {
+        **authors_report(model, batches, beta),
+        "source": f"the last {len(batches)} training minibatches of epoch {best_epoch}, the epoch of these weights"})
     derivations = timed("derivations", lambda g: derivations_report(model, x_fisher, generator=g))
 
     tsne_idx = _prefix(preset.tsne_points)
-    if seed in preset.figure_seeds:
+    if seed in preset.figure_seeds and final:
         figures = timed("tsne", lambda g: figure_data(model, x_test[tsne_idx], labels[tsne_idx], seed, progress))
     else:
         figures = {"labels": labels[tsne_idx]}
@@ -396,7 +422,7 @@ def evaluate_run(
 
     metrics = {
         "nll": nll.mean().item(), "nll_se": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else 0.0,
-        "nll_samples": preset.nll_samples, **elbo,
+        "nll_samples": samples, **elbo,
         "nll_by_samples": {str(k): v.mean().item() for k, v in zip(counts, nll_at)}, "test_size": len(x),
         "active_units": units, "au_threshold": AU_THRESHOLD,
         "svm_acc": svm["mean"], "svm_acc_std": svm["std"], "svm_fold_accs": svm["folds"], "svm_size": len(svm_idx),
@@ -405,9 +431,11 @@ def evaluate_run(
         "model": model_name, "preset": preset_name, "seed": seed, "config": config.to_dict(),
         "preset_config": preset.to_dict(), "provenance": provenance(seed, str(dev)),
         "wall_time_s": round(time.perf_counter() - start, 3),
-        "metrics": metrics, "fisher": fisher, "derivations": derivations, "timings": timings,
+        "epoch": best_epoch, "epochs_trained": trained,
+        "metrics": metrics, "fisher": fisher, "fisher_empirical": fisher_empirical, "fisher_authors": fisher_authors,
+        "derivations": derivations, "timings": timings,
     }
     # figures.npz first: an eval.json on disk means the run's evaluation is complete.
-    write_npz(paths.figures_npz, **figures)
-    write_json(paths.eval_json, "eval", doc)
-    return load_eval(out, preset_name, model_name, seed)
+    write_npz(paths.figures_npz_at(epoch), **figures)
+    write_json(paths.eval_json_at(epoch), "eval", doc)
+    return load_eval(out, preset_name, model_name, seed, epoch)

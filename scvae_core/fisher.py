@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from statistics import fmean
+from statistics import fmean, stdev
 
 import torch
 import torch.nn.functional as F
@@ -204,10 +204,12 @@ def _capture(model: VAE, layers: dict[str, nn.Module], d: Draw) -> tuple[dict[st
     return inputs, dict(zip(outputs, grads))
 
 
-def _hook_stats(model: VAE, d: Draw, chunk: int) -> dict[str, dict[str, float]]:
-    """exact, kfac and grad_rms (rms of d log p / d output over examples, units, positions)."""
+def _hook_stats(model: VAE, d: Draw, chunk: int) -> dict[str, dict]:
+    """exact, kfac, grad_rms (rms of d log p / d output over examples, units, positions) and
+    per_point (each point's squared weight gradient over the layer's free weights: exact is their mean)."""
     layers = model.linear_layers()
     sq = dict.fromkeys(layers, 0.0)
+    per_point: dict[str, list[Tensor]] = {name: [] for name in layers}
     a2: dict[str, Tensor] = {}
     g2: dict[str, Tensor] = {}
     for c in d.chunks(chunk):
@@ -218,12 +220,14 @@ def _hook_stats(model: VAE, d: Draw, chunk: int) -> dict[str, dict[str, float]]:
                 a = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
                 g = g.flatten(2)  # a: (B, C*k*k, T), g: (B, O, T)
                 per_example = torch.einsum("bot,bct->boc", g, a) * _mask(m)
-                sq[name] += per_example.double().pow(2).sum().item()
+                point = per_example.double().pow(2).sum((1, 2))
                 sa, sg = a.double().pow(2).sum((0, 2)), g.double().pow(2).mean(2).sum(0)
             else:
                 a, g = a.double(), g.double()
-                sq[name] += (g.pow(2).sum(1) * a.pow(2).sum(1)).sum().item()
+                point = g.pow(2).sum(1) * a.pow(2).sum(1)
                 sa, sg = a.pow(2).sum(0), g.pow(2).sum(0)
+            sq[name] += point.sum().item()
+            per_point[name].append(point.cpu())
             a2[name] = a2[name] + sa if name in a2 else sa
             g2[name] = g2[name] + sg if name in g2 else sg
     n = len(d)
@@ -235,6 +239,7 @@ def _hook_stats(model: VAE, d: Draw, chunk: int) -> dict[str, dict[str, float]]:
             "exact": sq[name] / (n * mask.sum().item()),
             "kfac": kfac.item(),
             "grad_rms": math.sqrt(g2[name].mean().item() / n),
+            "per_point": torch.cat(per_point[name]) / mask.sum().item(),
         }
     return stats
 
@@ -271,10 +276,135 @@ def summarize(layers: list[dict]) -> dict[str, float]:
 
 def fisher_report(model: VAE, x: Tensor | Draw, targets: str = "model", generator=None, chunk: int = HOOKS_CHUNK,
                   pixel_sampling: str = "autoregressive") -> dict:
-    """The ``fisher`` block of eval.json (exact by the hooks route, plus kfac)."""
+    """The ``fisher`` (or ``fisher_empirical``) block of eval.json: per layer exact (hooks
+    route) and kfac, their means per side, and per side a robust summary over points."""
     d = _as_draw(model, x, targets, generator, pixel_sampling)
-    layers = layer_fisher(model, d, method="both", chunk=chunk)
-    return {"targets": d.targets, "points": len(d), "layers": layers, **summarize(layers)}
+    stats = _hook_stats(model, d, chunk)
+    layers = [{"name": n, "part": n.split(".")[0], "exact": st["exact"], "kfac": st["kfac"]} for n, st in stats.items()]
+    per_point = {n: st["per_point"] for n, st in stats.items()}
+    sides = {side: point_summary(_side_points(per_point, side)) for side in SIDES}
+    return {"targets": d.targets, "points": len(d), "layers": layers, **summarize(layers), "sides": sides}
+
+
+# --- a robust summary over points ----------------------------------------------------------------
+# The layer mean is dominated by rare points: in a collapsed VAE(11L) one target draw in 200 moved
+# a decoder layer's mean 10^4-fold. The reports add the mean over points of log10 of each point's
+# value (the log of the geometric mean): one point 10^4 times the rest moves it by 4/N, it is an
+# average (so it has a standard error and compares across models as a difference), and every
+# claim about Fisher is a ratio, i.e. a difference of logs. Points with a zero gradient (a dead
+# ReLU unit everywhere, say) are floored at LOG10_FLOOR and counted.
+SIDES = ("encoder", "decoder", "model")
+LOG10_FLOOR = -30.0
+BOOTSTRAP = 1000
+BOOTSTRAP_SEED = 0
+
+
+def _side_points(per_point: dict[str, Tensor], side: str) -> Tensor:
+    """Each point's mean over the side's layers (``model``: all layers) of its layer value."""
+    rows = [v for n, v in per_point.items() if side == "model" or n.split(".")[0] == side]
+    return torch.stack(rows).mean(0)
+
+
+def point_summary(values: Tensor, level: float = 0.95) -> dict:
+    """Mean, robust mean of log10 and median of log10 over points, with bootstrap intervals."""
+    v = values.double()
+    logs = torch.log10(v).clamp(min=LOG10_FLOOR)
+    n = len(v)
+    g = torch.Generator().manual_seed(BOOTSTRAP_SEED)
+    idx = torch.randint(n, (BOOTSTRAP, n), generator=g)
+    boot_mean, boot_log = v[idx].mean(1), logs[idx].mean(1)
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+
+    def interval(t: Tensor) -> list[float]:
+        return [torch.quantile(t, lo).item(), torch.quantile(t, hi).item()]
+
+    return {
+        "mean": v.mean().item(), "mean_ci": interval(boot_mean),
+        "log10_mean_of_points": logs.mean().item(), "log10_se": boot_log.std().item(), "log10_ci": interval(boot_log),
+        "median_log10": logs.median().item(), "zero_points": int((v <= 0).sum()), "points": n,
+        "bootstrap": BOOTSTRAP,
+    }
+
+
+# --- the authors' reading: Fisher information ratio in hidden layers --------------------------------
+# The first author's follow-up code (JegZheng/Fisher-AutoEncoder, "Understanding VAEs in
+# Fisher-Shannon Plane", AAAI 2019) reports per side, after training, for each hidden layer but
+# the first: with W the layer's weights and G the gradient of the training loss (negative ELBO at
+# the current KL weight, mean over the last minibatch), A = G W^T and the layer's value sum |A A^T|;
+# the side's value is the mean over those layers. A convolution's weights are flattened per output
+# channel (we use the masked, i.e. effective, PixelCNN weights). One minibatch is a noisy statistic:
+# we take AUTHORS_BATCHES of them and report the last, their mean and spread. A side with one
+# hidden layer has no layer after the first: its strict value is None ("not defined"); the variant
+# ``with_first`` includes the first hidden layer and is defined for every side.
+AUTHORS_BATCHES = 10
+
+
+def authors_layers(model: VAE) -> dict[str, list[str]]:
+    """The hidden weight layers of each side as the authors' measure walks them."""
+    layers = model.linear_layers()
+    out = {part: _hidden(model, part) for part in PARTS}
+    if model.decoder.pixelcnn is not None:
+        out["pixelcnn"] = [n for n in layers if n.startswith("decoder.pixelcnn.")]
+    return out
+
+
+def authors_layer_value(weight: Tensor, grad: Tensor) -> float:
+    """sum |A A^T| with A = G W^T, each weight flattened per output unit or channel."""
+    w, g = weight.detach().flatten(1).double(), grad.detach().flatten(1).double()
+    a = g @ w.T
+    return (a @ a.T).abs().sum().item()
+
+
+def _side_value(values: list[float]) -> float | None:
+    return fmean(values) if values else None
+
+
+def _over_batches(per_batch: list[float | None]) -> dict | None:
+    if any(v is None for v in per_batch):
+        return None
+    logs = [math.log10(v) if v > 0 else LOG10_FLOOR for v in per_batch]
+    sd = lambda xs: stdev(xs) if len(xs) > 1 else math.nan  # noqa: E731
+    return {"value": per_batch[-1], "mean": fmean(per_batch), "sd": sd(per_batch), "values": per_batch,
+            "log10_mean": fmean(logs), "log10_se": sd(logs) / math.sqrt(len(logs))}
+
+
+def authors_report(model: VAE, batches: Iterable[Tensor], beta: float) -> dict:
+    """The ``fisher_authors`` block of eval.json over the given training minibatches."""
+    parts = authors_layers(model)
+    modules = model.linear_layers()
+    per_layer: dict[str, list[float]] = {n: [] for names in parts.values() for n in names}
+    sizes = []
+    was_training = model.training
+    model.train()
+    try:
+        for x in batches:
+            sizes.append(len(x))
+            model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                model.elbo(x.to(model.device), beta)["loss"].mean().backward()
+            for name in per_layer:
+                m = modules[name]
+                w = m.weight * m.mask if hasattr(m, "mask") else m.weight
+                per_layer[name].append(authors_layer_value(w, m.weight.grad))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    n = len(sizes)
+    sides = {}
+    for part, names in parts.items():
+        strict = [_side_value([per_layer[nm][b] for nm in names[1:]]) for b in range(n)]
+        with_first = [_side_value([per_layer[nm][b] for nm in names]) for b in range(n)]
+        sides[part] = {"layers": len(names), "strict": _over_batches(strict), "with_first": _over_batches(with_first)}
+    if "pixelcnn" in parts:  # the decoder as a whole: its MLP's hidden layers and the PixelCNN's
+        names = parts["decoder"] + parts["pixelcnn"]
+        sides["decoder"]["with_first"] = _over_batches(
+            [_side_value([per_layer[nm][b] for nm in names]) for b in range(n)])
+    every = list(per_layer)  # the whole model, for Figure 2's depth sweep
+    sides["model"] = {"layers": len(every), "strict": None,
+                      "with_first": _over_batches([_side_value([per_layer[nm][b] for nm in every]) for b in range(n)])}
+    return {"batches": n, "batch_size": sizes[-1] if sizes else 0, "beta": beta,
+            "layers": [{"name": nm, "part": nm.split(".")[0], "values": v} for nm, v in per_layer.items()],
+            **sides}
 
 
 # --- Proposition 1 (eq. 6, Remark 2) ------------------------------------------------------------

@@ -7,87 +7,18 @@ prior (standard normal or VampPrior) and the decoder (Bernoulli MLP or PixelCNN)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ACTIVATION_NAMES, INITS, SKIPS, ModelConfig, same_config  # noqa: F401 (re-exported)
+
 IMAGE_SIDE = 28
 X_DIM = IMAGE_SIDE * IMAGE_SIDE
 LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid}
-SKIPS = ("none", "short", "long")
-INITS = ("default", "xavier")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything that defines a model's architecture; stored in every result file.
-
-    A field added later must default to what the code did before it existed: result files
-    written earlier lack it and are read with that default (:func:`same_config`).
-    """
-
-    enc_depth: int = 1  # hidden layers of the encoder
-    dec_depth: int = 1  # hidden layers of the decoder
-    hidden: int = 500
-    latent: int = 50
-    enc_skip: str = "none"  # "none" | "short" (eq. 11) | "long" (eq. 12: first -> last hidden)
-    dec_skip: str = "none"
-    # Not stated in the paper. tanh: the paper's VAE(1L) is Kingma & Welling (2013),
-    # whose MNIST MLPs use tanh hidden units.
-    activation: str = "tanh"
-    prior: str = "normal"  # "normal" | "vamp"
-    pseudo_inputs: int = 500  # VampPrior's K (Tomczak & Welling 2018)
-    decoder: str = "bernoulli"  # "bernoulli" | "pixelcnn"
-    pixel_layers: int = 8  # the paper's "8 pixel layers"
-    pixel_channels: int = 32
-    # Not stated in the paper either. "default": PyTorch's nn.Linear init, uniform with scale
-    # 1/sqrt(fan_in); "xavier": Glorot & Bengio (2010), made for deep tanh networks.
-    init: str = "default"
-
-    def __post_init__(self):
-        problems = []
-        if self.enc_depth < 1 or self.dec_depth < 1:
-            problems.append("enc_depth and dec_depth must be >= 1")
-        for side in ("enc_skip", "dec_skip"):
-            if getattr(self, side) not in SKIPS:
-                problems.append(f"{side}={getattr(self, side)!r}; choose one of {SKIPS}")
-        if self.activation not in ACTIVATIONS:
-            problems.append(f"activation={self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        if self.prior not in ("normal", "vamp"):
-            problems.append(f"prior={self.prior!r}; choose 'normal' or 'vamp'")
-        if self.init not in INITS:
-            problems.append(f"init={self.init!r}; choose one of {INITS}")
-        if self.decoder not in ("bernoulli", "pixelcnn"):
-            problems.append(f"decoder={self.decoder!r}; choose 'bernoulli' or 'pixelcnn'")
-        for side, depth in (("enc", self.enc_depth), ("dec", self.dec_depth)):
-            if getattr(self, f"{side}_skip") == "long" and depth < 3:
-                problems.append(f"{side}_skip='long' (eq. 12) needs {side}_depth >= 3, got {depth}")
-        for size in ("hidden", "latent", "pseudo_inputs", "pixel_channels"):
-            if getattr(self, size) < 1:
-                problems.append(f"{size} must be >= 1, got {getattr(self, size)}")
-        if self.decoder == "pixelcnn" and self.pixel_layers < 2:
-            problems.append("a PixelCNN decoder needs pixel_layers >= 2 (one type-A, one output layer)")
-        if problems:
-            raise ValueError("invalid ModelConfig: " + "; ".join(problems))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def same_config(stored: dict | None, cfg: ModelConfig) -> bool:
-    """Whether a config read from a result file or checkpoint describes ``cfg``; fields the
-    file lacks take their defaults (see :class:`ModelConfig`)."""
-    if not isinstance(stored, dict):
-        return False
-    try:
-        return ModelConfig(**stored) == cfg
-    except (TypeError, ValueError):  # a field we no longer have, or a value we no longer allow
-        return False
-
-
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 def init_xavier_(model: nn.Module, activation: str) -> None:
     """Glorot-uniform weights and zero biases for every linear layer of the MLPs: hidden
     layers with the gain of their activation (5/3 for tanh), output heads with gain 1."""
@@ -97,6 +28,15 @@ def init_xavier_(model: nn.Module, activation: str) -> None:
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight, gain if name.startswith("mlp.") else 1.0)
                 nn.init.zeros_(m.bias)
+
+
+def init_he_(model: nn.Module) -> None:
+    """He (Kaiming-normal, fan-in) weights for every linear layer of the MLPs, as the
+    VampPrior code the authors build on does; biases keep PyTorch's default, as there."""
+    for side in (model.encoder, model.decoder):
+        for m in side.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
 
 
 def resample(h: torch.Tensor, size: int) -> torch.Tensor:
@@ -292,6 +232,8 @@ class VAE(nn.Module):
         self.prior = VampPrior(cfg) if cfg.prior == "vamp" else StandardNormalPrior(cfg)
         if cfg.init == "xavier":
             init_xavier_(self, cfg.activation)
+        elif cfg.init == "he":
+            init_he_(self)
 
     # --- the densities every estimator is built from --------------------------------
     def encode(self, x):

@@ -12,7 +12,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .results import ResultError, RunPaths, read_npz
-from .tables import seeds_text
+from .claims import VERDICTS
+from .runs import seeds_text
+from .zoo import twin_of
 
 TSNE_COLUMNS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
 TSNE_TITLES = {"tsne_raw": "raw data", "tsne_first": "first layer", "tsne_middle": "middle layer",
@@ -122,43 +124,74 @@ def _spread(summaries: list[dict]) -> list[float]:
     return [0.0 if math.isnan(s["std"]) else s["std"] for s in summaries]
 
 
-def fisher_vs_depth(data: dict, measure: str = "model") -> Figure:
-    """Figure 2 from :func:`scvae_core.tables.fisher_depth`: mean Fisher against the depth of
-    the deepened side, plain vs skip, log scale, error bars = std over seeds. ``measure``:
-    ``model`` (all layers, as the paper) or ``part`` (the deepened side's layers)."""
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, (side, title) in zip(axes, SIDES.items()):
-        for kind, points in data["series"][side].items():
-            if points:
-                summaries = [p[measure] for p in points]
-                ax.errorbar([p["depth"] for p in points], [s["mean"] for s in summaries], yerr=_spread(summaries),
-                            capsize=3, label="with skips" if kind == "skip" else "plain", **KIND_STYLE[kind])
-        ax.set_yscale("log")
-        ax.set_xlabel("hidden layers of the deepened side")
-        ax.set_title(title)
-        ax.legend()
-    axes[0].set_ylabel("mean Fisher information" + (" (deepened side)" if measure == "part" else ""))
-    fig.suptitle(f"Mean Fisher information against depth ({_source(data['preset'], data['seeds'])})")
+def _no_data(ax, what: str) -> None:
+    ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, fontsize=8, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+NOT_RECORDED = "not recorded for these runs\n(evaluated before this reading existed)"
+
+
+def fisher_vs_depth(by_reading: Mapping[str, dict], measure: str = "model") -> Figure:
+    """Figure 2 from :func:`scvae_core.tables.fisher_depth`, one row per reading of Fisher:
+    Fisher against the depth of the deepened side, plain vs skip, log scale, error bars = std
+    over seeds. ``measure``: ``model`` (all layers, as the paper) or ``part`` (the deepened side's)."""
+    readings = list(by_reading)
+    fig = Figure(figsize=(9, 3.2 * len(readings)), layout="constrained")
+    axes = fig.subplots(len(readings), 2, squeeze=False)
+    for row, reading in zip(axes, readings):
+        data = by_reading[reading]
+        if not any(points for kinds in data["series"].values() for points in kinds.values()):
+            for ax in row:
+                _no_data(ax, NOT_RECORDED)
+            row[0].set_ylabel(reading)
+            continue
+        for ax, (side, title) in zip(row, SIDES.items()):
+            for kind, points in data["series"][side].items():
+                if points:
+                    summaries = [p[measure] for p in points]
+                    ax.errorbar([p["depth"] for p in points], [s["mean"] for s in summaries],
+                                yerr=_spread(summaries), capsize=3, label="with skips" if kind == "skip" else "plain",
+                                **KIND_STYLE[kind])
+            ax.set_yscale("log")
+            ax.set_xlabel("hidden layers of the deepened side")
+            ax.set_title(f"{title} — {reading}", fontsize=9)
+            ax.legend(fontsize=7)
+        row[0].set_ylabel(f"Fisher ({reading})" + (", deepened side" if measure == "part" else ""))
+    first = by_reading[readings[0]]
+    fig.suptitle(f"Fisher information against depth, per reading ({_source(first['preset'], first['seeds'])})")
     return fig
 
 
-def fisher_bars(data: dict, names: Mapping[str, str] | None = None) -> Figure:
-    """Figures 3 and 5 from :func:`scvae_core.tables.fisher_per_model`: encoder vs decoder
-    mean Fisher per model, log scale, error bars = std over seeds. ``names``: display names."""
-    models = list(data["models"])
-    fig = Figure(figsize=(1.3 * len(models) + 2, 4), layout="constrained")
-    ax = fig.subplots()
-    x = np.arange(len(models))
-    for offset, part in ((-0.2, "encoder"), (0.2, "decoder")):
-        summaries = [data["models"][m][part] for m in models]
-        ax.bar(x + offset, [s["mean"] for s in summaries], width=0.4, yerr=_spread(summaries), capsize=3, label=part)
-    ax.set_xticks(x, [(names or {}).get(m, m) for m in models], rotation=30, ha="right")
-    ax.set_yscale("log")
-    ax.set_ylabel("mean Fisher information")
-    ax.legend()
-    missing = f"; not run: {', '.join(data['missing'])}" if data.get("missing") else ""
-    fig.suptitle(f"Mean Fisher information of encoder and decoder ({_source(data['preset'], data['seeds'])}{missing})")
+def fisher_bars(by_reading: Mapping[str, dict], names: Mapping[str, str] | None = None) -> Figure:
+    """Figures 3 and 5 from :func:`scvae_core.tables.fisher_per_model`, one panel per reading:
+    encoder vs decoder Fisher per model, log scale, error bars = std over seeds."""
+    readings = list(by_reading)
+    width = max(1.3 * len(next(iter(by_reading.values()))["models"]) + 2, 4)
+    fig = Figure(figsize=(min(width * len(readings), 15), 4), layout="constrained")
+    axes = fig.subplots(1, len(readings), squeeze=False)[0]
+    for ax, reading in zip(axes, readings):
+        data = by_reading[reading]
+        models = list(data["models"])
+        if not models:
+            _no_data(ax, NOT_RECORDED)
+            ax.set_title(reading, fontsize=9)
+            continue
+        x = np.arange(len(models))
+        for offset, part in ((-0.2, "encoder"), (0.2, "decoder")):
+            summaries = [data["models"][m][part] for m in models]
+            ax.bar(x + offset, [s["mean"] for s in summaries], width=0.4, yerr=_spread(summaries), capsize=3,
+                   label=part)
+        ax.set_xticks(x, [(names or {}).get(m, m) for m in models], rotation=30, ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_title(reading, fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("Fisher information")
+    first = by_reading[readings[0]]
+    missing = f"; not run: {', '.join(first['missing'])}" if first.get("missing") else ""
+    fig.suptitle(f"Fisher information of encoder and decoder, per reading "
+                 f"({_source(first['preset'], first['seeds'])}{missing})")
     return fig
 
 
@@ -203,10 +236,6 @@ def stage_figures(out: Path | str, models: list[str], preset: str | None) -> Sta
     return StageFigures(runs, missing)
 
 
-def _scatter_loglog(ax, xs, ys, label) -> None:
-    ax.scatter(xs, ys, s=12, label=label)
-
-
 def kfac_vs_exact(runs: Mapping[str, list[dict]]) -> Figure:
     """Exact against Kronecker-factored mean diagonal Fisher, one point per layer and run."""
     fig = Figure(figsize=(5, 4.5), layout="constrained")
@@ -216,7 +245,7 @@ def kfac_vs_exact(runs: Mapping[str, list[dict]]) -> Figure:
         pts = [(l["exact"], l["kfac"]) for e in evals for l in e["fisher"]["layers"] if l["exact"] > 0 and l["kfac"] > 0]
         if pts:
             xs, ys = zip(*pts)
-            _scatter_loglog(ax, xs, ys, model)
+            ax.scatter(xs, ys, s=12, label=model)
             lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
     if lo < hi:
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
@@ -275,8 +304,8 @@ def proposition3_bars(runs: Mapping[str, list[dict]]) -> Figure:
     return fig
 
 
-STATUS_COLOURS = {"holds": "tab:green", "partly holds": "tab:orange", "does not hold": "tab:red",
-                  "not measured": "tab:grey"}
+STATUS_COLOURS = dict(zip(VERDICTS, ("tab:green", "tab:red", "tab:blue", "tab:orange", "tab:grey")))
+TWIN_LINES = {"": "-", "-relu": "--", "-xavier": ":", "-authors": "-."}  # one line style per twin set
 
 
 def nll_convergence_plot(data: dict) -> Figure:
@@ -293,7 +322,7 @@ def nll_convergence_plot(data: dict) -> Figure:
         final = curve[counts[-1]]["mean"]
         seeds |= {s for k in counts for s in curve[k]["seeds"]}
         ax.plot(counts[:-1], [curve[k]["mean"] - final for k in counts[:-1]], marker="o",
-                linestyle="--" if m.endswith("-relu") else "-", label=m)
+                linestyle=TWIN_LINES[twin_of(m).suffix], label=m)
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.1)
     ax.set_xlabel("importance samples S")
@@ -304,24 +333,30 @@ def nll_convergence_plot(data: dict) -> Figure:
 
 
 def verdict_effects(evidence: Mapping[str, dict]) -> Figure:
-    """Every measured effect: its per-seed values against the claimed threshold, coloured by
-    status (one row per effect)."""
-    rows = [(c["id"], e) for c in evidence.values() for e in c["effects"]]
-    fig = Figure(figsize=(8, 0.35 * len(rows) + 1.5), layout="constrained")
+    """Every measured effect: its estimate and 95% interval, in units of its practical
+    threshold and in the claimed direction (right of +1: holds; left of −1: contradicted;
+    inside ±1: no effect), coloured by verdict; one row per effect."""
+    rows = [(c["id"], e) for c in evidence.values() for e in c["effects"] if e["n"]]
+    fig = Figure(figsize=(8, 0.32 * len(rows) + 1.6), layout="constrained")
     ax = fig.subplots()
     for i, (cid, e) in enumerate(rows):
-        threshold = float(e["claimed"].split()[1])
+        scale = e["sign"] / e["threshold"]
+        centre = (e["estimate"] - e["level"]) * scale
         colour = STATUS_COLOURS[e["status"]]
-        ax.scatter(np.asarray(e["values"]) - threshold, [i] * len(e["values"]), color=colour, s=15)
-        marker = ">" if e["claimed"].startswith(">") else "<"
-        ax.scatter([0], [i], marker=marker, color="black", s=20)
+        if not math.isnan(e["low"]):
+            lo, hi = sorted(((e["low"] - e["level"]) * scale, (e["high"] - e["level"]) * scale))
+            ax.plot([lo, hi], [i, i], color=colour, linewidth=2)
+        ax.scatter([centre], [i], color=colour, s=18, zorder=3)
+    for x in (-1, 1):
+        ax.axvline(x, color="grey", linewidth=0.8, linestyle="--")
     ax.axvline(0, color="grey", linewidth=1)
-    ax.set_yticks(range(len(rows)), [f"{cid}: {e['label'][:60]}" for cid, e in rows], fontsize=6)
-    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_yticks(range(len(rows)), [f"{cid}: {e['label'][:55]}" for cid, e in rows], fontsize=6)
+    ax.set_xscale("symlog", linthresh=1)
     ax.invert_yaxis()
-    ax.set_xlabel("measured value − claimed threshold (per seed); the arrow shows the claimed side")
+    ax.set_xlabel("effect in the claimed direction, in units of its threshold δ (dashed: ±δ)")
     presets = sorted({str(c["preset"]) for c in evidence.values()})
-    fig.suptitle(f"Effects behind each verdict (green holds, orange partly, red does not; presets {', '.join(presets)})")
+    legend = ", ".join(f"{colour.removeprefix('tab:')} {v}" for v, colour in STATUS_COLOURS.items())
+    fig.suptitle(f"Effects behind each verdict, 95% intervals ({legend}; presets {', '.join(presets)})", fontsize=9)
     return fig
 
 

@@ -2,12 +2,12 @@
 measure, never the architecture: the same named model is trained in every preset."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
-from .zoo import RELU, TABLE1, TABLE2, XAVIER, check_name
+from .zoo import TABLE1, TABLE2, TWINS, check_name, training_changes
 
-ACTIVATION = tuple(m + RELU for m in TABLE1)
-INIT = tuple(m + XAVIER for m in TABLE1)
+TWIN_STAGES = {t.stage: t.models() for t in TWINS}
 
 
 def depth_models(depths) -> tuple[str, ...]:
@@ -36,6 +36,12 @@ class Preset:
     tsne_points: int = 2000
     grid_images: int = 10  # reconstruction grid: this many pairs of columns
     figure_seeds: tuple = (0,)  # t-SNE is costly: only these seeds get embeddings
+    # budgets within one run: the best-so-far weights are kept at these epochs and evaluated
+    # each (eval-e010.json, ...); empty: one evaluation of the final best weights (eval.json)
+    eval_epochs: tuple = ()
+    final_nll_samples: int | None = None  # S at the last of eval_epochs (None: nll_samples)
+    check_nll_samples: dict = field(default_factory=dict)  # seed -> S at the last epoch instead (estimator check)
+    stage_epochs: dict = field(default_factory=dict)  # stage -> epochs, where a stage trains shorter
     # which models each stage trains, and with how many seeds by default
     stages: dict = field(default_factory=dict)
     seeds: dict = field(default_factory=dict)
@@ -47,9 +53,14 @@ class Preset:
         check_name("stage", stage, self.stages)
         return self.stages[stage]
 
+    def nll_samples_at(self, epoch: int | None, seed: int) -> int:
+        """S for the evaluation at ``epoch`` (None: the final one)."""
+        if epoch is None or not self.eval_epochs or epoch == self.eval_epochs[-1]:
+            return self.check_nll_samples.get(seed, self.final_nll_samples or self.nll_samples)
+        return self.nll_samples
 
-_STAGES = {"table1": TABLE1, "depth": depth_models(range(1, 12)), "table2": TABLE2, "activation": ACTIVATION,
-           "init": INIT}
+
+_STAGES = {"table1": TABLE1, "depth": depth_models(range(1, 12)), "table2": TABLE2, **TWIN_STAGES}
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -58,8 +69,8 @@ PRESETS: dict[str, Preset] = {
         epochs=2, warmup_epochs=1, patience=0, train_size=300, valid_size=100, checkpoint_minutes=0.5,
         test_size=64, nll_samples=8, svm_size=200, svm_folds=2, fisher_points=16, tsne_points=150, grid_images=4,
         stages={"table1": TABLE1, "depth": depth_models((1, 3)), "table2": TABLE2,
-                "activation": ("vae-1l-relu", "vae-q++-relu"), "init": ("vae-1l-xavier", "vae-q++-xavier")},
-        seeds={"table1": (0,), "depth": (0,), "table2": (0,), "activation": (0,), "init": (0,)},
+                **{t.stage: t.models(("vae-1l", "vae-q++")) for t in TWINS}},
+        seeds={"table1": (0,), "depth": (0,), "table2": (0,), **{t.stage: (0,) for t in TWINS}},
     ),
     "cpu": Preset(
         name="cpu",
@@ -67,9 +78,9 @@ PRESETS: dict[str, Preset] = {
                "a PixelCNN model about an hour (stage times: `scvae status all --preset cpu`)",
         epochs=10, warmup_epochs=3, patience=0, checkpoint_minutes=5.0,
         test_size=2000, nll_samples=200, svm_size=None, svm_folds=5, fisher_points=200, tsne_points=2000,
-        stages={"table1": TABLE1, "depth": depth_models((1, 3, 5, 7, 9, 11)), "table2": TABLE2,
-                "activation": ACTIVATION, "init": INIT},
-        seeds={"table1": (0, 1, 2), "depth": (0,), "table2": (0,), "activation": (0, 1, 2), "init": (0,)},
+        stages={"table1": TABLE1, "depth": depth_models((1, 3, 5, 7, 9, 11)), "table2": TABLE2, **TWIN_STAGES},
+        seeds={"table1": (0, 1, 2), "depth": (0,), "table2": (0,), "activation": (0, 1, 2), "init": (0,),
+               "authors": (0,)},
     ),
     "paper": Preset(
         name="paper",
@@ -77,7 +88,7 @@ PRESETS: dict[str, Preset] = {
         epochs=2000, warmup_epochs=100, patience=50, checkpoint_minutes=10.0,
         test_size=None, nll_samples=5000, svm_size=None, svm_folds=5, fisher_points=1000, tsne_points=5000,
         stages=_STAGES, seeds={"table1": (0, 1, 2), "depth": (0,), "table2": (0, 1, 2), "activation": (0,),
-                                  "init": (0,)},
+                                  "init": (0,), "authors": (0, 1, 2)},
     ),
 }
 # How much of the gap to the paper's numbers is training budget: the cpu preset, ten times
@@ -88,6 +99,65 @@ PRESETS["cpu-long"] = replace(
     stages={"budget": ("vae-1l", "vae-q++")}, seeds={"budget": (0,)})
 
 
+# Ten times the cpu budget, evaluated at 10, 30 and 100 epochs from the same run: how the
+# verdicts move with training. Its first 10 epochs are exactly a cpu run (same settings, same
+# data order, same warm-up), so its epoch-10 weights are the cpu run's (tested).
+PRESETS["long"] = replace(
+    PRESETS["cpu"], name="long", epochs=100, eval_epochs=(10, 30, 100), final_nll_samples=1000,
+    check_nll_samples={0: 5000},
+    budget="the cpu preset trained for 100 epochs, evaluated at epochs 10, 30 and 100 (S = 200, 200, 1000; "
+           "seed 0 also S = 5000 at 100); the depth sweep and the VampPrior pair for 30 epochs",
+    stages={"table1": TABLE1, "authors": TWIN_STAGES["authors"], "depth": depth_models((1, 3, 5, 7, 9, 11)),
+            "vamp": ("vae-1l+vamp", "scvae+vamp")},
+    seeds={"table1": (0, 1, 2), "authors": (0,), "depth": (0,), "vamp": (0,)},
+    stage_epochs={"depth": 30, "vamp": 30})
+# The same shape at smoke size, for the tests of within-run budgets.
+PRESETS["smoke-long"] = replace(
+    PRESETS["smoke"], name="smoke-long", epochs=4, eval_epochs=(2, 4), final_nll_samples=12,
+    check_nll_samples={0: 16}, budget="smoke, trained 4 epochs and evaluated at 2 and 4; numbers mean nothing",
+    stages={"table1": ("vae-1l", "scvae"), "authors": ("vae-1l-authors",), "depth": depth_models((1, 3))},
+    seeds={"table1": (0,), "authors": (0,), "depth": (0,)}, stage_epochs={"depth": 2})
+
+
 def get_preset(name: str, **overrides) -> Preset:
     check_name("preset", name, PRESETS)
     return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
+
+
+# What a result depends on: the settings training uses and those evaluation adds. A stored
+# result is reused only by a preset that agrees on these (a stage added or a budget's wording
+# changed keeps every result, including those whose checkpoints are not on this machine).
+TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_epochs", "patience", "train_size", "valid_size")
+EVAL_FIELDS = ("test_size", "nll_samples", "svm_size", "svm_folds", "fisher_points", "tsne_points", "grid_images",
+               "figure_seeds", "eval_epochs", "final_nll_samples", "check_nll_samples")
+
+
+def run_preset(preset_name: str, model: str) -> Preset:
+    """The preset as one model's run sees it: its twin set's training changes (e.g. the
+    authors' lr) and its stage's shorter budget applied; snapshots beyond the budget dropped."""
+    preset = get_preset(preset_name)
+    changes = training_changes(model)
+    stage_epochs = [preset.stage_epochs[s] for s, models in preset.stages.items()
+                    if model in models and s in preset.stage_epochs]
+    if stage_epochs:
+        epochs = max(stage_epochs)
+        changes |= {"epochs": epochs, "eval_epochs": tuple(e for e in preset.eval_epochs if e <= epochs)}
+    return replace(preset, **changes) if changes else preset
+
+
+def settings(preset: Preset, fields=TRAINING_FIELDS) -> dict:
+    """The preset's values of ``fields``, as JSON stores them (tuples as lists, keys as strings)."""
+    return json.loads(json.dumps({k: getattr(preset, k) for k in fields}))
+
+
+def _defaults() -> dict:
+    return json.loads(json.dumps({f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+                                  for f in fields(Preset) if f.default is not MISSING or f.default_factory is not MISSING}))
+
+
+def changed_settings(stored: dict | None, preset: Preset, names=TRAINING_FIELDS) -> list[str]:
+    """Which of ``names`` a stored preset_config (or checkpoint settings) has otherwise than
+    ``preset``: the one staleness test of train.json, checkpoints and eval.json. A field the
+    file lacks (written before the field existed) counts with its default."""
+    stored, now, default = stored or {}, settings(preset, names), _defaults()
+    return [k for k in names if stored.get(k, default.get(k)) != now[k]]

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from .presets import get_preset
+from .presets import get_preset, run_preset
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json
 from .zoo import check_name
 
@@ -46,12 +46,14 @@ def stage_seeds(stage: str, preset_name: str, seeds=None) -> tuple[int, ...]:
 
 
 def run_status(out: Path | str, preset_name: str, model: str, seed: int) -> str:
-    from .evaluate import load_eval
+    from .runs import load_eval
 
     paths = RunPaths(Path(out), preset_name, model, seed)
-    if paths.eval_json.exists():
+    epochs = run_preset(preset_name, model).eval_epochs or (None,)  # every evaluation the run owes
+    if all(paths.eval_json_at(e).exists() for e in epochs):
         try:
-            load_eval(out, preset_name, model, seed)
+            for e in epochs:
+                load_eval(out, preset_name, model, seed, e)
             return "done"
         except ResultError:
             return "partial"  # evaluate_run recomputes an unreadable eval.json (with a warning)
@@ -183,7 +185,7 @@ def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto
     With ``preset="auto"`` the book shows paper results where they exist, else cpu; asked to
     recompute, ``auto`` means cpu, the preset this machine can run.
     """
-    from .tables import resolve_preset
+    from .runs import resolve_preset
 
     if recompute not in (False, True, "missing"):
         raise ValueError(f"recompute={recompute!r}; choose False, True or 'missing'")

@@ -45,6 +45,16 @@ class RunPaths:
     last_ckpt = property(lambda self: self.dir / "checkpoints" / "last.pt")
     best_ckpt = property(lambda self: self.dir / "checkpoints" / "best.pt")
 
+    # A preset with eval_epochs keeps the best-so-far weights at each of them and evaluates each.
+    def best_ckpt_at(self, epoch: int | None) -> Path:
+        return self.best_ckpt if epoch is None else self.dir / "checkpoints" / f"best-e{epoch:03d}.pt"
+
+    def eval_json_at(self, epoch: int | None) -> Path:
+        return self.eval_json if epoch is None else self.dir / f"eval-e{epoch:03d}.json"
+
+    def figures_npz_at(self, epoch: int | None) -> Path:
+        return self.figures_npz if epoch is None else self.dir / f"figures-e{epoch:03d}.npz"
+
     def command(self, verb: str) -> str:
         """The command that (re)creates this run's files: quoted in error messages."""
         return f"scvae {verb} {self.model} --preset {self.preset} --seed {self.seed}"

@@ -22,16 +22,13 @@ from tqdm import tqdm
 
 from . import data
 from .models import VAE, ModelConfig, same_config
-from .presets import Preset, get_preset
+from .presets import Preset, changed_settings, run_preset, settings
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, provenance, read_json, write_json
 from .zoo import get_config
 
 CHECKPOINT_FORMAT = 1
 VALID_SEED = 20240101  # the validation ELBO's noise: the same every epoch, so epochs compare
 EVAL_BATCH = 1000
-# Preset fields that change what training computes: a checkpoint or train.json is only
-# reused by a preset that agrees on all of them (evaluation settings may change freely).
-TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_epochs", "patience", "train_size", "valid_size")
 TRAIN_KEYS = ("model", "preset", "seed", "config", "preset_config", "history", "best_epoch",
               "best_valid_elbo", "epochs_run", "stopped", "wall_time_s")
 STAT_NAMES = ("loss", "elbo", "rec", "kl")
@@ -123,10 +120,6 @@ class _Progress:
     stopped: str | None = None  # "max_epochs" | "early_stopping" once training is over
 
 
-def _training_settings(preset: Preset) -> dict:
-    return {k: getattr(preset, k) for k in TRAINING_FIELDS}
-
-
 def _load(path: Path, fix: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -156,7 +149,7 @@ class _Run:
         ck = _load(path, fix)
         matches = {"checkpoint format": ck.get("format") == CHECKPOINT_FORMAT,
                    "model config": same_config(ck.get("config"), self.cfg),
-                   "training settings": ck.get("training") == _training_settings(self.preset)}
+                   "training settings": not changed_settings(ck.get("training"), self.preset)}
         changed = [what for what, ok in matches.items() if not ok]
         if changed:
             raise ResultError(f"{path}: its {' and '.join(changed)} differ from what {self.paths.model!r} "
@@ -224,6 +217,8 @@ class _Run:
         p.history.append({"epoch": epoch, "train_loss": mean["loss"], "train_elbo": mean["elbo"],
                           "valid_elbo": valid, "rec": mean["rec"], "kl": mean["kl"], "beta": p.beta,
                           "seconds": round(p.epoch_seconds, 3)})
+        if epoch in self.preset.eval_epochs:
+            self.save_best(self.paths.best_ckpt_at(epoch))
         if self.preset.patience > 0 and p.bad_epochs >= self.preset.patience:
             p.stopped = "early_stopping"
         elif epoch >= self.preset.epochs:
@@ -239,13 +234,20 @@ class _Run:
             raise TrainingDiverged(f"training diverged: non-finite weights ({', '.join(bad[:3])}) at epoch "
                                    f"{self.p.epoch + 1}, step {self.p.step}; {self._kept()}")
         ck = {
-            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "training": _training_settings(self.preset),
+            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "training": settings(self.preset),
             "progress": asdict(self.p), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "best_model": self.best_state, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.dev.type == "cuda" else [],
         }
         _atomic_write(self.paths.last_ckpt, lambda f: torch.save(ck, f))
         self.saved_at, self.last_save = self._position(), time.monotonic()
+
+    def save_best(self, path: Path) -> None:
+        """The best weights so far (by validation ELBO), as evaluation loads them."""
+        p = self.p
+        _atomic_write(path, lambda f: torch.save(
+            {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": p.best_epoch,
+             "valid_elbo": p.best_valid_elbo, "model": self.best_state}, f))
 
     def save_if_due(self) -> None:
         if time.monotonic() - self.last_save >= self.preset.checkpoint_minutes * 60:
@@ -272,9 +274,8 @@ def _completed(paths: RunPaths, cfg: ModelConfig, preset: Preset) -> dict | None
     except ResultError as e:
         print(f"{e} Training again.")
         return None
-    settings = {k: doc["preset_config"].get(k) for k in TRAINING_FIELDS}
     if (doc["model"], doc["preset"], doc["seed"]) != (paths.model, paths.preset, paths.seed) \
-            or not same_config(doc["config"], cfg) or settings != _training_settings(preset):
+            or not same_config(doc["config"], cfg) or changed_settings(doc["preset_config"], preset):
         print(f"{paths.train_json}: written for another model config or training settings; training again.")
         return None
     return doc
@@ -290,7 +291,7 @@ def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.
     after that many optimisation steps, as if killed after a checkpoint: nothing is written
     but ``last.pt``, and the returned dict has ``stopped: "max_steps"``.
     """
-    cfg, preset = get_config(model_name), get_preset(preset_name)
+    cfg, preset = get_config(model_name), run_preset(preset_name, model_name)
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
     paths = RunPaths(Path(out), preset_name, model_name, seed)
@@ -333,9 +334,7 @@ def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.
         if steps_here == max_steps:
             return run.payload("max_steps")
 
-    _atomic_write(paths.best_ckpt, lambda f: torch.save(
-        {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": p.best_epoch,
-         "valid_elbo": p.best_valid_elbo, "model": run.best_state}, f))
+    run.save_best(paths.best_ckpt)
     write_json(paths.train_json, "train", run.payload(p.stopped))
     print(f"{model_name}: {len(p.history)} epochs ({p.stopped}), best validation ELBO "
           f"{p.best_valid_elbo:.2f} at epoch {p.best_epoch}; wrote {paths.train_json}")
@@ -343,22 +342,23 @@ def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.
 
 
 def load_trained(model_name: str, preset_name: str, seed: int, out: str | Path = DEFAULT_RESULTS,
-                 device: str | torch.device = "auto") -> VAE:
-    """The best checkpoint of a finished run, in eval mode."""
+                 device: str | torch.device = "auto", epoch: int | None = None) -> VAE:
+    """The best checkpoint of a finished run (at ``epoch``: the best of its first epochs), in eval mode."""
     paths = RunPaths(Path(out), preset_name, model_name, seed)
+    best_ckpt = paths.best_ckpt_at(epoch)
     cfg = get_config(model_name)
     command = paths.command("train")
     if Path(out).resolve() != DEFAULT_RESULTS.resolve():
         command += f" --out {out}"
-    if not paths.best_ckpt.exists():
+    if not best_ckpt.exists():
         if paths.train_json.exists():  # e.g. results from git: checkpoints stay where they were trained
-            raise ResultError(f"{paths.best_ckpt}: missing, although {paths.train_json} exists (checkpoints are "
+            raise ResultError(f"{best_ckpt}: missing, although {paths.train_json} exists (checkpoints are "
                               f"not in git). To fix: delete {paths.train_json} and run `{command}`")
-        raise ResultError(f"{paths.best_ckpt}: missing; the model is not trained yet. To fix: run `{command}`")
+        raise ResultError(f"{best_ckpt}: missing; the model is not trained yet. To fix: run `{command}`")
     fix = f"delete {paths.dir / 'checkpoints'} and {paths.train_json}, then run `{command}`"
-    ck = _load(paths.best_ckpt, fix)
+    ck = _load(best_ckpt, fix)
     if not same_config(ck.get("config"), cfg):
-        raise ResultError(f"{paths.best_ckpt}: trained with another architecture than {model_name!r} has now. "
+        raise ResultError(f"{best_ckpt}: trained with another architecture than {model_name!r} has now. "
                           f"To fix: {fix}")
     model = VAE(cfg)
     model.load_state_dict(ck["model"])

@@ -308,10 +308,10 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
 
     # Recomputed, here as a seed without figures: every part has its own seed, so leaving
     # t-SNE out changes nothing else, and the same seed gives the same numbers.
-    monkeypatch.setattr(ev, "get_preset", lambda name: get_preset(name, figure_seeds=()))
+    monkeypatch.setattr(ev, "run_preset", lambda name, model: get_preset(name, figure_seeds=()))
     with pytest.warns(UserWarning, match="not valid JSON"):
         again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
-    for block in ("metrics", "fisher", "derivations"):
+    for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
         assert again[block] == doc[block], block
     figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(out, "smoke", MODEL, 0).figures_npz)
     assert set(figs) == {"labels", "recon_truth", "recon_model", "samples"}

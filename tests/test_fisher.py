@@ -141,7 +141,7 @@ def test_empirical_targets_change_the_decoder_only(trained_ish):
 def test_fisher_report_block():
     m = model(SKIP)
     rep = fi.fisher_report(m, binary(7), generator=gen())
-    assert set(rep) == {"targets", "points", "layers", "encoder_mean", "decoder_mean", "model_mean"}
+    assert set(rep) == {"targets", "points", "layers", "encoder_mean", "decoder_mean", "model_mean", "sides"}
     assert rep["targets"] == "model" and rep["points"] == 7
     assert all(set(r) == {"name", "part", "exact", "kfac"} for r in rep["layers"])
     enc = [r["exact"] for r in rep["layers"] if r["part"] == "encoder"]
@@ -213,3 +213,75 @@ def test_derivations_report_only_has_proposition3_with_skips():
         fi.check_proposition3(model(TINY), binary(3), generator=gen())
     assert set(fi.derivations_report(model(TINY), binary(3), generator=gen())) == {"proposition1"}
     assert set(fi.derivations_report(model(SKIP), binary(3), generator=gen())) == {"proposition1", "proposition3"}
+
+
+class TestRobustSummary:
+    """The per-point summary beside the layer mean (heavy tails: one point can dominate the mean)."""
+
+    def test_side_mean_over_points_equals_the_layer_mean(self):
+        rep = fi.fisher_report(model(SKIP), binary(9), generator=gen())
+        for side in ("encoder", "decoder", "model"):
+            assert rep["sides"][side]["mean"] == pytest.approx(rep[f"{side}_mean"], rel=1e-9)
+
+    def test_one_extreme_point_moves_the_mean_not_the_robust_summary(self):
+        values = torch.full((200,), 1e-3, dtype=torch.float64)
+        values[7] = 1e1  # 10^4 times the rest
+        s = fi.point_summary(values)
+        assert s["mean"] > 40 * 1e-3  # the mean moved ~50-fold
+        assert s["log10_mean_of_points"] == pytest.approx(-3 + 4 / 200)  # the robust one by 4/N in log10
+        assert s["median_log10"] == pytest.approx(-3)
+        assert s["log10_ci"][0] <= s["log10_mean_of_points"] <= s["log10_ci"][1]
+
+    def test_bootstrap_interval_shrinks_with_more_points(self):
+        g = torch.Generator().manual_seed(0)
+        few = fi.point_summary(torch.rand(20, generator=g, dtype=torch.float64) + 0.1)
+        many = fi.point_summary(torch.rand(2000, generator=g, dtype=torch.float64) + 0.1)
+        assert many["log10_se"] < few["log10_se"] / 5
+
+    def test_zero_points_are_floored_and_counted(self):
+        s = fi.point_summary(torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+        assert s["zero_points"] == 1 and math.isfinite(s["log10_mean_of_points"])
+
+
+class TestAuthorsMeasure:
+    """The authors' Fisher information ratio (JegZheng/Fisher-AutoEncoder): sum |A A^T|, A = G W^T."""
+
+    def test_layer_value_by_hand(self):
+        w = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+        g = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+        # A = G W^T = [[1, 3], [-2, -4]]; A A^T = [[10, -14], [-14, 20]]; sum of |.| = 58
+        assert fi.authors_layer_value(w, g) == pytest.approx(58.0)
+
+    def test_conv_weights_are_flattened_per_output_channel(self):
+        w = torch.arange(8.0).reshape(2, 1, 2, 2)
+        g = torch.ones(2, 1, 2, 2)
+        a = torch.ones(2, 4) @ w.reshape(2, 4).T  # rows: output channels
+        assert fi.authors_layer_value(w, g) == pytest.approx((a @ a.T).abs().sum().item())
+
+    def test_report_uses_the_training_loss_gradient_of_each_minibatch(self):
+        m = model(TINY)
+        batches = [binary(5, seed=s) for s in (3, 4)]
+        torch.manual_seed(11)
+        rep = fi.authors_report(m, batches, beta=0.5)
+        torch.manual_seed(11)  # the same reparameterisation noise, by hand
+        expected = []
+        for x in batches:
+            m.zero_grad()
+            m.elbo(x, 0.5)["loss"].mean().backward()
+            layer = m.encoder.mlp.layers[1]
+            a = layer.weight.grad.double() @ layer.weight.detach().double().T
+            expected.append((a @ a.T).abs().sum().item())
+        assert rep["encoder"]["strict"]["values"] == pytest.approx(expected)  # 2 hidden layers: the second only
+        assert rep["encoder"]["strict"]["value"] == pytest.approx(expected[-1])  # the last minibatch's
+        assert rep["batches"] == 2 and rep["beta"] == 0.5
+
+    def test_one_hidden_layer_is_not_defined_strictly_but_with_the_first(self):
+        rep = fi.authors_report(model(replace(TINY, enc_depth=1)), [binary(4)], beta=1.0)
+        assert rep["encoder"]["strict"] is None
+        assert rep["encoder"]["with_first"]["value"] > 0
+        assert rep["decoder"]["strict"]["value"] > 0 and rep["model"]["with_first"]["value"] > 0
+
+    def test_pixelcnn_convolutions_are_a_part_of_their_own(self):
+        rep = fi.authors_report(model(PIXEL), [binary(3)], beta=1.0)
+        assert rep["pixelcnn"]["layers"] == 4  # first_x, first_cond, one middle, out
+        json.dumps(rep, allow_nan=True)

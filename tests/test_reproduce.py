@@ -91,8 +91,8 @@ def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
 
 
 def test_all_expands_to_every_stage_once():
-    assert expand_stages(["all"], "smoke") == ["table1", "depth", "table2", "activation", "init"]
-    assert expand_stages(["table2", "all"], "smoke") == ["table2", "table1", "depth", "activation", "init"]
+    assert expand_stages(["all"], "smoke") == ["table1", "depth", "table2", "activation", "init", "authors"]
+    assert expand_stages(["table2", "all"], "smoke") == ["table2", "table1", "depth", "activation", "init", "authors"]
 
 
 def test_seeds_default_to_the_presets_per_stage(tmp_path):
@@ -104,7 +104,7 @@ def test_seeds_default_to_the_presets_per_stage(tmp_path):
 
 
 def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
-    with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, all"):
+    with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, all"):
         reproduce(["table3"], "smoke", out=tmp_path, progress=False)
     assert fake.work == []
 

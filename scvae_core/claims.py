@@ -1,0 +1,510 @@
+"""The paper's claims, the effects that measure them, and the verdict rule.
+
+A claim is one or more effects; an effect is a number per seed (with the run's own estimator
+error where the run records one) whose sign the paper claims. Its 95% interval combines the
+spread across seeds with those errors; its verdict compares the interval with a practical
+threshold of its kind of quantity (:data:`THRESHOLDS`). Claims about Fisher information are
+judged under each of three readings of it (:data:`READINGS`).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as st
+
+from .presets import TABLE1, get_preset
+from .runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, resolve_preset
+from .zoo import OURS, TWINS, Twin
+
+HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_MEASURED = (
+    "holds", "contradicted", "no effect", "inconclusive", "not measured")
+VERDICTS = (HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_MEASURED)
+LEVEL = 0.95
+
+# kind -> (threshold, unit, why). An effect inside +-threshold is too small to matter whatever
+# its sign; the interval must clear it to count as an effect.
+THRESHOLDS: dict[str, tuple[float, str, str]] = {
+    "nll": (1.0, "nats", "improvements the VAE literature reports on binarized MNIST (a new prior, a deeper "
+            "model) are whole nats; below one nat, the choice of estimator and of S moves a result as much"),
+    "acc": (0.01, "accuracy (1 percentage point)", "a 10,000-image test set gives a binomial standard error "
+            "of about 0.2 percentage points at 95% accuracy; 1 point is the smallest gain a reader would act on"),
+    "log10_fisher": (0.1, "log10 (a factor 1.26)", "the paper's Fisher claims are about orders of magnitude "
+                     "(Figures 2, 3 and 5 use log axes); a quarter more or less information is no decay"),
+    "slope": (0.01, "log10 per layer", "0.1 in log10 over the ten layers a deepened side adds"),
+    "share": (0.05, "share of layer pairs", "one pair in twenty"),
+}
+
+RULE = (
+    "Each effect is a number per seed: its estimate is the random-effects mean over seeds, weighted by each run's "
+    "own estimator error (standard error of the NLL over test images, of the SVM accuracy over folds, bootstrap "
+    "over Fisher points or minibatches; DerSimonian-Laird between-seed variance), and its 95% interval is the "
+    "Hartung-Knapp interval with Student t on n − 1 degrees of freedom, which widens with the observed spread "
+    "across seeds. With n = 1 seed the interval holds only that run's estimator error (normal quantile), and "
+    "without a recorded estimator error it cannot be formed. Against the practical threshold δ of its kind, in "
+    "the claimed direction: **holds** if the whole interval is beyond +δ, **contradicted** if beyond −δ, "
+    "**no effect** if inside ±δ, **inconclusive** otherwise, **not measured** without results. A claim is "
+    "contradicted if any effect is; else not measured if any effect is; else holds if every effect holds; else "
+    "no effect if any effect shows none; else inconclusive."
+)
+METHOD_SOURCES = ("bouthillier2021accounting", "agarwal2021deep", "hartung2001refined")
+
+
+@dataclass(frozen=True)
+class Est:
+    """One seed's value of an effect, with the run's own standard error (None: not recorded)."""
+
+    value: float
+    se: float | None = None
+
+    def __sub__(self, other: Est) -> Est:
+        return Est(self.value - other.value, _add_se(self.se, other.se))
+
+    def __add__(self, other: Est) -> Est:
+        return Est(self.value + other.value, _add_se(self.se, other.se))
+
+
+def _add_se(*ses: float | None) -> float | None:
+    """Independent errors add in quadrature (two runs' NLLs on the same test images are positively
+    correlated, so this overstates the error of their difference: a conservative choice)."""
+    return None if any(s is None for s in ses) else math.sqrt(sum(s * s for s in ses))
+
+
+# ------------------------------------------------------------------------- the interval
+
+def interval(ests: list[Est], level: float = LEVEL) -> dict:
+    """Estimate and ``level`` interval over seeds: random-effects mean (DerSimonian-Laird) with
+    the Hartung-Knapp-Sidik-Jonkman interval for n >= 2; the run's own error for n = 1."""
+    n = len(ests)
+    values = np.array([e.value for e in ests], dtype=float)
+    out = {"n": n, "estimate": math.nan, "low": math.nan, "high": math.nan, "method": "none"}
+    if n == 0:
+        return out
+    ses = [e.se for e in ests]
+    known = all(s is not None and s > 0 for s in ses)
+    if n == 1:
+        out["estimate"] = float(values[0])
+        if known:
+            half = st.norm.ppf((1 + level) / 2) * ses[0]
+            out.update(low=float(values[0] - half), high=float(values[0] + half),
+                       method="n = 1: the run's estimator error only")
+        else:
+            out["method"] = "n = 1 and no estimator error recorded: no interval"
+        return out
+    var = np.array([s * s for s in ses]) if known else np.zeros(n)
+    w = 1 / var if known else np.ones(n)
+    fixed = float(np.sum(w * values) / np.sum(w))
+    q = float(np.sum(w * (values - fixed) ** 2))
+    tau2 = max(0.0, (q - (n - 1)) / (np.sum(w) - np.sum(w * w) / np.sum(w))) if known else 0.0
+    w = 1 / (var + tau2) if known else np.ones(n)
+    mean = float(np.sum(w * values) / np.sum(w))
+    hk = float(np.sum(w * (values - mean) ** 2) / ((n - 1) * np.sum(w)))
+    half = st.t.ppf((1 + level) / 2, n - 1) * math.sqrt(hk)
+    out.update(estimate=mean, low=mean - half, high=mean + half, tau=math.sqrt(tau2),
+               method=f"n = {n}: random effects, Hartung-Knapp t({n - 1})"
+                      + ("" if known else " (no estimator errors recorded: seeds only)"))
+    return out
+
+
+def verdict(iv: dict, sign: int, level: float, threshold: float) -> str:
+    """An effect's verdict from its interval (see :data:`RULE`)."""
+    if iv["n"] == 0:
+        return NOT_MEASURED
+    if math.isnan(iv["low"]):
+        return INCONCLUSIVE
+    lo, hi = sorted((sign * (iv["low"] - level), sign * (iv["high"] - level)))
+    if lo > threshold:
+        return HOLDS
+    if hi < -threshold:
+        return CONTRADICTED
+    if -threshold <= lo and hi <= threshold:
+        return NO_EFFECT
+    return INCONCLUSIVE
+
+
+def claim_verdict(verdicts: list[str]) -> str:
+    if CONTRADICTED in verdicts:
+        return CONTRADICTED
+    if NOT_MEASURED in verdicts:
+        return NOT_MEASURED
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS
+    return NO_EFFECT if NO_EFFECT in verdicts else INCONCLUSIVE
+
+
+# ------------------------------------------------------------------------- what a run measures
+
+READINGS = {
+    "model": "diagonal Fisher, targets from the model (eq. 4; robust mean of log10 over points)",
+    "empirical": "empirical Fisher, the data as decoder targets (robust mean of log10 over points)",
+    "authors": "the authors' Fisher information ratio (sum |G Wᵀ W Gᵀ| over 10 training minibatches, "
+               "first hidden layer included)",
+}
+
+
+def _nll(e: dict) -> Est:
+    return Est(e["metrics"]["nll"], e["metrics"].get("nll_se"))
+
+
+def _acc(e: dict) -> Est:
+    m = e["metrics"]
+    folds = len(m.get("svm_fold_accs") or []) or 1
+    return Est(m["svm_acc"], m["svm_acc_std"] / math.sqrt(folds) if m.get("svm_acc_std") is not None else None)
+
+
+def fisher_side(e: dict, part: str, reading: str) -> Est | None:
+    """log10 Fisher of a side (encoder, decoder or model) of one run under a reading; None
+    where the run did not record that reading (files written before it existed)."""
+    if reading == "authors":
+        side = (e.get("fisher_authors") or {}).get(part) or {}
+        wf = side.get("with_first")
+        return Est(wf["log10_mean"], wf["log10_se"]) if wf else None
+    block = e.get("fisher") if reading == "model" else e.get("fisher_empirical")
+    if not block:
+        return None
+    robust = (block.get("sides") or {}).get(part)
+    if robust:
+        return Est(robust["log10_mean_of_points"], robust["log10_se"])
+    # Written before the robust summary existed: the layer mean, without an error.
+    mean = block.get(f"{part}_mean")
+    return Est(math.log10(mean)) if mean and mean > 0 else None
+
+
+Measure = Callable[[Runs, str], dict[int, Est]]
+
+
+@dataclass(frozen=True)
+class Effect:
+    label: str  # what is measured, in words
+    sign: int  # +1: the paper claims it is above ``level``; -1: below
+    kind: str  # a key of THRESHOLDS
+    measure: Measure  # (runs, reading) -> the value in each seed that has the results it needs
+    level: float = 0.0  # the claimed reference value (0 for a difference)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    where: str  # in the paper
+    stage: str  # the stage whose results measure it
+    effects: tuple[Effect, ...]
+    fisher: bool = False  # judged under every reading of READINGS
+
+    @property
+    def readings(self) -> tuple[str, ...]:
+        return tuple(READINGS) if self.fisher else ("model",)
+
+
+def _paired(models: tuple[str, ...], f: Callable[..., Est | None]) -> Measure:
+    """``f(reading, *evals)`` in every seed that all the models have (None: not measurable)."""
+    def measure(runs: Runs, reading: str) -> dict[int, Est]:
+        seeds = set.intersection(*(set(runs.get(m, {})) for m in models))
+        values = {s: f(reading, *(runs[m][s] for m in models)) for s in sorted(seeds)}
+        return {s: v for s, v in values.items() if v is not None}
+    return measure
+
+
+def _diff(a: str, b: str, get: Callable[[dict], Est], sign: int, kind: str, label: str) -> Effect:
+    return Effect(label, sign, kind, _paired((a, b), lambda r, ea, eb: get(ea) - get(eb)))
+
+
+def _fisher_ratio(a: str, b: str, part: str, sign: int, label: str) -> Effect:
+    def f(reading, ea, eb):
+        fa, fb = fisher_side(ea, part, reading), fisher_side(eb, part, reading)
+        return None if fa is None or fb is None else fa - fb
+    return Effect(label, sign, "log10_fisher", _paired((a, b), f))
+
+
+def _depth_curve(runs: Runs, side: str, kind: str, seed: int, reading: str) -> dict[int, Est]:
+    """log10 Fisher of the whole model by depth, for one seed of the depth sweep."""
+    curve = {}
+    for name, seeds in runs.items():
+        m = DEPTH_MODEL.match(name)
+        if m and m.group(1) == side and m.group(3) == kind and seed in seeds:
+            v = fisher_side(seeds[seed], "model", reading)
+            if v is not None:
+                curve[int(m.group(2))] = v
+    return curve
+
+
+def _slope(curve: dict[int, Est]) -> Est:
+    """Least-squares slope per layer, its error propagated from each depth's."""
+    depths = np.array(sorted(curve), dtype=float)
+    weights = (depths - depths.mean()) / np.sum((depths - depths.mean()) ** 2)
+    ests = [curve[int(d)] for d in depths]
+    value = float(np.dot(weights, [e.value for e in ests]))
+    se = None if any(e.se is None for e in ests) else float(math.sqrt(sum((w * e.se) ** 2 for w, e in zip(weights, ests))))
+    return Est(value, se)
+
+
+def _depth_effect(side: str, f: Callable[[dict, dict], Est | None], sign: int, kind: str, label: str) -> Effect:
+    """``f(plain curve, skip curve)`` per seed of the depth sweep (None: not measurable)."""
+    def measure(runs: Runs, reading: str) -> dict[int, Est]:
+        seeds = sorted({s for by in runs.values() for s in by})
+        values = {s: f(_depth_curve(runs, side, "plain", s, reading), _depth_curve(runs, side, "skip", s, reading))
+                  for s in seeds}
+        return {s: v for s, v in values.items() if v is not None}
+    return Effect(label, sign, kind, measure)
+
+
+def _plain_slope(plain: dict, skip: dict) -> Est | None:
+    return _slope(plain) if len(plain) > 1 else None
+
+
+def _flatter(plain: dict, skip: dict) -> Est | None:
+    if len(plain) < 2 or len(skip) < 2:
+        return None
+    p, s = _slope(plain), _slope(skip)
+    return Est(abs(p.value) - abs(s.value), _add_se(p.se, s.se))
+
+
+def _skip_gap_at_deepest(plain: dict, skip: dict) -> Est | None:
+    common = set(plain) & set(skip)
+    return skip[max(common)] - plain[max(common)] if common else None
+
+
+def _pair_share(key: str) -> Callable[..., Est | None]:
+    """Share of consecutive layer pairs (Proposition 1 check, all given evals) where ``key`` is
+    true, with its binomial standard error over pairs."""
+    def f(reading, *evals: dict) -> Est | None:
+        flags = [p[key] for e in evals for p in e["derivations"]["proposition1"]["pairs"] if p[key] is not None]
+        if not flags:
+            return None
+        share, n = sum(flags) / len(flags), len(flags)
+        shrunk = (sum(flags) + 0.5) / (n + 1)  # keeps the error above 0 when every pair agrees
+        return Est(share, math.sqrt(shrunk * (1 - shrunk) / n))
+    return f
+
+
+def _skip_log_ratios(*evals: dict) -> list[float]:
+    """log10(Fisher with skips on / off) of every layer that receives a skip (Proposition 3 check)."""
+    return [math.log10(layer["ratio"]) for e in evals for layer in e["derivations"]["proposition3"]["layers"]
+            if layer["receives_skip"] and layer["ratio"]]
+
+
+def _best_other(get: Callable[[dict], Est], pick: Callable) -> Callable[..., Est]:
+    """``get`` of SCVAE minus the best (``pick``: min or max) of the other Table 1 models."""
+    def f(reading, e, *rest):
+        return get(e) - pick((get(r) for r in rest), key=lambda x: x.value)
+    return f
+
+
+def _change_gap(first: str, second: str) -> Callable[..., Est | None]:
+    """(log10 change of side ``first``) − (that of side ``second``), from run b to run a."""
+    def f(reading, a, b):
+        sides = [fisher_side(e, part, reading) for part in (first, second) for e in (a, b)]
+        if any(x is None for x in sides):
+            return None
+        fa, fb, sa, sb = sides
+        return (fa - fb) - (sa - sb)
+    return f
+
+
+SIDE = {"enc": "encoder", "dec": "decoder"}
+SCVAE_FIRST = ("scvae", *(m for m in TABLE1 if m != "scvae"))
+FEED_FORWARD = ("vae-11l", "vae-q++", "vae-p++")  # Proposition 1's nets: no skips, with layer pairs
+SKIP_MODELS = ("scvae", "scvae-l")
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("deg-q++", "A deeper encoder (VAE(q++)) improves accuracy but worsens NLL compared with VAE(1L).",
+          "Sec. 1 and Fig. 1; Table 1", "table1", (
+              _diff("vae-q++", "vae-1l", _acc, +1, "acc", "Acc(VAE(q++)) − Acc(VAE(1L))"),
+              _diff("vae-q++", "vae-1l", _nll, +1, "nll", "NLL(VAE(q++)) − NLL(VAE(1L))"))),
+    Claim("deg-p++", "A deeper decoder (VAE(p++)) improves NLL but worsens accuracy compared with VAE(1L).",
+          "Sec. 1 and Fig. 1; Table 1", "table1", (
+              _diff("vae-p++", "vae-1l", _nll, -1, "nll", "NLL(VAE(p++)) − NLL(VAE(1L))"),
+              _diff("vae-p++", "vae-1l", _acc, -1, "acc", "Acc(VAE(p++)) − Acc(VAE(1L))"))),
+    Claim("deg-deep", "Deepening both sides (VAE(11L)) worsens both NLL and accuracy compared with VAE(1L).",
+          "Sec. 1 and Fig. 1; Table 1", "table1", (
+              _diff("vae-11l", "vae-1l", _nll, +1, "nll", "NLL(VAE(11L)) − NLL(VAE(1L))"),
+              _diff("vae-11l", "vae-1l", _acc, -1, "acc", "Acc(VAE(11L)) − Acc(VAE(1L))"))),
+    Claim("fisher-depth-plain-decreases",
+          "Without skips, the model's mean Fisher information decreases as the encoder or the decoder gets deeper.",
+          "Sec. 6.1, Fig. 2", "depth", tuple(
+              _depth_effect(side, _plain_slope, -1, "slope",
+                            f"{SIDE[side]} deepened, plain: slope of log10 Fisher per added layer")
+              for side in SIDE), fisher=True),
+    Claim("fisher-depth-skip-flat",
+          "With skip connections the mean Fisher information stays closer to its shallow level than without, "
+          "and above the plain model's when deep.",
+          "Sec. 6.1, Fig. 2", "depth", tuple(
+              effect for side in SIDE for effect in (
+                  _depth_effect(side, _flatter, +1, "slope", f"{SIDE[side]} deepened: |slope plain| − |slope skip| "
+                                "of log10 Fisher per layer"),
+                  _depth_effect(side, _skip_gap_at_deepest, +1, "log10_fisher",
+                                f"{SIDE[side]} deepened, deepest depth run: log10(Fisher skip / plain)"))),
+          fisher=True),
+    Claim("fig3-enc-dec",
+          "Deepening the encoder makes information decay mainly in the decoder; deepening the decoder, mainly "
+          "in the encoder.",
+          "Sec. 6.1, Fig. 3", "table1", (
+              Effect("VAE(q++) vs VAE(1L): log10 change of decoder Fisher − that of encoder Fisher", -1,
+                     "log10_fisher", _paired(("vae-q++", "vae-1l"), _change_gap("decoder", "encoder"))),
+              Effect("VAE(p++) vs VAE(1L): log10 change of encoder Fisher − that of decoder Fisher", -1,
+                     "log10_fisher", _paired(("vae-p++", "vae-1l"), _change_gap("encoder", "decoder")))),
+          fisher=True),
+    Claim("scvae-best-both", "SCVAE has the best NLL and the best accuracy of the Table 1 models.",
+          "Sec. 6.2, Table 1", "table1", (
+              Effect("NLL(SCVAE) − best NLL of the other Table 1 models", -1, "nll",
+                     _paired(SCVAE_FIRST, _best_other(_nll, min))),
+              Effect("Acc(SCVAE) − best Acc of the other Table 1 models", +1, "acc",
+                     _paired(SCVAE_FIRST, _best_other(_acc, max))))),
+    Claim("scvae-l-between", "SCVAE-L's encoder holds less Fisher information than SCVAE's but more than VAE(p++)'s.",
+          "Sec. 6.1, Fig. 3", "table1", (
+              _fisher_ratio("scvae-l", "scvae", "encoder", -1, "log10(encoder Fisher SCVAE-L / SCVAE)"),
+              _fisher_ratio("scvae-l", "vae-p++", "encoder", +1, "log10(encoder Fisher SCVAE-L / VAE(p++))")),
+          fisher=True),
+    Claim("prop1-eq6",
+          "Proposition 1 (eq. 6): the Fisher information of consecutive layers changes by the squared ratio of "
+          "their back-propagated gradients.",
+          "Sec. 4.3, Proposition 1", "table1", (
+              # fisher.check_proposition1 flags each pair of hidden layers whose Fisher ratio is within a
+              # factor 2 of eq. 6's; "holds" asks that most pairs are.
+              Effect("share of layer pairs (VAE(11L), VAE(q++), VAE(p++)) where eq. 6 is right within 2x", +1,
+                     "share", _paired(FEED_FORWARD, _pair_share("eq6_within_2x")), level=0.5),)),
+    Claim("prop1-remark2", "Remark 2: deeper layers of a feed-forward network hold less Fisher information.",
+          "Sec. 4.3, Remark 2", "table1", (
+              Effect("share of layer pairs (VAE(11L), VAE(q++), VAE(p++)) where the upper layer's Fisher is "
+                     "not larger", +1, "share", _paired(FEED_FORWARD, _pair_share("fisher_decreases")), level=0.5),)),
+    Claim("prop3-skip-adds",
+          "Proposition 3 (eq. 10): a layer receiving a skip connection carries more Fisher information than "
+          "the same weights without it.",
+          "Sec. 5, Proposition 3", "table1", (
+              Effect("mean over skip-receiving layers (SCVAE, SCVAE-L) of log10(Fisher skips on / off)", +1,
+                     "log10_fisher", _paired(SKIP_MODELS, lambda r, *e: Est(float(np.mean(x)))
+                                             if (x := _skip_log_ratios(*e)) else None)),
+              # eq. 10 is for every such layer: its smallest ratio must exceed 1 too.
+              Effect("smallest over skip-receiving layers (SCVAE, SCVAE-L) of log10(Fisher skips on / off)", +1,
+                     "log10_fisher", _paired(SKIP_MODELS, lambda r, *e: Est(min(x))
+                                             if (x := _skip_log_ratios(*e)) else None)))),
+    Claim("table2-vamp", "SCVAE + VampPrior improves on VAE(1L) + VampPrior in both NLL and accuracy.",
+          "Sec. 6.3, Table 2", "table2", (
+              _diff("scvae+vamp", "vae-1l+vamp", _nll, -1, "nll", "NLL(SCVAE+VampPrior) − NLL(VAE(1L)+VampPrior)"),
+              _diff("scvae+vamp", "vae-1l+vamp", _acc, +1, "acc", "Acc(SCVAE+VampPrior) − Acc(VAE(1L)+VampPrior)"))),
+    Claim("table2-pixel", "SCVAE + PixelVAE improves on PixelVAE in both NLL and accuracy.",
+          "Sec. 6.3, Table 2", "table2", (
+              _diff("scvae+pixel", "pixelvae", _nll, -1, "nll", "NLL(SCVAE+PixelVAE) − NLL(PixelVAE)"),
+              _diff("scvae+pixel", "pixelvae", _acc, +1, "acc", "Acc(SCVAE+PixelVAE) − Acc(PixelVAE)"))),
+    Claim("pixelvae-encoder-negligible",
+          "In PixelVAE the encoder's Fisher information is negligible next to the decoder's.",
+          "Sec. 6.3, Fig. 5", "table2", (
+              # "Negligible" read as: at least ten times smaller.
+              Effect("log10(decoder / encoder Fisher) of PixelVAE", +1, "log10_fisher",
+                     _paired(("pixelvae",), lambda r, e: None if (d := fisher_side(e, "decoder", r)) is None
+                             or (c := fisher_side(e, "encoder", r)) is None else d - c), level=1.0),),
+          fisher=True),
+)
+
+
+# ------------------------------------------------------------------------- judging
+
+def judge_effect(effect: Effect, runs: Runs, reading: str = "model") -> dict:
+    ests = effect.measure(runs, reading)
+    seeds = sorted(ests)
+    iv = interval([ests[s] for s in seeds])
+    threshold = THRESHOLDS[effect.kind][0]
+    return {
+        "label": effect.label, "kind": effect.kind, "threshold": threshold,
+        "claimed": f"{'>' if effect.sign > 0 else '<'} {effect.level:g}", "sign": effect.sign, "level": effect.level,
+        "seeds": seeds, "values": [ests[s].value for s in seeds], "ses": [ests[s].se for s in seeds],
+        **iv, "status": verdict(iv, effect.sign, effect.level, threshold),
+    }
+
+
+def judge_claim(claim: Claim, runs: Runs, reading: str = "model") -> dict:
+    """A claim's effects measured on ``runs`` (model -> seed -> eval) under one reading."""
+    effects = [judge_effect(e, runs, reading) for e in claim.effects]
+    return {"id": claim.id, "statement": claim.statement, "where": claim.where, "reading": reading,
+            "status": claim_verdict([e["status"] for e in effects]), "effects": effects}
+
+
+def verdict_evidence(out: Path | str, preset: str | None = None, twin: Twin | str = OURS,
+                     epoch: int | None = None) -> dict[str, dict]:
+    """Every claim of :data:`CLAIMS`, measured on the results of its stage.
+
+    With a ``twin`` set (a :class:`~scvae_core.zoo.Twin` or its suffix) the Table 1 claims are
+    measured again on its models and the other claims are left out. A Fisher claim's entry
+    carries its verdict under each reading (``readings``); its own status is the model
+    reading's. ``epoch`` picks one of the preset's within-run budgets (default: its last).
+    """
+    twin = _twin(twin)
+    claims = [c for c in CLAIMS if not twin.suffix or c.stage == "table1"]
+    by_stage: dict[str, tuple[str | None, Runs]] = {}
+    for stage in {c.stage for c in claims}:
+        p = resolve_preset(out, twin.stage if twin.suffix else stage, preset)
+        stages = get_preset(p).stages if p else {}
+        models = stages.get(stage, ())
+        runs = collect(out, p, [m + twin.suffix for m in models], epoch=epoch) if models else {}
+        by_stage[stage] = (p, {m.removesuffix(twin.suffix) if twin.suffix else m: v
+                               for m, v in by_seed(runs).items()})
+    evidence = {}
+    for claim in claims:
+        p, runs = by_stage[claim.stage]
+        readings = {r: judge_claim(claim, runs, r) for r in claim.readings}
+        evidence[claim.id] = {**readings["model"], "preset": p, "twin": twin.suffix,
+                              "epoch": default_epoch(p, epoch) if p else None, "readings": readings}
+    return evidence
+
+
+def _twin(twin: Twin | str) -> Twin:
+    if isinstance(twin, Twin):
+        return twin
+    found = [t for t in (OURS, *TWINS) if t.suffix == twin]
+    if not found:
+        raise ValueError(f"unknown twin set {twin!r}; valid: {', '.join(repr(t.suffix) for t in (OURS, *TWINS))}")
+    return found[0]
+
+
+def budgets(out: Path | str) -> list[tuple[str, int | None]]:
+    """(preset, epoch) of every budget with results: cpu, each eval epoch of long, paper."""
+    found = []
+    for name in ("cpu", "long", "paper"):
+        p = get_preset(name)
+        for epoch in p.eval_epochs or (None,):
+            if collect(out, name, p.stages.get("table1", ()), epoch=epoch).get("vae-1l"):
+                found.append((name, epoch))
+    return found
+
+
+def budget_label(preset: str, epoch: int | None) -> str:
+    p = get_preset(preset)
+    return f"{preset}, epoch {epoch}" if epoch is not None else f"{preset} ({p.epochs} epochs max)"
+
+
+def format_effect(e: dict) -> str:
+    """'−5.07 [−6.1, −4.0] (n=3)': estimate, interval, seeds; 'not measured' without results."""
+    if e["n"] == 0:
+        return NOT_MEASURED
+    digits = 4 if e["kind"] == "acc" else 2 if e["kind"] == "nll" else 3
+    interval_text = "no interval" if math.isnan(e["low"]) else f"[{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+    return f"{e['estimate']:+.{digits}f} {interval_text} (n={e['n']})"
+
+
+def verdicts_markdown(evidence: dict[str, dict]) -> str:
+    """The verdicts page's text: per claim, its verdict and every effect with its interval and
+    per-seed values (lists, not tables: the book check reserves HTML tables for generated ones)."""
+    lines = []
+    for claim in evidence.values():
+        lines.append(f"### {claim['statement']}\n")
+        budget = "" if claim.get("epoch") is None else f" at epoch {claim['epoch']}"
+        lines.append(f"*{claim['where']}* · results: preset **{claim['preset'] or 'none'}**{budget} · "
+                     f"verdict: **{claim['status']}**\n")
+        for reading, judged in claim["readings"].items():
+            if len(claim["readings"]) > 1:
+                lines.append(f"- reading *{reading}* ({READINGS[reading]}): **{judged['status']}**")
+            for e in judged["effects"]:
+                per_seed = ", ".join(f"seed {s}: {v:.3g}" for s, v in zip(e["seeds"], e["values"])) or "no results"
+                indent = "  " if len(claim["readings"]) > 1 else ""
+                lines.append(f"{indent}- {e['label']} (claimed {e['claimed']}, threshold ±{e['threshold']:g}): "
+                             f"{format_effect(e)}; {e['method']} ({per_seed}) → {e['status']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def thresholds_markdown() -> str:
+    """The one table of practical thresholds, as a list (see :func:`verdicts_markdown`)."""
+    return "\n".join(f"- **{kind}**: δ = {t:g} {unit}; {why}." for kind, (t, unit, why) in THRESHOLDS.items())

@@ -1,0 +1,171 @@
+"""Reading results, without torch: which runs exist, which preset the book shows, each
+model's evaluated runs and their summaries over seeds. Tables, claims, plots and the book
+check all read results through here (one way data flows: results/ -> book).
+
+Every function takes a ``preset``; left ``None`` (or ``auto``) it is :func:`pick_preset`'s:
+the ``paper`` results wherever they exist, ``cpu`` ones otherwise. The paper's own numbers
+are read from ``data/paper_reported.json`` (cited there), never typed here.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .presets import get_preset
+from .results import PAPER_REPORTED, PUBLISHED, RunPaths, read_json
+
+PREFERRED_PRESETS = ("paper", "cpu")  # the book shows the first that has results
+AUTO = "auto"  # the notebooks' (and make's) spelling of "pick for me"
+DEPTH_MODEL = re.compile(r"^(enc|dec)(\d+)-(plain|skip)$")  # zoo's depth-sweep names
+EVAL_REQUIRED = ("metrics", "fisher", "derivations", "config")  # what the tables need of an eval.json
+
+Runs = dict[str, dict[int, dict]]  # model -> seed -> eval.json
+
+
+@lru_cache(maxsize=1)
+def paper_reported() -> dict:
+    return json.loads(Path(PAPER_REPORTED).read_text())
+
+
+def paper_rows(table_id: str) -> dict[str, dict]:
+    """The paper's rows of a table by model name: display, nll, acc."""
+    return {row["model"]: row for row in paper_reported()[table_id]["rows"]}
+
+
+def display_name(model: str) -> str:
+    """The paper's name of a model (VAE(q++)), a twin's with its set's suffix, else the id."""
+    from .zoo import TABLE1, twin_of
+
+    twin = twin_of(model)
+    base = model.removesuffix(twin.suffix) if twin.suffix else model
+    rows = {**paper_rows("table2"), **paper_rows("table1")}
+    name = rows[base]["display"] if base in rows else model
+    return f"{name} [{twin.label}]" if twin.suffix and base in TABLE1 else name
+
+
+@lru_cache(maxsize=1)
+def published() -> dict:
+    """Other papers' numbers for the paper's VAE(1L) model class (cited in the file)."""
+    return json.loads(Path(PUBLISHED).read_text())
+
+
+def citation() -> str:
+    c = paper_reported()["citation"]
+    return f"{c['authors'][0]} et al. ({c['year']})"
+
+
+def load_eval(out: str | Path, preset: str, model: str, seed: int, epoch: int | None = None) -> dict:
+    """A run's eval.json (``epoch``: its eval-eNNN.json), checked for schema and the keys the tables need."""
+    paths = RunPaths(Path(out), preset, model, seed)
+    return read_json(paths.eval_json_at(epoch), "eval", required=EVAL_REQUIRED, fix=paths.command("evaluate"))
+
+
+def default_epoch(preset: str, epoch: int | None = None) -> int | None:
+    """The evaluation a table shows: ``epoch`` if given, else the last the preset keeps
+    (None for presets that evaluate their final weights into eval.json)."""
+    p = get_preset(preset)
+    if epoch is None:
+        return p.eval_epochs[-1] if p.eval_epochs else None
+    if epoch not in p.eval_epochs:
+        raise ValueError(f"epoch {epoch}: preset {preset!r} evaluates at epochs {list(p.eval_epochs) or 'none'}")
+    return epoch
+
+
+def seeds_on_disk(out: Path | str, preset: str, model: str) -> list[int]:
+    model_dir = Path(out) / preset / model
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in model_dir.iterdir() if (m := re.fullmatch(r"seed(\d+)", p.name)))
+
+
+def evaluated_seeds(out: Path | str, preset: str, model: str, seeds: Iterable[int] | None = None,
+                    epoch: int | None = None) -> list[int]:
+    """The seeds (all on disk unless ``seeds``) whose evaluation at ``epoch`` exists."""
+    seeds = seeds_on_disk(out, preset, model) if seeds is None else seeds
+    epoch = default_epoch(preset, epoch)
+    return [s for s in seeds if RunPaths(Path(out), preset, model, s).eval_json_at(epoch).exists()]
+
+
+def pick_preset(out: Path | str, stage: str) -> str | None:
+    """``paper`` if it has any evaluated run of ``stage``, else ``cpu``, else None."""
+    for preset in PREFERRED_PRESETS:
+        models = get_preset(preset).stages.get(stage, ())  # a preset may lack the stage (cpu-long)
+        if any(evaluated_seeds(out, preset, m) for m in models):
+            return preset
+    return None
+
+
+def resolve_preset(out: Path | str, stage: str, preset: str | None) -> str | None:
+    """``preset`` itself, or :func:`pick_preset`'s choice when it is None or ``auto``."""
+    return pick_preset(out, stage) if preset in (None, AUTO) else preset
+
+
+def collect(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None,
+            epoch: int | None = None) -> dict[str, list[dict]]:
+    """Every model's evaluated runs (all seeds on disk unless ``seeds``), in seed order; at
+    ``epoch`` for a preset that evaluates several (default: its last).
+
+    A run not evaluated yet is left out; an eval.json that is corrupt or of another schema
+    raises ResultError naming the file.
+    """
+    epoch = default_epoch(preset, epoch)
+    return {m: [load_eval(out, preset, m, s, epoch) for s in evaluated_seeds(out, preset, m, seeds, epoch)]
+            for m in models}
+
+
+def by_seed(runs: dict[str, list[dict]]) -> Runs:
+    return {m: {e["seed"]: e for e in evals} for m, evals in runs.items()}
+
+
+def seed_summary(per_seed: dict[int, float]) -> dict:
+    """Mean and sample standard deviation (ddof=1; NaN for one seed) over seeds."""
+    seeds = sorted(per_seed)
+    values = [float(per_seed[s]) for s in seeds]
+    n = len(values)
+    return {
+        "seeds": seeds, "values": values, "n": n,
+        "mean": float(np.mean(values)) if n else math.nan,
+        "std": float(np.std(values, ddof=1)) if n > 1 else math.nan,
+    }
+
+
+def per_seed(evals: list[dict], get: Callable[[dict], float]) -> dict[int, float]:
+    return {e["seed"]: get(e) for e in evals}
+
+
+def metric(key: str) -> Callable[[dict], float]:
+    return lambda e: e["metrics"][key]
+
+
+def seeds_used(runs: dict[str, list[dict]]) -> list[int]:
+    return sorted({e["seed"] for evals in runs.values() for e in evals})
+
+
+def seeds_text(seeds: Iterable[int]) -> str:
+    """'seed 0', 'seeds 0, 1, 2' or 'no seeds': how captions and titles name their seeds."""
+    seeds = sorted(set(seeds))
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds else "no seeds"
+
+
+def stage_of(models: Iterable[str]) -> str:
+    """The stage (of the paper preset) that holds most of ``models``: where their results live."""
+    from .zoo import UnknownName
+
+    models = set(models)
+    stages = get_preset("paper").stages
+    best = max(stages, key=lambda s: len(models & set(stages[s])))
+    if not models & set(stages[best]):
+        raise UnknownName(f"no stage runs any of {sorted(models)}; stages: {', '.join(stages)}")
+    return best
+
+
+def train_docs(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None) -> list[dict]:
+    """The train.json of every evaluated run of ``models`` (for training curves)."""
+    return [read_json(RunPaths(Path(out), preset, m, s).train_json, "train", required=("history",))
+            for m in models for s in evaluated_seeds(out, preset, m, seeds)]

@@ -50,7 +50,6 @@ RULE = (
     "contradicted if any effect is; else not measured if any effect is; else holds if every effect holds; else "
     "no effect if any effect shows none; else inconclusive."
 )
-METHOD_SOURCES = ("bouthillier2021accounting", "agarwal2021deep", "hartung2001refined")
 
 
 @dataclass(frozen=True)

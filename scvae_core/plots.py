@@ -332,30 +332,56 @@ def nll_convergence_plot(data: dict) -> Figure:
     return fig
 
 
-def verdict_effects(evidence: Mapping[str, dict]) -> Figure:
+def _effect_rows(evidence: Mapping[str, dict]) -> list[tuple[str, str]]:
+    return [(cid, e["label"]) for cid, c in evidence.items() for e in c["effects"]]
+
+
+def _standardised(e: dict) -> tuple[float, float | None, float | None]:
+    """An effect's estimate and interval in the claimed direction, in units of its threshold."""
+    scale = e["sign"] / e["threshold"]
+    centre = (e["estimate"] - e["level"]) * scale
+    if math.isnan(e["low"]):
+        return centre, None, None
+    lo, hi = sorted(((e["low"] - e["level"]) * scale, (e["high"] - e["level"]) * scale))
+    return centre, lo, hi
+
+
+BUDGET_MARKERS = "osD^v<>p"
+
+
+def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]]) -> Figure:
     """Every measured effect: its estimate and 95% interval, in units of its practical
     threshold and in the claimed direction (right of +1: holds; left of −1: contradicted;
-    inside ±1: no effect), coloured by verdict; one row per effect."""
-    rows = [(c["id"], e) for c in evidence.values() for e in c["effects"] if e["n"]]
-    fig = Figure(figsize=(8, 0.32 * len(rows) + 1.6), layout="constrained")
+    inside ±1: no effect), coloured by verdict; one row per effect, one marker per budget
+    (``by_budget``: label -> :func:`scvae_core.claims.verdict_evidence`)."""
+    labels = list(by_budget)
+    rows = list(dict.fromkeys(r for ev in by_budget.values() for r in _effect_rows(ev)))
+    fig = Figure(figsize=(8.5, 0.34 * len(rows) + 1.8), layout="constrained")
     ax = fig.subplots()
-    for i, (cid, e) in enumerate(rows):
-        scale = e["sign"] / e["threshold"]
-        centre = (e["estimate"] - e["level"]) * scale
-        colour = STATUS_COLOURS[e["status"]]
-        if not math.isnan(e["low"]):
-            lo, hi = sorted(((e["low"] - e["level"]) * scale, (e["high"] - e["level"]) * scale))
-            ax.plot([lo, hi], [i, i], color=colour, linewidth=2)
-        ax.scatter([centre], [i], color=colour, s=18, zorder=3)
+    offsets = np.linspace(-0.25, 0.25, len(labels)) if len(labels) > 1 else [0.0]
+    for k, (label, offset) in enumerate(zip(labels, offsets)):
+        for cid, c in by_budget[label].items():
+            for e in c["effects"]:
+                if not e["n"]:
+                    continue
+                i = rows.index((cid, e["label"])) + offset
+                centre, lo, hi = _standardised(e)
+                colour = STATUS_COLOURS[e["status"]]
+                if lo is not None:
+                    ax.plot([lo, hi], [i, i], color=colour, linewidth=1.5)
+                ax.scatter([centre], [i], color=colour, marker=BUDGET_MARKERS[k % len(BUDGET_MARKERS)], s=18,
+                           zorder=3, label=label if label and cid == next(iter(by_budget[label])) else None)
     for x in (-1, 1):
         ax.axvline(x, color="grey", linewidth=0.8, linestyle="--")
     ax.axvline(0, color="grey", linewidth=1)
-    ax.set_yticks(range(len(rows)), [f"{cid}: {e['label'][:55]}" for cid, e in rows], fontsize=6)
+    ax.set_yticks(range(len(rows)), [f"{cid}: {label[:55]}" for cid, label in rows], fontsize=6)
     ax.set_xscale("symlog", linthresh=1)
     ax.invert_yaxis()
     ax.set_xlabel("effect in the claimed direction, in units of its threshold δ (dashed: ±δ)")
-    presets = sorted({str(c["preset"]) for c in evidence.values()})
+    if len(labels) > 1:
+        ax.legend(fontsize=7, title="budget (marker)", loc="lower right")
     legend = ", ".join(f"{colour.removeprefix('tab:')} {v}" for v, colour in STATUS_COLOURS.items())
+    presets = sorted({str(c["preset"]) for ev in by_budget.values() for c in ev.values()})
     fig.suptitle(f"Effects behind each verdict, 95% intervals ({legend}; presets {', '.join(presets)})", fontsize=9)
     return fig
 

@@ -284,3 +284,144 @@ def collapse_text(out: Path | str, preset: str | None = None) -> str:
         lines.append(f"- {name}: {ran} of {len(TABLE1)} models run; collapsed: "
                      f"{', '.join(found) if found else 'none'}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- verdicts at a glance
+
+@dataclass(frozen=True)
+class Column:
+    """One set of results a verdict is judged on: a preset (and within-run budget) and a twin set."""
+
+    preset: str
+    twin: Twin
+    epoch: int | None = None
+
+    @property
+    def label(self) -> str:
+        budget = f", epoch {self.epoch}" if self.epoch is not None else f" ({get_preset(self.preset).epochs} epochs)"
+        return f"{self.twin.label}: {self.preset}{budget}"
+
+
+def verdict_columns(out: Path | str) -> list[Column]:
+    """Every (preset, budget, twin set) with Table 1 results, from the shortest budget up:
+    ours first, then each twin set."""
+    found = []
+    for twin in (OURS, *TWINS):
+        for name in ("cpu", "long", "paper"):
+            p = get_preset(name)
+            if twin.stage not in p.stages:
+                continue
+            for epoch in p.eval_epochs or (None,):
+                if any(collect(out, name, p.stage_models(twin.stage), epoch=epoch).values()):
+                    found.append(Column(name, twin, epoch))
+    return found
+
+
+def verdicts_by_column(out: Path | str) -> dict[Column, dict[str, dict]]:
+    return {c: claims.verdict_evidence(out, c.preset, c.twin, c.epoch) for c in verdict_columns(out)}
+
+
+def _verdict_cell(claim: dict | None) -> str:
+    if claim is None:
+        return "—"
+    effects = " · ".join(claims.format_effect(e) for e in claim["effects"])
+    return f"{claim['status']}: {effects}"
+
+
+def verdicts_table(out: Path | str, preset: str | None = None) -> Table:
+    """The opening table of the verdicts page: every claim (a Fisher claim once per reading),
+    where the paper makes it, and per preset, budget and twin set its verdict with each effect's
+    estimate and 95% interval. ``preset`` is unused: every column with results is shown."""
+    by_column = verdicts_by_column(out)
+    rows = []
+    for claim in claims.CLAIMS:
+        for reading in claim.readings:
+            name = claim.id if not claim.fisher else f"{claim.id} [{reading}]"
+            cells = []
+            for evidence in by_column.values():
+                c = evidence.get(claim.id)
+                cells.append(_verdict_cell(c and {**c["readings"][reading], "preset": c["preset"]}))
+            rows.append((name, claim.where, *cells))
+    columns = ("Claim", "In the paper", *(c.label for c in by_column))
+    seeds = sorted({s for ev in by_column.values() for c in ev.values() for e in c["effects"] for s in e["seeds"]})
+    caption = ("Every claim's verdict per preset, within-run budget and twin set: 'verdict: effect [95% interval] "
+               "(n seeds)' for each of its effects, in the units of its kind (thresholds on the verdicts page). "
+               "A Fisher claim has one row per reading of Fisher information. '—': not judged for that column "
+               f"(twin sets rerun Table 1 only). Seeds used: {seeds_text(seeds)}.")
+    return Table("verdicts", caption, columns, tuple(rows), None, tuple(seeds))
+
+
+TABLES["verdicts"] = verdicts_table
+
+
+# ------------------------------------------------------------------------- training ten times longer
+
+def _last_change(doc: dict, epochs: int = 20) -> float | None:
+    """Mean change per epoch of the validation ELBO over a run's last ``epochs`` epochs."""
+    h = [e["valid_elbo"] for e in doc["history"]]
+    return (h[-1] - h[-1 - epochs]) / epochs if len(h) > epochs else None
+
+
+def table1_budgets(out: Path | str, preset: str | None = None) -> Table:
+    """Table 1 under every budget: the paper's, the cpu preset's (10 epochs) and the long
+    preset's at each evaluated epoch, NLL and accuracy; and whether 100 epochs converged (the
+    validation ELBO's mean change per epoch over the last 20). ``preset`` is unused."""
+    from .runs import train_docs
+
+    budgets = [("cpu", None)] + [("long", e) for e in get_preset("long").eval_epochs]
+    data = {b: collect(out, b[0], TABLE1, epoch=b[1]) for b in budgets}
+    paper = paper_rows("table1")
+    rows = []
+    for m in TABLE1:
+        nll = [format_stat(seed_summary(per_seed(data[b][m], metric("nll"))), NLL_DECIMALS) for b in budgets]
+        acc = [format_stat(seed_summary(per_seed(data[b][m], metric("svm_acc"))), ACC_DECIMALS) for b in budgets]
+        changes = {d["seed"]: v for d in train_docs(out, "long", [m]) if (v := _last_change(d)) is not None}
+        rows.append((paper[m]["display"], f"{paper[m]['nll']:.{NLL_DECIMALS}f}", *nll,
+                     f"{paper[m]['acc']:.{ACC_DECIMALS}f}", *acc, format_stat(seed_summary(changes), 3)))
+    labels = ["cpu, 10 epochs"] + [f"long, epoch {e}" for _, e in budgets[1:]]
+    columns = ("Model", "NLL (paper)", *(f"NLL {b}" for b in labels), "Acc (paper)", *(f"Acc {b}" for b in labels),
+               "valid ELBO change per epoch, last 20 (long)")
+    seeds = seeds_used({f"{b}{m}": evals for b, runs in data.items() for m, evals in runs.items()})
+    p = get_preset("long")
+    caption = (f"Table 1 against training budget. Paper: as printed, {citation()}. cpu: 10 epochs, NLL with S = "
+               f"{get_preset('cpu').nll_samples}; long: one run of {p.epochs} epochs evaluated at epochs "
+               f"{', '.join(map(str, p.eval_epochs))} (its best weights so far; NLL with S = {p.nll_samples} before "
+               f"the last, {p.final_nll_samples} at it, seed 0: {p.check_nll_samples.get(0)}). {seeds_text(seeds)}; "
+               "mean ± sample std over seeds (n seeds). A change per epoch near 0 means converged.")
+    return Table("table1-budgets", caption, columns, tuple(rows), None, tuple(seeds))
+
+
+TABLES["table1-budgets"] = table1_budgets
+
+
+def gap_text(out: Path | str) -> str:
+    """VAE(1L) at the longest budget against the paper's and Burda et al.'s numbers: how many
+    nats remain and what budget, estimator and protocol explain, as far as the runs can tell."""
+    last = get_preset("long").eval_epochs[-1]
+    short = collect(out, "cpu", ["vae-1l"])["vae-1l"]
+    long = collect(out, "long", ["vae-1l"], epoch=last)["vae-1l"]
+    if not long:
+        return f"VAE(1L) has no result at epoch {last} of the long preset yet."
+    nll = seed_summary(per_seed(long, metric("nll")))["mean"]
+    refs = [(citation(), paper_rows("table1")["vae-1l"]["nll"])] + [
+        (e["source"], e["nll"]) for e in published()["entries"] if "static" in e["binarization"].lower()]
+    lines = [f"- VAE(1L) after {last} epochs: {nll:.2f} nats (mean over {len(long)} seed(s), S = "
+             f"{long[0]['metrics']['nll_samples']} for the first); " + "; ".join(
+                 f"{nll - v:.2f} nats above {src} ({v:.2f})" for src, v in refs) + "."]
+    if short:
+        a = seed_summary(per_seed(short, metric("nll")))["mean"]
+        lines.append(f"- Budget: from 10 to {last} epochs the NLL fell {a - nll:.2f} nats (cpu preset, S = 200, "
+                     f"{len(short)} seed(s); the long run at S = {long[0]['metrics']['nll_samples']}).")
+    checked = [e for e in long if e["metrics"]["nll_samples"] > 1000 and "200" in e["metrics"]["nll_by_samples"]]
+    for e in checked:
+        by = e["metrics"]["nll_by_samples"]
+        s = e["metrics"]["nll_samples"]
+        lines.append(f"- Estimator (seed {e['seed']}, same weights and samples): S = 200 gives {by['200']:.2f}, "
+                     f"S = 1000 {by['1000']:.2f}, S = {s} {by[str(s)]:.2f}: S = 200 overstates the NLL by "
+                     f"{by['200'] - by[str(s)]:.2f} nats, S = 1000 by {by['1000'] - by[str(s)]:.2f}.")
+    authors = collect(out, "long", ["vae-1l-authors"], epoch=last)["vae-1l-authors"]
+    if authors:
+        b = seed_summary(per_seed(authors, metric("nll")))["mean"]
+        lines.append(f"- Protocol: the authors' protocol (ReLU, He init, lr 1e-3) reaches {b:.2f} at epoch {last}, "
+                     f"{nll - b:+.2f} nats against ours.")
+    return "\n".join(lines)

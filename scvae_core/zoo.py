@@ -31,7 +31,7 @@ TABLE1 = ("vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae", "scvae-l")
 TABLE2 = ("pixelvae", "vae-1l+vamp", "scvae+vamp", "scvae+pixel", "scvae+pixel+vamp")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # each set is one object: compared and hashed by identity
 class Twin:
     """A set of twins: every Table 1 model again with one thing the paper leaves open changed.
 

@@ -16,7 +16,10 @@ def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90
                elbo: float = -95.0, kl: float = 20.0, active_units: int = 30, enc: float = 1e-3,
                dec: float = 1e-2, model_mean: float | None = None, prop1_pairs: list[dict] | None = None,
                prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0,
-               nll_by_samples: dict[str, float] | None = None) -> Path:
+               nll_by_samples: dict[str, float] | None = None, readings: dict | None = None,
+               epoch: int | None = None) -> Path:
+    """``readings``: {"model" | "empirical" | "authors": {side: (log10 value, se)}}, written as the
+    robust summary (model, empirical) or the authors' block, as evaluate.py writes them."""
     paths = RunPaths(Path(out), preset, model, seed)
     metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": 8, "elbo": elbo, "rec": elbo + kl, "kl": kl,
                "test_size": 64, "active_units": active_units, "au_threshold": 0.01, "svm_acc": acc,
@@ -27,14 +30,22 @@ def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90
               {"name": "decoder.mlp.layers.0", "part": "decoder", "exact": dec, "kfac": dec}]
     fisher = {"targets": "model", "points": 16, "layers": layers, "encoder_mean": enc, "decoder_mean": dec,
               "model_mean": (enc + dec) / 2 if model_mean is None else model_mean}
+    extra = {}
+    for reading, sides in (readings or {}).items():
+        if reading == "authors":
+            extra["fisher_authors"] = {side: {"strict": None, "with_first": {"log10_mean": v, "log10_se": se}}
+                                       for side, (v, se) in sides.items()}
+            continue
+        block = fisher if reading == "model" else extra.setdefault("fisher_empirical", {"targets": "empirical"})
+        block["sides"] = {side: {"log10_mean_of_points": v, "log10_se": se} for side, (v, se) in sides.items()}
     derivations = {"proposition1": {"pairs": prop1_pairs or []}}
     if prop3_layers is not None:
         derivations["proposition3"] = {"layers": prop3_layers}
-    write_json(paths.eval_json, "eval", {
+    write_json(paths.eval_json_at(epoch), "eval", {
         "model": model, "preset": preset, "seed": seed, "config": get_config(model).to_dict(),
         "preset_config": {}, "provenance": PROVENANCE, "wall_time_s": wall_time_s,
-        "metrics": metrics, "fisher": fisher, "derivations": derivations})
-    return paths.eval_json
+        "metrics": metrics, "fisher": fisher, "derivations": derivations, **extra})
+    return paths.eval_json_at(epoch)
 
 
 def write_train(out: Path, preset: str, model: str, seed: int, *, epochs: int = 3, wall_time_s: float = 5.0) -> Path:

@@ -13,10 +13,11 @@ from bs4 import BeautifulSoup
 from fake_results import write_eval, write_figures, write_train
 from matplotlib.figure import Figure
 
-from scvae_core import plots, tables
+from scvae_core import plots, runs, tables
 from scvae_core.presets import TABLE1, TABLE2, depth_models
-from scvae_core.results import PAPER_REPORTED, ResultError, RunPaths, read_json
-from scvae_core.zoo import UnknownName
+from scvae_core.results import PAPER_REPORTED, PUBLISHED, ResultError, RunPaths, read_json
+from scvae_core.claims import READINGS
+from scvae_core.zoo import TWINS, UnknownName
 
 matplotlib.use("Agg")
 PAPER = json.loads(PAPER_REPORTED.read_text())
@@ -103,10 +104,10 @@ def test_html_carries_id_class_preset_seeds_and_caption(cpu_tree):
 
 
 def test_pick_preset_prefers_paper_then_cpu(cpu_tree):
-    assert tables.pick_preset(cpu_tree, "table1") == "cpu"
-    assert tables.pick_preset(cpu_tree, "table2") is None
+    assert runs.pick_preset(cpu_tree, "table1") == "cpu"
+    assert runs.pick_preset(cpu_tree, "table2") is None
     write_eval(cpu_tree, "paper", "vae-1l", 0)
-    assert tables.pick_preset(cpu_tree, "table1") == "paper"
+    assert runs.pick_preset(cpu_tree, "table1") == "paper"
     assert tables.table1(cpu_tree).preset == tables.table1(cpu_tree, "auto").preset == "paper"
     assert tables.table1(cpu_tree, "cpu").preset == "cpu"  # an explicit preset wins
     nothing = tables.table2(cpu_tree)
@@ -114,9 +115,9 @@ def test_pick_preset_prefers_paper_then_cpu(cpu_tree):
 
 
 def test_collect_skips_unevaluated_runs_and_names_corrupt_files(cpu_tree):
-    runs = tables.collect(cpu_tree, "cpu", TABLE1)
-    assert [e["seed"] for e in runs["vae-1l"]] == list(SEEDS) and runs["scvae-l"] == []
-    assert [e["seed"] for e in tables.collect(cpu_tree, "cpu", ["vae-1l"], seeds=[2, 5])["vae-1l"]] == [2]
+    found = runs.collect(cpu_tree, "cpu", TABLE1)
+    assert [e["seed"] for e in found["vae-1l"]] == list(SEEDS) and found["scvae-l"] == []
+    assert [e["seed"] for e in runs.collect(cpu_tree, "cpu", ["vae-1l"], seeds=[2, 5])["vae-1l"]] == [2]
     bad = RunPaths(cpu_tree, "cpu", "scvae", 1).eval_json
     bad.write_text('{"kind": "eval"')
     with pytest.raises(ResultError, match=str(bad)):
@@ -125,74 +126,11 @@ def test_collect_skips_unevaluated_runs_and_names_corrupt_files(cpu_tree):
 
 # ------------------------------------------------------------------------- verdicts
 
-@pytest.mark.parametrize("values, sign, threshold, status", [
-    ([0.5, 0.2, 0.1], +1, 0.0, tables.HOLDS),
-    ([0.5, 0.2, -0.1], +1, 0.0, tables.PARTLY),
-    ([0.1, -0.3, -0.1], +1, 0.0, tables.FAILS),
-    ([-2.0, -1.0], -1, 0.0, tables.HOLDS),
-    ([1.5, 0.9], +1, 1.0, tables.PARTLY),
-    ([], +1, 0.0, tables.NOT_MEASURED),
-])
-def test_effect_status_rule(values, sign, threshold, status):
-    assert tables.effect_status(values, sign, threshold) == status
-
-
-def test_claim_status_rule():
-    H, P, F, N = tables.HOLDS, tables.PARTLY, tables.FAILS, tables.NOT_MEASURED
-    assert tables.claim_status([H, H]) == H
-    assert tables.claim_status([H, F]) == tables.claim_status([P, P]) == P
-    assert tables.claim_status([F, F]) == F
-    assert tables.claim_status([H, N]) == N
-
-
-def test_verdicts_on_synthetic_results(tmp_path):
-    # VAE(q++) vs VAE(1L): better acc and worse NLL in every seed -> deg-q++ holds.
-    # VAE(p++): better NLL in every seed, worse acc only on average -> partly.
-    # VAE(11L): better than VAE(1L) in both -> deg-deep does not hold.
-    per_seed = {
-        "vae-1l": [(90, 0.80), (91, 0.80), (92, 0.80)],
-        "vae-q++": [(95, 0.90), (96, 0.90), (97, 0.90)],
-        "vae-p++": [(85, 0.70), (86, 0.70), (87, 0.81)],
-        "vae-11l": [(80, 0.95), (81, 0.95), (82, 0.95)],
-    }
-    for model, rows in per_seed.items():
-        for seed, (nll, acc) in enumerate(rows):
-            write_eval(tmp_path, "cpu", model, seed, nll=nll, acc=acc)
-    evidence = tables.verdict_evidence(tmp_path, "cpu")
-    assert list(evidence) == [c.id for c in tables.CLAIMS]
-    assert evidence["deg-q++"]["status"] == tables.HOLDS
-    assert evidence["deg-p++"]["status"] == tables.PARTLY
-    assert evidence["deg-deep"]["status"] == tables.FAILS
-    assert evidence["scvae-best-both"]["status"] == tables.NOT_MEASURED  # SCVAE never ran
-    acc_effect = evidence["deg-p++"]["effects"][1]
-    assert acc_effect["values"] == pytest.approx([-0.10, -0.10, 0.01])
-    assert acc_effect["mean"] == pytest.approx(np.mean([-0.10, -0.10, 0.01]))
-    assert acc_effect["std"] == pytest.approx(np.std([-0.10, -0.10, 0.01], ddof=1))
-    assert (acc_effect["n"], acc_effect["seeds"], acc_effect["claimed"]) == (3, [0, 1, 2], "< 0")
-    assert evidence["deg-q++"]["preset"] == "cpu" and evidence["table2-vamp"]["status"] == tables.NOT_MEASURED
-
-
-def test_proposition_claims_read_the_derivations(tmp_path):
-    pair = {"eq6_within_2x": True, "fisher_decreases": True}
-    for model in ("vae-11l", "vae-q++", "vae-p++"):
-        write_eval(tmp_path, "cpu", model, 0, prop1_pairs=[pair, {**pair, "eq6_within_2x": None}])
-    layers = [{"receives_skip": True, "ratio": 2.0}, {"receives_skip": True, "ratio": 0.5},
-              {"receives_skip": False, "ratio": 0.1}]
-    for model in ("scvae", "scvae-l"):
-        write_eval(tmp_path, "cpu", model, 0, prop3_layers=layers)
-    evidence = tables.verdict_evidence(tmp_path, "cpu")
-    assert evidence["prop1-eq6"]["effects"][0]["values"] == [1.0]
-    assert evidence["prop1-eq6"]["status"] == evidence["prop1-remark2"]["status"] == tables.HOLDS
-    mean_effect, min_effect = evidence["prop3-skip-adds"]["effects"]
-    assert mean_effect["values"] == pytest.approx([0.0]) and min_effect["values"] == pytest.approx([math.log10(0.5)])
-    assert evidence["prop3-skip-adds"]["status"] == tables.FAILS
-
-
 @pytest.fixture
 def depth_tree(tmp_path):
     """Depth sweep at depths 1, 3, 5: plain loses a decade per two layers, skip keeps its level."""
     for name in depth_models((1, 3, 5)):
-        side, depth, kind = tables.DEPTH_MODEL.match(name).groups()
+        side, depth, kind = runs.DEPTH_MODEL.match(name).groups()
         level = 1e-2 * (10 ** (-(int(depth) - 1) / 2) if kind == "plain" else 1.0)
         write_eval(tmp_path, "cpu", name, 0, model_mean=level, enc=level * 2, dec=level * 3)
     return tmp_path
@@ -206,17 +144,13 @@ def test_fisher_depth_series(depth_tree):
     assert [p["model"]["mean"] for p in enc_plain] == pytest.approx([1e-2, 1e-3, 1e-4])
     assert [p["part"]["mean"] for p in enc_plain] == pytest.approx([2e-2, 2e-3, 2e-4])  # encoder_mean
     assert [p["part"]["mean"] for p in data["series"]["dec"]["skip"]] == pytest.approx([3e-2] * 3)  # decoder_mean
-    evidence = tables.verdict_evidence(depth_tree, "cpu")
-    assert evidence["fisher-depth-plain-decreases"]["status"] == tables.HOLDS
-    assert evidence["fisher-depth-plain-decreases"]["effects"][0]["values"] == pytest.approx([-0.5])
-    assert evidence["fisher-depth-skip-flat"]["status"] == tables.HOLDS
 
 
 def test_fisher_per_model_and_its_stage(cpu_tree):
     data = tables.fisher_per_model(cpu_tree, None, TABLE1)
     assert data["preset"] == "cpu" and data["missing"] == ["scvae-l"]
     assert data["models"]["scvae"]["encoder"]["mean"] == pytest.approx(1e-3)
-    assert tables.stage_of(["scvae", *TABLE2]) == "table2" and tables.stage_of(["vae-1l"]) == "table1"
+    assert runs.stage_of(["scvae", *TABLE2]) == "table2" and runs.stage_of(["vae-1l"]) == "table1"
 
 
 # ------------------------------------------------------------------------- plots
@@ -229,9 +163,9 @@ def test_plots_draw_on_fake_results(cpu_tree, depth_tree):
     drawn = [
         plots.latent_tsne_grid(figs), plots.latent_tsne_grid(figs, keys=("tsne_raw", "tsne_latent")),
         plots.layer_tsne_grid(figs), plots.recon_grid(figs),
-        plots.fisher_vs_depth(tables.fisher_depth(depth_tree, "cpu")),
-        plots.fisher_vs_depth(tables.fisher_depth(depth_tree, "cpu"), measure="part"),
-        plots.fisher_bars(tables.fisher_per_model(cpu_tree, "cpu", TABLE1)),
+        plots.fisher_vs_depth({r: tables.fisher_depth(depth_tree, "cpu", reading=r) for r in READINGS}),
+        plots.fisher_vs_depth({"model": tables.fisher_depth(depth_tree, "cpu")}, measure="part"),
+        plots.fisher_bars({r: tables.fisher_per_model(cpu_tree, "cpu", TABLE1, reading=r) for r in READINGS}),
         plots.training_curves([read_json(write_train(cpu_tree, "cpu", m, s), "train") for m in models for s in SEEDS]),
     ]
     for fig in drawn:
@@ -257,11 +191,12 @@ def test_missing_tsne_names_the_run(cpu_tree):
 
 # ---- where we differ: activation and init twins, published numbers, budget, NLL convergence
 
-@pytest.mark.parametrize("table_id, suffix, name", [("activation", "-relu", "ReLU"), ("init", "-xavier", "Xavier init")])
+@pytest.mark.parametrize("table_id, suffix, name", [(t.stage, t.suffix, t.label) for t in TWINS])
 def test_twin_table_sets_each_model_beside_its_twin(cpu_tree, table_id, suffix, name):
     for seed in (0,):
         write_eval(cpu_tree, "cpu", "vae-q++" + suffix, seed, nll=77.0, acc=0.5, active_units=11)
-    write_eval(cpu_tree, "cpu", "vae-1l" + ("-xavier" if suffix == "-relu" else "-relu"), 0, nll=1.0)  # other twin
+    other = next(t for t in TWINS if t.suffix != suffix)
+    write_eval(cpu_tree, "cpu", "vae-1l" + other.suffix, 0, nll=1.0)  # another twin set's
     t = tables.build_table(table_id, cpu_tree, None)
     assert t.preset == "cpu" and [r[0] for r in t.rows] == [r["display"] for r in PAPER["table1"]["rows"]]
     q = t.rows[TABLE1.index("vae-q++")]
@@ -274,26 +209,8 @@ def test_twin_table_sets_each_model_beside_its_twin(cpu_tree, table_id, suffix, 
     assert tables.build_table(table_id, cpu_tree, "cpu") == t  # what the book check rebuilds
 
 
-@pytest.mark.parametrize("suffix, name", [("-relu", "ReLU"), ("-xavier", "Xavier init")])
-def test_claims_are_judged_again_on_the_twins(tmp_path, suffix, name):
-    # ours: VAE(11L) worse than VAE(1L) in NLL; the twins: better. The verdicts must follow.
-    for seed in SEEDS:
-        write_eval(tmp_path, "cpu", "vae-1l", seed, nll=90, acc=0.9)
-        write_eval(tmp_path, "cpu", "vae-11l", seed, nll=200, acc=0.1)
-        write_eval(tmp_path, "cpu", "vae-1l" + suffix, seed, nll=90, acc=0.9)
-        write_eval(tmp_path, "cpu", "vae-11l" + suffix, seed, nll=80, acc=0.95)
-    ours, twins = tables.verdict_evidence(tmp_path, "cpu"), tables.verdict_evidence(tmp_path, "cpu", suffix)
-    assert ours["deg-deep"]["status"] == tables.HOLDS and twins["deg-deep"]["status"] == tables.FAILS
-    assert set(twins) == {c.id for c in tables.CLAIMS if c.stage == "table1"}
-    text = tables.verdicts_side_by_side(ours, {suffix: twins})
-    assert f"ours (tanh, default init): holds; {name} twins: does not hold" in text
-    both = tables.verdicts_side_by_side(ours, {"-relu": tables.verdict_evidence(tmp_path, "cpu", "-relu"),
-                                               "-xavier": tables.verdict_evidence(tmp_path, "cpu", "-xavier")})
-    assert "; ReLU twins: " in both and "; Xavier init twins: " in both
-
-
 def test_published_table_reads_our_budgets_and_the_cited_file(tmp_path):
-    published = json.loads(tables.PUBLISHED.read_text())
+    published = json.loads(PUBLISHED.read_text())
     for seed in SEEDS:
         write_eval(tmp_path, "cpu", "vae-1l", seed, nll=100 + seed)
     write_eval(tmp_path, "cpu-long", "vae-1l", 0, nll=94.0)
@@ -336,3 +253,4 @@ def test_collapse_text_names_models_without_active_units(tmp_path):
     assert "- tanh, default init: 2 of 6 models run; collapsed: VAE(q++) (2 of 3 seeds)" in text
     assert "- ReLU: 1 of 6 models run; collapsed: none" in text
     assert "- Xavier init: 0 of 6 models run; collapsed: none" in text
+    assert "- authors' protocol (ReLU, He init, lr 1e-3): 0 of 6 models run" in text

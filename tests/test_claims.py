@@ -1,0 +1,193 @@
+"""claims.py: the interval (coverage on simulated seed sets), the verdict rule (every verdict
+reachable), and the claims measured on fabricated result trees, under every Fisher reading."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from fake_results import write_eval
+
+from scvae_core import claims, tables
+from scvae_core.claims import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_MEASURED, Est
+from scvae_core.presets import depth_models
+from scvae_core.runs import DEPTH_MODEL
+from scvae_core.zoo import TWINS
+
+SEEDS = (0, 1, 2)
+
+
+class TestInterval:
+    @pytest.mark.parametrize("n, tau", [(3, 0.0), (3, 1.0), (5, 0.5), (2, 2.0)])
+    def test_coverage_on_simulated_seed_sets(self, n, tau):
+        """Seed values = truth + a seed effect (sd tau) + the run's estimator error (sd se, known)."""
+        rng = np.random.default_rng(0)
+        covered = 0
+        for _ in range(1000):
+            se = rng.uniform(0.5, 1.5, n)
+            values = rng.normal(0, tau, n) + rng.normal(0, se)
+            iv = claims.interval([Est(v, s) for v, s in zip(values, se)])
+            covered += iv["low"] <= 0 <= iv["high"]
+        assert 0.93 <= covered / 1000 <= 0.97, covered
+
+    def test_one_seed_uses_the_runs_own_error(self):
+        iv = claims.interval([Est(2.0, 0.5)])
+        assert (iv["low"], iv["high"]) == pytest.approx((2 - 1.96 * 0.5, 2 + 1.96 * 0.5), abs=1e-3)
+        assert "n = 1" in iv["method"]
+        rng = np.random.default_rng(0)  # with no seed effect, the run's error is all there is
+        ivs = [claims.interval([Est(rng.normal(0, 1), 1.0)]) for _ in range(1000)]
+        assert 0.93 <= sum(iv["low"] <= 0 <= iv["high"] for iv in ivs) / 1000 <= 0.97
+
+    def test_one_seed_without_an_error_has_no_interval(self):
+        iv = claims.interval([Est(2.0)])
+        assert math.isnan(iv["low"]) and iv["estimate"] == 2.0
+
+    def test_seeds_without_errors_give_the_student_t_interval(self):
+        iv = claims.interval([Est(1.0), Est(2.0), Est(3.0)])
+        half = 4.302653 * 1.0 / math.sqrt(3)
+        assert (iv["low"], iv["high"]) == pytest.approx((2 - half, 2 + half), rel=1e-5)
+
+    def test_between_seed_spread_widens_the_interval(self):
+        tight = claims.interval([Est(v, 0.1) for v in (1.0, 1.01, 0.99)])
+        spread = claims.interval([Est(v, 0.1) for v in (0.0, 1.0, 2.0)])
+        assert spread["high"] - spread["low"] > 10 * (tight["high"] - tight["low"])
+        assert spread["tau"] > 0.5 and tight["tau"] == 0.0
+
+
+class TestVerdictRule:
+    @pytest.mark.parametrize("values, se, sign, level, threshold, expected", [
+        ([3.0, 3.1, 2.9], 0.1, +1, 0.0, 1.0, HOLDS),  # clearly beyond +1
+        ([-3.0, -3.1, -2.9], 0.1, +1, 0.0, 1.0, CONTRADICTED),  # clearly beyond -1 against the claim
+        ([3.0, 3.1, 2.9], 0.1, -1, 0.0, 1.0, CONTRADICTED),  # the same numbers, claimed below
+        ([0.1, -0.1, 0.0], 0.05, +1, 0.0, 1.0, NO_EFFECT),  # inside +-1
+        ([0.5, 2.5, 1.5], 0.1, +1, 0.0, 1.0, INCONCLUSIVE),  # straddles the threshold
+        ([1.6, 1.5, 1.4], 0.05, +1, 1.0, 0.1, HOLDS),  # a claimed level other than 0
+        ([], 0.1, +1, 0.0, 1.0, NOT_MEASURED),
+    ])
+    def test_constructed_cases_reach_each_verdict(self, values, se, sign, level, threshold, expected):
+        iv = claims.interval([Est(v, se) for v in values])
+        assert claims.verdict(iv, sign, level, threshold) == expected
+
+    def test_one_seed_without_error_is_inconclusive(self):
+        assert claims.verdict(claims.interval([Est(5.0)]), +1, 0.0, 1.0) == INCONCLUSIVE
+
+    def test_claim_rule(self):
+        H, C, N, I, M = HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_MEASURED
+        assert claims.claim_verdict([H, H]) == H
+        assert claims.claim_verdict([H, C]) == C and claims.claim_verdict([M, C]) == C
+        assert claims.claim_verdict([H, M]) == M
+        assert claims.claim_verdict([H, N]) == N and claims.claim_verdict([I, N]) == N
+        assert claims.claim_verdict([H, I]) == I
+
+    def test_thresholds_cover_every_kind_used(self):
+        kinds = {e.kind for c in claims.CLAIMS for e in c.effects}
+        assert kinds <= set(claims.THRESHOLDS)
+
+
+class TestClaimsOnResults:
+    def test_table1_claims(self, tmp_path):
+        # q++ vs 1L: acc +0.10 and NLL +5 in every seed -> holds; p++: NLL -5 but acc +0.001 -> no effect;
+        # 11L: better than 1L in both -> contradicted.
+        per_seed = {
+            "vae-1l": [(90, 0.80), (91, 0.80), (92, 0.80)],
+            "vae-q++": [(95, 0.90), (96, 0.90), (97, 0.90)],
+            "vae-p++": [(85, 0.801), (86, 0.801), (87, 0.801)],
+            "vae-11l": [(80, 0.95), (81, 0.95), (82, 0.95)],
+        }
+        for model, rows in per_seed.items():
+            for seed, (nll, acc) in enumerate(rows):
+                write_eval(tmp_path, "cpu", model, seed, nll=nll, acc=acc)
+        evidence = claims.verdict_evidence(tmp_path, "cpu")
+        assert list(evidence) == [c.id for c in claims.CLAIMS]
+        assert evidence["deg-q++"]["status"] == HOLDS
+        assert evidence["deg-p++"]["effects"][0]["status"] == HOLDS
+        assert evidence["deg-p++"]["effects"][1]["status"] == NO_EFFECT
+        assert evidence["deg-p++"]["status"] == NO_EFFECT
+        assert evidence["deg-deep"]["status"] == CONTRADICTED
+        assert evidence["scvae-best-both"]["status"] == NOT_MEASURED  # SCVAE never ran
+        nll_effect = evidence["deg-q++"]["effects"][1]
+        assert nll_effect["values"] == pytest.approx([5.0, 5.0, 5.0]) and nll_effect["n"] == 3
+        assert nll_effect["ses"] == pytest.approx([math.sqrt(0.02)] * 3)  # 0.1 each, in quadrature
+        assert evidence["table2-vamp"]["status"] == NOT_MEASURED and evidence["deg-q++"]["preset"] == "cpu"
+
+    def test_proposition_claims_read_the_derivations(self, tmp_path):
+        pair = {"eq6_within_2x": True, "fisher_decreases": True}
+        for model in ("vae-11l", "vae-q++", "vae-p++"):
+            for seed in SEEDS:
+                write_eval(tmp_path, "cpu", model, seed, prop1_pairs=[pair] * 10 + [{**pair, "eq6_within_2x": None}])
+        layers = [{"receives_skip": True, "ratio": 2.0}, {"receives_skip": True, "ratio": 0.5},
+                  {"receives_skip": False, "ratio": 0.1}]
+        for model in ("scvae", "scvae-l"):
+            write_eval(tmp_path, "cpu", model, 0, prop3_layers=layers)
+        evidence = claims.verdict_evidence(tmp_path, "cpu")
+        assert evidence["prop1-eq6"]["effects"][0]["values"] == [1.0, 1.0, 1.0]
+        assert evidence["prop1-eq6"]["status"] == evidence["prop1-remark2"]["status"] == HOLDS
+        mean_effect, min_effect = evidence["prop3-skip-adds"]["effects"]
+        assert mean_effect["values"] == pytest.approx([0.0]) and min_effect["values"] == pytest.approx([math.log10(0.5)])
+        assert evidence["prop3-skip-adds"]["status"] == INCONCLUSIVE  # one seed, no recorded error
+
+    def test_depth_claims_under_each_reading(self, tmp_path):
+        """Plain loses a decade per two layers and skip keeps its level, under the model and the
+        authors' readings (with errors); the empirical reading was never recorded."""
+        for name in depth_models((1, 3, 5)):
+            side, depth, kind = DEPTH_MODEL.match(name).groups()
+            level = -2 - ((int(depth) - 1) / 2 if kind == "plain" else 0)
+            sides = {"model": (level, 0.02), "encoder": (level, 0.02), "decoder": (level, 0.02)}
+            write_eval(tmp_path, "cpu", name, 0, readings={"model": sides, "authors": sides})
+        evidence = claims.verdict_evidence(tmp_path, "cpu")
+        plain = evidence["fisher-depth-plain-decreases"]
+        assert plain["effects"][0]["values"] == pytest.approx([-0.5])
+        assert plain["readings"]["model"]["status"] == plain["readings"]["authors"]["status"] == HOLDS
+        assert plain["readings"]["empirical"]["status"] == NOT_MEASURED
+        assert evidence["fisher-depth-skip-flat"]["status"] == HOLDS
+
+    def test_robust_summary_is_preferred_to_the_layer_mean(self, tmp_path):
+        write_eval(tmp_path, "cpu", "pixelvae", 0, enc=1e-3, dec=1e5,  # a heavy tail moved the mean
+                   readings={"model": {"encoder": (-3.0, 0.05), "decoder": (-2.5, 0.05)}})
+        effect = claims.verdict_evidence(tmp_path, "cpu")["pixelvae-encoder-negligible"]["effects"][0]
+        assert effect["values"] == pytest.approx([0.5])  # robust: decoder only 10^0.5 above the encoder
+        assert effect["status"] == CONTRADICTED  # level 1 (ten times), interval 0.5 +- 0.14, threshold 0.1
+
+    @pytest.mark.parametrize("twin", TWINS, ids=lambda t: t.stage)
+    def test_claims_are_judged_again_on_each_twin_set(self, tmp_path, twin):
+        # ours: VAE(11L) worse than VAE(1L); the twins: better. The verdicts must follow.
+        for seed in SEEDS:
+            write_eval(tmp_path, "cpu", "vae-1l", seed, nll=90, acc=0.9)
+            write_eval(tmp_path, "cpu", "vae-11l", seed, nll=200, acc=0.1)
+            write_eval(tmp_path, "cpu", "vae-1l" + twin.suffix, seed, nll=90, acc=0.9)
+            write_eval(tmp_path, "cpu", "vae-11l" + twin.suffix, seed, nll=80, acc=0.95)
+        ours, twins = claims.verdict_evidence(tmp_path, "cpu"), claims.verdict_evidence(tmp_path, "cpu", twin)
+        assert ours["deg-deep"]["status"] == HOLDS and twins["deg-deep"]["status"] == CONTRADICTED
+        assert set(twins) == {c.id for c in claims.CLAIMS if c.stage == "table1"}
+        assert claims.verdict_evidence(tmp_path, "cpu", twin.suffix)["deg-deep"]["status"] == CONTRADICTED
+
+    def test_within_run_budgets_are_judged_separately(self, tmp_path):
+        for seed in SEEDS:
+            for epoch, gap in ((10, 0.0), (30, 3.0), (100, 10.0)):
+                write_eval(tmp_path, "long", "vae-1l", seed, nll=90 + seed, epoch=epoch)
+                write_eval(tmp_path, "long", "vae-11l", seed, nll=90 + seed + gap, epoch=epoch)
+        status = {e: claims.verdict_evidence(tmp_path, "long", epoch=e)["deg-deep"]["effects"][0]["status"]
+                  for e in (10, 30, 100)}
+        assert status == {10: NO_EFFECT, 30: HOLDS, 100: HOLDS}
+        assert claims.verdict_evidence(tmp_path, "long")["deg-deep"]["epoch"] == 100
+        assert ("long", 30) in claims.budgets(tmp_path)
+
+
+class TestVerdictsTable:
+    def test_one_row_per_claim_and_reading_one_column_per_result_set(self, tmp_path):
+        twin = TWINS[0]
+        for seed in SEEDS:
+            for model in ("vae-1l", "vae-11l"):
+                write_eval(tmp_path, "cpu", model, seed)
+                write_eval(tmp_path, "cpu", model + twin.suffix, seed)
+        t = tables.build_table("verdicts", tmp_path, None)
+        assert t.columns == ("Claim", "In the paper", "tanh, default init: cpu (10 epochs)",
+                             f"{twin.label}: cpu (10 epochs)")
+        expected = sum(len(c.readings) for c in claims.CLAIMS)
+        assert len(t.rows) == expected
+        names = [r[0] for r in t.rows]
+        assert "fig3-enc-dec [authors]" in names and "deg-deep" in names
+        deep = t.rows[names.index("deg-deep")]
+        assert deep[2].startswith("no effect: ") and "(n=3)" in deep[2]
+        assert t.rows[names.index("table2-vamp")][3] == "—"  # twin sets rerun Table 1 only
+        assert tables.verdicts_table(tmp_path) == t  # what the book check rebuilds

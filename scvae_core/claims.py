@@ -458,10 +458,10 @@ def _twin(twin: Twin | str) -> Twin:
     return found[0]
 
 
-def budgets(out: Path | str) -> list[tuple[str, int | None]]:
+def budgets(out: Path | str, presets=("cpu", "long", "paper")) -> list[tuple[str, int | None]]:
     """(preset, epoch) of every budget with results: cpu, each eval epoch of long, paper."""
     found = []
-    for name in ("cpu", "long", "paper"):
+    for name in presets:
         p = get_preset(name)
         for epoch in p.eval_epochs or (None,):
             if collect(out, name, p.stages.get("table1", ()), epoch=epoch).get("vae-1l"):

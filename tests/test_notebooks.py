@@ -21,13 +21,14 @@ def _ipynb(source: Path, folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_results(tmp_path_factory, data_dir) -> Path:
-    """Every stage of the smoke preset, produced by the CLI as a reader would."""
+    """Every stage of the smoke presets, produced by the CLI as a reader would."""
     out = tmp_path_factory.mktemp("results")
     scvae = [sys.executable, "-m", "scvae_core.cli"]
-    done = subprocess.run([*scvae, "reproduce", "all", "--preset", "smoke", "--out", str(out),
-                           "--data-dir", str(data_dir), "--no-progress"], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"scvae reproduce all --preset smoke failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    for preset in ("smoke", "smoke-long"):
+        done = subprocess.run([*scvae, "reproduce", "all", "--preset", preset, "--out", str(out),
+                               "--data-dir", str(data_dir), "--no-progress"], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"scvae reproduce all --preset {preset} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return out
 
 

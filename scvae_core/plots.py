@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .results import ResultError, RunPaths, read_npz
-from .claims import VERDICTS
+from .verdicts import VERDICTS
 from .runs import seeds_text
 from .zoo import twin_of
 

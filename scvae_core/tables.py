@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import claims
 from .presets import TABLE1, get_preset
-from .runs import (DEPTH_MODEL, citation, collect, display_name, metric, paper_reported, paper_rows, per_seed, published,
+from .runs import (DEPTH_MODEL, citation, collect, metric, paper_reported, paper_rows, per_seed, published,
                    resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
 from .zoo import OURS, TWINS, Twin, check_name
 

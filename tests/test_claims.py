@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fake_results import write_eval
 
-from scvae_core import claims, tables
-from scvae_core.claims import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_MEASURED, Est
+from scvae_core import claims, tables, verdicts
+from scvae_core.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_MEASURED, Est
 from scvae_core.presets import depth_models
 from scvae_core.runs import DEPTH_MODEL
 from scvae_core.zoo import TWINS
@@ -26,30 +26,30 @@ class TestInterval:
         for _ in range(1000):
             se = rng.uniform(0.5, 1.5, n)
             values = rng.normal(0, tau, n) + rng.normal(0, se)
-            iv = claims.interval([Est(v, s) for v, s in zip(values, se)])
+            iv = verdicts.interval([Est(v, s) for v, s in zip(values, se)])
             covered += iv["low"] <= 0 <= iv["high"]
         assert 0.93 <= covered / 1000 <= 0.97, covered
 
     def test_one_seed_uses_the_runs_own_error(self):
-        iv = claims.interval([Est(2.0, 0.5)])
+        iv = verdicts.interval([Est(2.0, 0.5)])
         assert (iv["low"], iv["high"]) == pytest.approx((2 - 1.96 * 0.5, 2 + 1.96 * 0.5), abs=1e-3)
         assert "n = 1" in iv["method"]
         rng = np.random.default_rng(0)  # with no seed effect, the run's error is all there is
-        ivs = [claims.interval([Est(rng.normal(0, 1), 1.0)]) for _ in range(1000)]
+        ivs = [verdicts.interval([Est(rng.normal(0, 1), 1.0)]) for _ in range(1000)]
         assert 0.93 <= sum(iv["low"] <= 0 <= iv["high"] for iv in ivs) / 1000 <= 0.97
 
     def test_one_seed_without_an_error_has_no_interval(self):
-        iv = claims.interval([Est(2.0)])
+        iv = verdicts.interval([Est(2.0)])
         assert math.isnan(iv["low"]) and iv["estimate"] == 2.0
 
     def test_seeds_without_errors_give_the_student_t_interval(self):
-        iv = claims.interval([Est(1.0), Est(2.0), Est(3.0)])
+        iv = verdicts.interval([Est(1.0), Est(2.0), Est(3.0)])
         half = 4.302653 * 1.0 / math.sqrt(3)
         assert (iv["low"], iv["high"]) == pytest.approx((2 - half, 2 + half), rel=1e-5)
 
     def test_between_seed_spread_widens_the_interval(self):
-        tight = claims.interval([Est(v, 0.1) for v in (1.0, 1.01, 0.99)])
-        spread = claims.interval([Est(v, 0.1) for v in (0.0, 1.0, 2.0)])
+        tight = verdicts.interval([Est(v, 0.1) for v in (1.0, 1.01, 0.99)])
+        spread = verdicts.interval([Est(v, 0.1) for v in (0.0, 1.0, 2.0)])
         assert spread["high"] - spread["low"] > 10 * (tight["high"] - tight["low"])
         assert spread["tau"] > 0.5 and tight["tau"] == 0.0
 
@@ -65,23 +65,23 @@ class TestVerdictRule:
         ([], 0.1, +1, 0.0, 1.0, NOT_MEASURED),
     ])
     def test_constructed_cases_reach_each_verdict(self, values, se, sign, level, threshold, expected):
-        iv = claims.interval([Est(v, se) for v in values])
-        assert claims.verdict(iv, sign, level, threshold) == expected
+        iv = verdicts.interval([Est(v, se) for v in values])
+        assert verdicts.verdict(iv, sign, level, threshold) == expected
 
     def test_one_seed_without_error_is_inconclusive(self):
-        assert claims.verdict(claims.interval([Est(5.0)]), +1, 0.0, 1.0) == INCONCLUSIVE
+        assert verdicts.verdict(verdicts.interval([Est(5.0)]), +1, 0.0, 1.0) == INCONCLUSIVE
 
     def test_claim_rule(self):
         H, C, N, I, M = HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_MEASURED
-        assert claims.claim_verdict([H, H]) == H
-        assert claims.claim_verdict([H, C]) == C and claims.claim_verdict([M, C]) == C
-        assert claims.claim_verdict([H, M]) == M
-        assert claims.claim_verdict([H, N]) == N and claims.claim_verdict([I, N]) == N
-        assert claims.claim_verdict([H, I]) == I
+        assert verdicts.claim_verdict([H, H]) == H
+        assert verdicts.claim_verdict([H, C]) == C and verdicts.claim_verdict([M, C]) == C
+        assert verdicts.claim_verdict([H, M]) == M
+        assert verdicts.claim_verdict([H, N]) == N and verdicts.claim_verdict([I, N]) == N
+        assert verdicts.claim_verdict([H, I]) == I
 
     def test_thresholds_cover_every_kind_used(self):
         kinds = {e.kind for c in claims.CLAIMS for e in c.effects}
-        assert kinds <= set(claims.THRESHOLDS)
+        assert kinds <= set(verdicts.THRESHOLDS)
 
 
 class TestClaimsOnResults:

@@ -19,14 +19,15 @@ from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_js
 from .zoo import check_name
 
 ALL = "all"
-STATUSES = ("done", "partial", "todo")
+STATUSES = ("done", "invalid", "partial", "todo")
 
 
 class PlannedRun(NamedTuple):
     stage: str
     model: str
     seed: int
-    status: str  # "done": a readable eval.json | "partial": some files, no usable eval | "todo": nothing
+    status: str  # "done": a valid eval.json and figures.npz | "invalid": a result file that is refused on
+    # read (corrupt, truncated, of another run or settings, non-finite) | "partial": started | "todo": nothing
 
 
 def expand_stages(stages, preset_name: str) -> list[str]:
@@ -46,17 +47,23 @@ def stage_seeds(stage: str, preset_name: str, seeds=None) -> tuple[int, ...]:
 
 
 def run_status(out: Path | str, preset_name: str, model: str, seed: int) -> str:
-    from .runs import load_eval
+    """What the files of one run amount to; an "invalid" one is refused by the book, and
+    `scvae evaluate` / `scvae train` say why and compute it again."""
+    from .runs import load_eval, load_figures_npz, load_train
 
     paths = RunPaths(Path(out), preset_name, model, seed)
     epochs = run_preset(preset_name, model).eval_epochs or (None,)  # every evaluation the run owes
-    if all(paths.eval_json_at(e).exists() for e in epochs):
-        try:
-            for e in epochs:
-                load_eval(out, preset_name, model, seed, e)
+    try:
+        present = [e for e in epochs if paths.eval_json_at(e).exists()]
+        for e in present:
+            load_eval(out, preset_name, model, seed, e)
+            load_figures_npz(paths, e)
+        if len(present) == len(epochs):
             return "done"
-        except ResultError:
-            return "partial"  # evaluate_run recomputes an unreadable eval.json (with a warning)
+        if paths.train_json.exists():
+            load_train(paths)
+    except ResultError:
+        return "invalid"
     return "partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"
 
 
@@ -185,10 +192,10 @@ def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto
     With ``preset="auto"`` the book shows paper results where they exist, else cpu; asked to
     recompute, ``auto`` means cpu, the preset this machine can run.
     """
+    from .params import check_notebook_params
     from .runs import resolve_preset
 
-    if recompute not in (False, True, "missing"):
-        raise ValueError(f"recompute={recompute!r}; choose False, True or 'missing'")
+    check_notebook_params(preset, seeds, device, out, recompute)
     if recompute:
         reproduce(stages, "cpu" if preset == "auto" else preset, seeds=seeds, device=device, out=out)
     return {stage: resolve_preset(out, stage, preset) for stage in stages}

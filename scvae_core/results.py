@@ -261,9 +261,12 @@ def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = 
 
 
 # Every string of a run's result file is a name (model, preset, layer, config value) except in
-# these fields, which are prose that the code never parses and the book escapes where shown.
+# prose: the provenance, the preset's settings and the fields named in PROSE_KEYS, which the
+# code never parses. Prose may not hold markup (the book escapes it too, where it shows it).
 NAME = re.compile(r"^[A-Za-z0-9_.+\-]*$")
-FREE_TEXT = (("provenance",), ("preset_config",), ("derivations", "proposition1", "gradient"))
+PROSE = ("provenance", "preset_config")  # top-level fields that are prose throughout
+PROSE_KEYS = ("gradient", "source")  # prose fields anywhere (fisher.py's and evaluate.py's descriptions)
+MARKUP = re.compile(r"[<>&]")
 NUMBER, INT = (int, float), int  # JSON writes 90.0 as a float and 90 as an int: both are numbers
 # The typed fields the tables and plots read, by kind: (path, type, (lowest, highest) or None).
 FIELDS = {
@@ -286,23 +289,28 @@ def _get(doc, path):
     return doc
 
 
-def _walk(node, where: tuple, problems: list) -> None:
-    """Every number finite, every string and key outside FREE_TEXT a plain name."""
-    if where in FREE_TEXT:
-        return
+def _text_problem(text: str, prose: bool) -> str | None:
+    if prose:
+        return "prose holding markup characters (<, >, &)" if MARKUP.search(text) else None
+    return None if NAME.match(text) else f"not a plain name (prose goes in {', '.join(PROSE_KEYS)})"
+
+
+def _walk(node, where: tuple, problems: list, prose: bool = False) -> None:
+    """Outside prose, every number finite and every string and key a plain name; in prose, no markup."""
+    prose = prose or where[:1] in ((p,) for p in PROSE) or (bool(where) and where[-1] in PROSE_KEYS)
     shown = ".".join(map(str, where)) or "the top level"
     if isinstance(node, dict):
         for key, value in node.items():
-            if not NAME.match(key):
-                problems.append(f"{shown} has a key {_short(key)} that is not a plain name")
-            _walk(value, (*where, key), problems)
+            if problem := _text_problem(str(key), prose):
+                problems.append(f"{shown} has a key {_short(key)}, {problem}")
+            _walk(value, (*where, key), problems, prose)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            _walk(value, (*where, i), problems)
-    elif isinstance(node, float) and not math.isfinite(node):
+            _walk(value, (*where, i), problems, prose)
+    elif isinstance(node, float) and not math.isfinite(node) and not prose:
         problems.append(f"{shown} is {node}, not a finite number")
-    elif isinstance(node, str) and not NAME.match(node):
-        problems.append(f"{shown} is {_short(node)}, not a plain name")
+    elif isinstance(node, str) and (problem := _text_problem(node, prose)):
+        problems.append(f"{shown} is {_short(node)}, {problem}")
 
 
 def _short(value) -> str:

@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -129,6 +130,13 @@ def provenance(seed: int | None = None, device: str = "cpu") -> dict:
 
 
 def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it) where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -140,13 +148,15 @@ def honour_umask(path: Path | str) -> None:
     os.chmod(path, 0o666 & ~current_umask())
 
 
-STALE_UNTAGGED_S = 3600  # a temporary without a writer's pid (older code) is stale after an hour
+# A temporary whose writer cannot be asked (another machine on a shared folder, or older code
+# that did not tag it) is stale once untouched this long; writing one takes seconds.
+STALE_UNTAGGED_S = 3600
 
 
 def temp_prefix(path: Path) -> str:
-    """Hidden temporary of ``path`` tagged with the writer's pid, so that a later writer can tell
-    a dead writer's leftover (a killed run's half checkpoint) from a live one's."""
-    return f".{path.name}.pid{os.getpid()}."
+    """Hidden temporary of ``path`` tagged with the writer's host and pid, so that a later writer
+    can tell a dead writer's leftover (a killed run's half checkpoint) from a live one's."""
+    return f".{path.name}.{socket.gethostname()}-pid{os.getpid()}."
 
 
 def _alive(pid: int) -> bool:
@@ -165,11 +175,15 @@ def clean_stale_temporaries(path: Path, suffix: str = ".tmp") -> list[Path]:
     removed = []
     if not path.parent.is_dir():
         return removed
-    tagged = re.compile(rf"^\.{re.escape(path.name)}\.pid(\d+)\.[^/]*{re.escape(suffix)}$")
+    tagged = re.compile(rf"^\.{re.escape(path.name)}\.(.+)-pid(\d+)\.[^/]*{re.escape(suffix)}$")
+    here = socket.gethostname()
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
         m = tagged.match(tmp.name)
         try:
-            stale = not _alive(int(m.group(1))) if m else time.time() - tmp.stat().st_mtime > STALE_UNTAGGED_S
+            if m and m.group(1) == here:
+                stale = not _alive(int(m.group(2)))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > STALE_UNTAGGED_S
             if stale:
                 tmp.unlink()
                 removed.append(tmp)

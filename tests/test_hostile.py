@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -303,20 +304,22 @@ class TestLeftoversAndPermissions:
     def test_stale_temporaries_of_dead_writers_are_removed(self, tmp_path):
         last = RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt
         last.parent.mkdir(parents=True)
-        dead = last.parent / f".last.pt.pid{dead_pid()}.k3j2.tmp"
-        live = last.parent / f".last.pt.pid{os.getpid()}.a1b2.tmp"  # a writer at work: kept
+        host = socket.gethostname()
+        dead = last.parent / f".last.pt.{host}-pid{dead_pid()}.k3j2.tmp"
+        live = last.parent / f".last.pt.{host}-pid{os.getpid()}.a1b2.tmp"  # a writer at work: kept
+        elsewhere = last.parent / ".last.pt.other-host-pid1.z9.tmp"  # another machine's: judged by age
         untagged_old, untagged_new = last.parent / ".last.pt.x9y8.tmp", last.parent / ".last.pt.q1w2.tmp"
-        for path in (dead, live, untagged_old, untagged_new):
+        for path in (dead, live, elsewhere, untagged_old, untagged_new):
             path.write_bytes(b"\0" * 1000)
         os.utime(untagged_old, (time.time() - 2 * results.STALE_UNTAGGED_S,) * 2)
         untrained_run(tmp_path).save()
         assert not dead.exists() and not untagged_old.exists()
-        assert live.exists() and untagged_new.exists() and last.is_file()
+        assert live.exists() and elsewhere.exists() and untagged_new.exists() and last.is_file()
 
     def test_stale_part_files_are_removed_by_the_next_download(self, tmp_path):
         dest = tmp_path / data.LABELS
         dest.parent.mkdir(parents=True)
-        dead = dest.parent / f".{dest.name}.pid{dead_pid()}.zz.part"
+        dead = dest.parent / f".{dest.name}.{socket.gethostname()}-pid{dead_pid()}.zz.part"
         dead.write_bytes(b"half a download")
         with pytest.raises(data.DataError, match="checksum mismatch"):  # cleaned before the new download
             data._install(tmp_path, data.LABELS, "test", lambda f: f.write(b"x"))

@@ -372,6 +372,10 @@ def check_run(doc: dict, path: Path, paths: RunPaths, fields: tuple[str, ...], h
                             f"not {'an integer' if kind is INT else 'a number' if kind is NUMBER else 'a ' + kind.__name__}")
         elif bounds and not bounds[0] <= value <= bounds[1]:
             problems.append(f"{'.'.join(field)} is {value}, outside {bounds[0]}..{bounds[1]}")
+    by_samples = _get(doc, ("metrics", "nll_by_samples"))
+    if by_samples is not KeyError and (not isinstance(by_samples, dict) or not all(
+            k.isdigit() and _typed(v, NUMBER) for k, v in by_samples.items())):
+        problems.append("metrics.nll_by_samples is not a map of sample counts to numbers")
     if doc.get("kind") == "train" and doc.get("stopped") not in STOPPED:
         problems.append(f"stopped is {_short(doc.get('stopped'))}, not one of {', '.join(STOPPED)}")
     if problems:

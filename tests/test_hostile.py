@@ -96,6 +96,7 @@ class TestResultFilesAgreeWithWhereTheyLie:
         ("nll", "87.1", r"metrics.nll is '87.1', not a number"),
         ("active_units", 2.5, r"metrics.active_units is 2.5, not an integer"),
         ("svm_acc", 3.0, r"metrics.svm_acc is 3.0, outside 0..1"),
+        ("nll_by_samples", {"many": 90.0}, r"metrics.nll_by_samples is not a map of sample counts to numbers"),
     ])
     def test_non_finite_or_mistyped_metrics_are_refused(self, tmp_path, field, value, message):
         path = write_eval(tmp_path, "cpu", "scvae", 0)

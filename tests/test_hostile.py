@@ -55,6 +55,81 @@ def dead_pid() -> int:
     return child.pid
 
 
+# ---------------------------------------------------------------- 1. script injection into the book
+
+PAYLOADS = ('<img src=x onerror="alert(1)">', 'x" onerror="alert(1)', "[x](javascript:alert(1))")
+REAL_RUN = RunPaths(results.DEFAULT_RESULTS, "cpu", "vae-1l", 0)  # a committed result file
+
+
+def string_fields(node, where=()):
+    """The path of every string value of a result file (of lists, the first element's only)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from string_fields(value, (*where, key))
+    elif isinstance(node, list) and node:
+        yield from string_fields(node[0], (*where, 0))
+    elif isinstance(node, str):
+        yield where
+
+
+def plant(doc, where, payload):
+    for key in where[:-1]:
+        doc = doc[key]
+    doc[where[-1]] = payload
+
+
+def dom(html_or_markdown: str, markdown: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """Every element of the page a text becomes and its attribute names; Markdown as MyST
+    renders it, raw HTML included."""
+    from bs4 import BeautifulSoup
+    from markdown_it import MarkdownIt
+
+    text = MarkdownIt("commonmark", {"html": True}).render(html_or_markdown) if markdown else html_or_markdown
+    return [(t.name, tuple(sorted(t.attrs))) for t in BeautifulSoup(text, "html.parser").find_all(True)]
+
+
+def book_pages(out: Path) -> dict[str, list]:
+    """What the book's pages show of Table 1 results: the HTML tables and the Markdown prose."""
+    from scvae_core import claims, tables
+
+    return {"table1": dom(tables.table1(out, "cpu").to_html()),
+            "collapse": dom(tables.collapse_text(out, "cpu"), markdown=True),
+            "convergence": dom(tables.convergence_text(tables.nll_convergence(out, "cpu")), markdown=True),
+            "verdicts": dom(claims.verdicts_markdown(claims.verdict_evidence(out, "cpu")), markdown=True)}
+
+
+class TestScriptInjection:
+    def test_a_string_planted_in_any_field_is_refused_or_inert(self, tmp_path):
+        paths = RunPaths(tmp_path, "cpu", "vae-1l", 0)
+        paths.dir.mkdir(parents=True)
+        original = json.loads(REAL_RUN.eval_json.read_text())
+        paths.eval_json.write_text(json.dumps(original))
+        clean = book_pages(tmp_path)
+        fields = list(string_fields(original))
+        assert len(fields) >= 20 and ("seed",) not in fields  # the seed is an int: planted below as a string
+        refused = 0
+        for where in [("seed",), *fields]:
+            for payload in PAYLOADS:
+                doc = json.loads(REAL_RUN.eval_json.read_text())
+                plant(doc, where, payload)
+                paths.eval_json.write_text(json.dumps(doc))
+                try:
+                    shown = book_pages(tmp_path)
+                except ResultError as e:
+                    assert str(paths.eval_json) in str(e) and "To fix" in str(e), (where, e)
+                    refused += 1
+                    continue
+                assert shown == clean, f"{'.'.join(map(str, where))} = {payload!r} changed the page"
+        assert refused >= len(fields)  # every name field refuses every payload; prose is never shown
+
+    def test_the_html_table_escapes_every_value_it_is_given(self):
+        from scvae_core.tables import Table
+
+        bad = PAYLOADS[0]
+        table = Table(f'x" onclick="{bad}', bad, (bad, "b"), ((bad, PAYLOADS[1]),), bad, (f'0" onclick="1',))
+        assert dom(table.to_html()) == dom(Table("x", "c", ("a", "b"), (("1", "2"),), "cpu", (0,)).to_html())
+
+
 # ---------------------------------------------------------------- 2. a result file must agree with where it lies
 
 class TestResultFilesAgreeWithWhereTheyLie:

@@ -165,6 +165,16 @@ def seeds_used(runs: dict[str, list[dict]]) -> list[int]:
     return sorted({e["seed"] for evals in runs.values() for e in evals})
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~&-])")
+
+
+def md_text(value) -> str:
+    """A value read from a result file as literal Markdown: every character that Markdown or
+    raw HTML could act on is backslash-escaped (result files are type-checked on read; this
+    is the second defence, where a value reaches a page's Markdown)."""
+    return _MARKDOWN.sub(r"\\\1", str(value))
+
+
 def seeds_text(seeds: Iterable[int]) -> str:
     """'seed 0', 'seeds 0, 1, 2' or 'no seeds': how captions and titles name their seeds."""
     seeds = sorted(set(seeds))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import claims
 from .presets import TABLE1, get_preset
-from .runs import (DEPTH_MODEL, citation, collect, display_name, metric, paper_reported, paper_rows, per_seed, published,
-                   resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
+from .runs import (DEPTH_MODEL, citation, collect, display_name, md_text, metric, paper_reported, paper_rows, per_seed,
+                   published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
 from .zoo import OURS, TWINS, Twin, check_name
 
 NLL_DECIMALS, ACC_DECIMALS = 2, 4  # as the paper prints them
@@ -36,8 +36,8 @@ class Table:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in self.rows)
         return (
-            f'<table class="scvae-table" id="{self.id}" data-preset="{html.escape(self.preset or "")}" '
-            f'data-seeds="{",".join(map(str, self.seeds))}">\n'
+            f'<table class="scvae-table" id="{html.escape(self.id)}" data-preset="{html.escape(self.preset or "")}" '
+            f'data-seeds="{html.escape(",".join(map(str, self.seeds)))}">\n'
             f"<caption>{html.escape(self.caption)}</caption>\n"
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
         )
@@ -416,7 +416,7 @@ def gap_text(out: Path | str) -> str:
     for e in checked:
         by = e["metrics"]["nll_by_samples"]
         s = e["metrics"]["nll_samples"]
-        lines.append(f"- Estimator (seed {e['seed']}, same weights and samples): S = 200 gives {by['200']:.2f}, "
+        lines.append(f"- Estimator (seed {md_text(e['seed'])}, same weights and samples): S = 200 gives {by['200']:.2f}, "
                      f"S = 1000 {by['1000']:.2f}, S = {s} {by[str(s)]:.2f}: S = 200 overstates the NLL by "
                      f"{by['200'] - by[str(s)]:.2f} nats, S = 1000 by {by['1000'] - by[str(s)]:.2f}.")
     authors = collect(out, "long", ["vae-1l-authors"], epoch=last)["vae-1l-authors"]

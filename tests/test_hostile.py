@@ -3,6 +3,7 @@ its tries. Smoke-sized: fabricated result files, checkpoints of untrained models
 servers; only the Ctrl-C test trains (a few smoke steps)."""
 from __future__ import annotations
 
+import copy
 import errno
 import functools
 import json
@@ -128,6 +129,28 @@ class TestScriptInjection:
         bad = PAYLOADS[0]
         table = Table(f'x" onclick="{bad}', bad, (bad, "b"), ((bad, PAYLOADS[1]),), bad, (f'0" onclick="1',))
         assert dom(table.to_html()) == dom(Table("x", "c", ("a", "b"), (("1", "2"),), "cpu", (0,)).to_html())
+
+    def test_the_verdicts_markdown_escapes_every_value_from_a_result_file(self, tmp_path):
+        from bs4 import BeautifulSoup
+        from markdown_it import MarkdownIt
+
+        from scvae_core import claims
+
+        for i, model in enumerate(("vae-1l", "vae-q++", "vae-p++", "vae-11l")):  # the degeneration claims
+            for seed in (0, 1):
+                write_eval(tmp_path, "cpu", model, seed, nll=90.0 + i + seed, acc=0.9 - 0.01 * i)
+        evidence = claims.verdict_evidence(tmp_path, "cpu")
+        clean = dom(claims.verdicts_markdown(evidence), markdown=True)
+        for payload in PAYLOADS:
+            hostile = copy.deepcopy(evidence)
+            for claim in hostile.values():
+                claim["preset"] = payload
+                for effect in (e for judged in claim["readings"].values() for e in judged["effects"]):
+                    effect["seeds"] = [payload] * len(effect["values"])
+            text = claims.verdicts_markdown(hostile)
+            assert dom(text, markdown=True) == clean, payload
+            shown = BeautifulSoup(MarkdownIt("commonmark", {"html": True}).render(text), "html.parser").get_text()
+            assert f"seed {payload}:" in shown and f"preset {payload} " in shown  # shown as it is, inert
 
 
 # ---------------------------------------------------------------- 2. a result file must agree with where it lies

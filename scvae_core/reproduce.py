@@ -15,7 +15,7 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from .presets import get_preset, run_preset
-from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json
+from .results import DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json
 from .zoo import check_name
 
 ALL = "all"
@@ -147,6 +147,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: P
     from .train import resolve_device
 
     runs = plan(stages, preset_name, seeds, out)  # checks every name before any work starts
+    check_writable(out, 0)  # and the results folder: a failure must not come after the first run
     machine = str(resolve_device(device))
     summaries: dict[str, dict] = {}
     with tqdm(total=len(runs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:

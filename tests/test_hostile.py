@@ -324,6 +324,12 @@ class TestFailuresComeFirst:
             with pytest.raises(ResultError, match=rf"--out {out}/smoke/{MODEL}/seed0: a file is in the way"):
                 run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)
 
+    def test_reproduce_with_out_a_file_fails_first_and_cleanly(self, tmp_path, capsys):
+        out = tmp_path / "results"
+        out.write_text("not a folder")
+        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 2
+        assert f"scvae: error: --out {out}: a file is in the way" in capsys.readouterr().err
+
     def test_out_cannot_be_written(self, tmp_path):
         out = Path("/proc/self/scvae-results")  # not writable, even by root
         for run in (train.train_run, evaluate.evaluate_run):

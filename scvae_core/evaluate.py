@@ -25,7 +25,8 @@ from .data import load_binarized_mnist, load_test_labels
 from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_report
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import Preset, run_preset
-from .results import DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json, write_npz
+from .results import (DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json,
+                      write_npz)
 from .runs import load_eval, load_figures_npz
 from .train import TRAIN_KEYS, epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config

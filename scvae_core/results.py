@@ -282,6 +282,7 @@ PROSE = ("provenance", "preset_config")  # top-level fields that are prose throu
 PROSE_KEYS = ("gradient", "source")  # prose fields anywhere (fisher.py's and evaluate.py's descriptions)
 MARKUP = re.compile(r"[<>&]")
 NUMBER, INT = (int, float), int  # JSON writes 90.0 as a float and 90 as an int: both are numbers
+TYPE_NAMES = {NUMBER: "a number", INT: "an integer", list: "a list", dict: "a dict"}
 # The typed fields the tables and plots read, by kind: (path, type, (lowest, highest) or None).
 FIELDS = {
     "eval": [*((("metrics", k), NUMBER, None) for k in ("nll_se", "elbo", "rec", "kl")),
@@ -311,7 +312,7 @@ def _text_problem(text: str, prose: bool) -> str | None:
 
 def _walk(node, where: tuple, problems: list, prose: bool = False) -> None:
     """Outside prose, every number finite and every string and key a plain name; in prose, no markup."""
-    prose = prose or where[:1] in ((p,) for p in PROSE) or (bool(where) and where[-1] in PROSE_KEYS)
+    prose = prose or bool(where) and (where[0] in PROSE or where[-1] in PROSE_KEYS)
     shown = ".".join(map(str, where)) or "the top level"
     if isinstance(node, dict):
         for key, value in node.items():
@@ -368,8 +369,8 @@ def check_run(doc: dict, path: Path, paths: RunPaths, fields: tuple[str, ...], h
     for field, kind, bounds in FIELDS.get(doc.get("kind"), ()):
         value = _get(doc, field)
         if value is KeyError or not _typed(value, kind):
-            problems.append(f"{'.'.join(field)} is {_short(value) if value is not KeyError else 'missing'}, "
-                            f"not {'an integer' if kind is INT else 'a number' if kind is NUMBER else 'a ' + kind.__name__}")
+            shown = "missing" if value is KeyError else _short(value)
+            problems.append(f"{'.'.join(field)} is {shown}, not {TYPE_NAMES[kind]}")
         elif bounds and not bounds[0] <= value <= bounds[1]:
             problems.append(f"{'.'.join(field)} is {value}, outside {bounds[0]}..{bounds[1]}")
     by_samples = _get(doc, ("metrics", "nll_by_samples"))

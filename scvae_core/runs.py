@@ -195,4 +195,5 @@ def stage_of(models: Iterable[str]) -> str:
 
 def train_docs(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None) -> list[dict]:
     """The train.json of every evaluated run of ``models`` (for training curves)."""
-    return [load_train(RunPaths(Path(out), preset, m, s)) for m in models for s in evaluated_seeds(out, preset, m, seeds)]
+    return [load_train(RunPaths(Path(out), preset, m, s))
+            for m in models for s in evaluated_seeds(out, preset, m, seeds)]

@@ -8,7 +8,9 @@ seed must see the same points.
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
 import tempfile
 import time
 import warnings
@@ -340,8 +342,11 @@ def _write_result(paths: RunPaths, figures: dict[str, np.ndarray], doc: dict, ep
         raise ResultError(f"{paths.eval_json_at(epoch)}: could not be written ({failures[0]}); the finished "
                           f"evaluation is kept in {rescue.dir}. To fix: make room in {paths.dir}, then run "
                           f"`{paths.command('evaluate')}` again: it installs the kept result without recomputing")
-    raise ResultError(f"{paths.eval_json_at(epoch)}: could not be written anywhere ({'; '.join(failures)}); the "
-                      f"evaluation is lost. To fix: make room, then run `{paths.command('evaluate')}` again")
+    # The last place left: the numbers on stderr, so that not even they are lost.
+    print(json.dumps(doc, default=str), file=sys.stderr)
+    raise ResultError(f"{paths.eval_json_at(epoch)}: could not be written anywhere ({'; '.join(failures)}); its "
+                      "content is printed above (stderr), the figure data are lost. To fix: make room, then run "
+                      f"`{paths.command('evaluate')}` again")
 
 
 def _install_rescued(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> None:

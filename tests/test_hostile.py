@@ -342,7 +342,7 @@ class TestFailuresComeFirst:
             with pytest.raises(ResultError, match=r"0.0 MiB free, but this run writes about .* MiB there"):
                 run(MODEL, "smoke", 0, device="cpu", out=tmp_path, progress=False)
 
-    def test_a_failed_write_keeps_the_evaluation_and_the_next_run_installs_it(self, tmp_path, monkeypatch):
+    def test_a_failed_write_keeps_the_evaluation_and_the_next_run_installs_it(self, tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full", tmp_path / "rescue"))
         out = tmp_path / "results"
         write_eval(tmp_path / "made", "smoke", MODEL, 0)
@@ -364,6 +364,11 @@ class TestFailuresComeFirst:
                                               "result without recomputing"):
             evaluate._write_result(paths, figures, doc)
         assert not paths.eval_json.exists()
+        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full",))  # nowhere left to write
+        with pytest.raises(ResultError, match="could not be written anywhere .*its content is printed above"):
+            evaluate._write_result(paths, figures, doc)
+        assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["metrics"] == doc["metrics"]
+        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full", tmp_path / "rescue"))
 
         monkeypatch.setattr(results, "_atomic_write", real_write)
         again = evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)  # no_work: no model

@@ -223,6 +223,21 @@ class TestResultFilesAgreeWithWhereTheyLie:
             train.load_train(run_paths(tmp_path))
         assert reproduce.run_status(tmp_path, "cpu", "scvae", 0) == "invalid"
 
+    def test_a_book_page_fails_on_it(self, tmp_path, monkeypatch):
+        import jupytext
+        import papermill
+
+        repo = Path(__file__).resolve().parent.parent
+        monkeypatch.setenv("PYTHONPATH", str(repo))  # the kernel imports this checkout's package
+        edit_json(write_eval(tmp_path, "cpu", "vae-1l", 0), lambda d: d["metrics"].update(svm_acc=float("nan")))
+        notebook = tmp_path / "04_table1.ipynb"
+        jupytext.write(jupytext.read(repo / "notebooks" / "04_table1.md"), notebook)
+        with pytest.raises(papermill.PapermillExecutionError, match=r"cpu/vae-1l/seed0/eval.json: refused: "
+                                                                     r"metrics.svm_acc is nan"):
+            papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                       parameters={"preset": "cpu", "results_dir": str(tmp_path)},
+                                       cwd=str(tmp_path), progress_bar=False)
+
     def test_status_command_says_invalid(self, tmp_path, capsys):
         edit_json(write_eval(tmp_path, "smoke", "scvae", 0), lambda d: d["metrics"].update(svm_acc=float("nan")))
         write_figures(tmp_path, "smoke", "scvae", 0)

@@ -28,6 +28,7 @@ class PlannedRun(NamedTuple):
     seed: int
     status: str  # "done": a valid eval.json and figures.npz | "invalid": a result file that is refused on
     # read (corrupt, truncated, of another run or settings, non-finite) | "partial": started | "todo": nothing
+    problem: str | None = None  # why it is invalid
 
 
 def expand_stages(stages, preset_name: str) -> list[str]:
@@ -48,7 +49,12 @@ def stage_seeds(stage: str, preset_name: str, seeds=None) -> tuple[int, ...]:
 
 def run_status(out: Path | str, preset_name: str, model: str, seed: int) -> str:
     """What the files of one run amount to; an "invalid" one is refused by the book, and
-    `scvae evaluate` / `scvae train` say why and compute it again."""
+    `scvae evaluate` / `scvae train` compute it again."""
+    return run_state(out, preset_name, model, seed)[0]
+
+
+def run_state(out: Path | str, preset_name: str, model: str, seed: int) -> tuple[str, str | None]:
+    """:func:`run_status` and, for an invalid run, why."""
     from .runs import load_eval, load_figures_npz, load_train
 
     paths = RunPaths(Path(out), preset_name, model, seed)
@@ -59,19 +65,19 @@ def run_status(out: Path | str, preset_name: str, model: str, seed: int) -> str:
             load_eval(out, preset_name, model, seed, e)
             load_figures_npz(paths, e)
         if len(present) == len(epochs):
-            return "done"
+            return "done", None
         if paths.train_json.exists():
             load_train(paths)
-    except ResultError:
-        return "invalid"
-    return "partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"
+    except ResultError as e:
+        return "invalid", str(e)
+    return ("partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"), None
 
 
 def plan(stages, preset_name: str, seeds=None, out: Path | str = DEFAULT_RESULTS) -> list[PlannedRun]:
     """Every (stage, model, seed) the stages consist of, with what is already on disk."""
     preset = get_preset(preset_name)
     return [
-        PlannedRun(stage, model, seed, run_status(out, preset_name, model, seed))
+        PlannedRun(stage, model, seed, *run_state(out, preset_name, model, seed))
         for stage in expand_stages(stages, preset_name)
         for model in preset.stage_models(stage)
         for seed in stage_seeds(stage, preset_name, seeds)
@@ -84,6 +90,7 @@ def format_plan(runs: list[PlannedRun]) -> str:
     lines += [f"{r.stage:8s} {r.model:18s} {r.seed:4d}  {r.status}" for r in runs]
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
     lines.append(f"{len(runs)} runs: {counts}")
+    lines += [f"invalid: {r.problem}" for r in runs if r.problem]
     return "\n".join(lines)
 
 

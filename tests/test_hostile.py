@@ -242,7 +242,9 @@ class TestResultFilesAgreeWithWhereTheyLie:
         edit_json(write_eval(tmp_path, "smoke", "scvae", 0), lambda d: d["metrics"].update(svm_acc=float("nan")))
         write_figures(tmp_path, "smoke", "scvae", 0)
         assert cli.main(["status", "table1", "--preset", "smoke", "--out", str(tmp_path)]) == 0
-        assert "6 runs: 0 done, 1 invalid, 0 partial, 5 todo" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "6 runs: 0 done, 1 invalid, 0 partial, 5 todo" in out
+        assert f"invalid: {tmp_path}/smoke/scvae/seed0/eval.json: refused: metrics.svm_acc is nan" in out
 
 
 # ---------------------------------------------------------------- 3. truncated or malformed files

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .presets import TABLE1, get_preset
-from .runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, resolve_preset
+from .runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, resolve_preset
 from .verdicts import NOT_MEASURED, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
 from .zoo import OURS, TWINS, Twin
 
@@ -376,13 +376,14 @@ def verdicts_markdown(evidence: dict[str, dict]) -> str:
     for claim in evidence.values():
         lines.append(f"### {claim['statement']}\n")
         budget = "" if claim.get("epoch") is None else f" at epoch {claim['epoch']}"
-        lines.append(f"*{claim['where']}* · results: preset **{claim['preset'] or 'none'}**{budget} · "
+        lines.append(f"*{claim['where']}* · results: preset **{md_text(claim['preset'] or 'none')}**{budget} · "
                      f"verdict: **{claim['status']}**\n")
         for reading, judged in claim["readings"].items():
             if len(claim["readings"]) > 1:
                 lines.append(f"- reading *{reading}* ({READINGS[reading]}): **{judged['status']}**")
             for e in judged["effects"]:
-                per_seed = ", ".join(f"seed {s}: {v:.3g}" for s, v in zip(e["seeds"], e["values"])) or "no results"
+                per_seed = ", ".join(f"seed {md_text(s)}: {v:.3g}" for s, v in zip(e["seeds"], e["values"])) or \
+                    "no results"
                 indent = "  " if len(claim["readings"]) > 1 else ""
                 lines.append(f"{indent}- {e['label']} (claimed {e['claimed']}, threshold ±{e['threshold']:g}): "
                              f"{format_effect(e)}; {e['method']} ({per_seed}) → {e['status']}")

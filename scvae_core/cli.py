@@ -6,8 +6,16 @@ import sys
 
 from . import data
 from .presets import PRESETS
-from .results import DEFAULT_RESULTS, ResultError
+from .results import DEFAULT_RESULTS, MAX_SEED, ResultError, check_seed
 from .zoo import UnknownName
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of --seed/--seeds: argparse prefixes the message with the option's name."""
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, got {text!r}") from None
 
 
 def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
@@ -17,10 +25,10 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
     p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     if stage:
-        p.add_argument("--seeds", type=int, nargs="+", default=None,
+        p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
                        help="seeds (default: the preset's seeds for each stage)")
     else:
-        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
 
 
 STAGES_TEXT = "; ".join(f"{name}: {', '.join(p.stages)}" for name, p in PRESETS.items())
@@ -58,13 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p, stage=True)
     p.set_defaults(func=_reproduce)
 
-    p = sub.add_parser("status", help="show which runs of one or more stages are done, partial or to do",
+    p = sub.add_parser("status", help="show which runs of one or more stages are done, invalid, partial or to do",
                        description="List every model and seed of the stages with its state on disk: "
-                       "done (evaluated), partial (started, e.g. a checkpoint) or todo. Runs nothing.")
+                       "done (evaluated), invalid (a result file the book refuses: corrupt, truncated, of another "
+                       "run or settings; `scvae evaluate` says why and recomputes it), partial (started, e.g. a "
+                       "checkpoint) or todo. Runs nothing.")
     p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
     p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
     p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
+    p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
                    help="seeds (default: the preset's seeds for each stage)")
     p.set_defaults(func=_status)
 

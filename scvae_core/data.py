@@ -22,6 +22,8 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
+from .results import clean_stale_temporaries, honour_umask, temp_prefix
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUMS_FILE = REPO_ROOT / "data" / "SHA256SUMS"
 SPLIT_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
@@ -52,6 +54,16 @@ UPSTREAM_URLS = {
     **{split_path(s, ".amat"): f"{_AMAT_URL}binarized_mnist_{s}.amat" for s in SPLIT_SIZES},
     MNIST_IMAGES: _MNIST_URL + "t10k-images-idx3-ubyte.gz",
     MNIST_LABELS: _MNIST_URL + "t10k-labels-idx1-ubyte.gz",
+}
+
+
+# Sizes of the files SHA256SUMS lists: a download stops beyond them, so that a mirror that
+# streams forever cannot fill the disk. An .amat's layout may vary: twice the bytes of its
+# values with one separator each is allowed.
+FILE_BYTES = {
+    split_path("train", ".mat"): 2852060, split_path("valid", ".mat"): 571883, split_path("test", ".mat"): 490132,
+    LABELS: 20000, MNIST_IMAGES: 1648877, MNIST_LABELS: 4542,
+    **{split_path(s, ".amat"): 2 * 2 * n * N_PIXELS for s, n in SPLIT_SIZES.items()},
 }
 
 
@@ -372,29 +384,37 @@ def _install(root: Path, rel: str, source: str, write: Callable[[BinaryIO], None
     a failed or bad transfer never leaves a partial or wrong file under the real name."""
     dest = root / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    clean_stale_temporaries(dest, ".part")  # of downloads killed before they could remove them
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest), suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
         problem = _file_problem(Path(tmp), rel, source)
         if problem:
             raise DataError(f"{source}: {problem}; nothing was written to {dest}")
+        honour_umask(tmp)
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)
     print(f"OK       {rel}")
 
 
-def _stream(url: str, out: BinaryIO, label: str) -> None:
+def _stream(url: str, out: BinaryIO, label: str, limit: int | None = None) -> None:
+    """Copy ``url`` into ``out``; more than ``limit`` bytes (announced or sent) is refused."""
+    too_long = f"{url}: more than the {limit} bytes this file has; nothing was written (a wrong or broken mirror?)"
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length else None
+            if limit is not None and total is not None and total > limit:
+                raise DataError(too_long)
             received = 0
             with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
                 while block := response.read(1 << 20):
-                    out.write(block)
                     received += len(block)
+                    if limit is not None and received > limit:
+                        raise DataError(too_long)
+                    out.write(block)
                     bar.update(len(block))
     except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
         raise DataError(f"{url}: download failed ({e}); nothing was written") from e
@@ -416,7 +436,7 @@ def _fetch(url: str, root: Path, rel: str) -> None:
     if _present(root, rel):
         print(f"present  {rel}")
         return
-    _install(root, rel, url, lambda f: _stream(url, f, rel))
+    _install(root, rel, url, lambda f: _stream(url, f, rel, FILE_BYTES.get(rel)))
 
 
 def download(data_dir: str | Path | None = None, mirror: str | None = None) -> Path:

@@ -8,7 +8,10 @@ seed must see the same points.
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
+import tempfile
 import time
 import warnings
 import zlib
@@ -22,10 +25,11 @@ from tqdm import tqdm
 
 from .data import load_binarized_mnist, load_test_labels
 from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_report
-from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag, same_config
-from .presets import EVAL_FIELDS, TRAINING_FIELDS, Preset, changed_settings, run_preset
-from .runs import load_eval
-from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json, write_npz
+from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
+from .presets import Preset, run_preset
+from .results import (DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json,
+                      write_npz)
+from .runs import load_eval, load_figures_npz
 from .train import TRAIN_KEYS, epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config
 
@@ -41,6 +45,10 @@ TSNE_PERPLEXITY = 30.0
 TSNE_JOBS = 1
 TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
 FIGURE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
+# Where a finished evaluation goes when its own folder cannot take it (a full disk, a lost
+# mount): the next evaluate_run of that run installs it from there instead of recomputing.
+RESCUE_ROOTS = (Path(tempfile.gettempdir()) / "scvae-rescued", Path.home() / ".cache" / "scvae-rescued")
+RESULT_BYTES = 16 * 2**20  # eval.json and figures.npz of the largest preset, with a margin
 
 
 def permuted_test_indices(n: int = 10000) -> np.ndarray:
@@ -299,28 +307,79 @@ def _prefix(n: int | None) -> np.ndarray:
     return permuted_test_indices()[:n]
 
 
-def _stale_reason(doc: dict, paths: RunPaths, preset: Preset, config: ModelConfig,
-                  epoch: int | None = None) -> str | None:
-    """Why an existing evaluation cannot be reused, or None."""
-    changed = changed_settings(doc.get("preset_config"), preset, (*TRAINING_FIELDS, *EVAL_FIELDS))
-    if changed:
-        return f"it was computed under other preset settings ({', '.join(changed)})"
-    if not same_config(doc["config"], config):
-        return "it was computed for another model configuration"
-    figures, ckpt = paths.figures_npz_at(epoch), paths.best_ckpt_at(epoch)
-    if not figures.exists():
-        return f"{figures.name} is missing"
+def _stale_reason(paths: RunPaths, epoch: int | None = None) -> str | None:
+    """Why an existing evaluation (already checked by ``load_eval`` against the preset's
+    settings and the model's config) cannot be reused, or None."""
+    try:
+        load_figures_npz(paths, epoch)  # its content, not only its existence: a truncated file is not done
+    except ResultError as e:
+        return str(e)
+    ckpt = paths.best_ckpt_at(epoch)
     if ckpt.exists() and ckpt.stat().st_mtime > paths.eval_json_at(epoch).stat().st_mtime:
         return "the checkpoint is newer (the model was trained further)"
     return None
+
+
+def _write_result(paths: RunPaths, figures: dict[str, np.ndarray], doc: dict, epoch: int | None = None) -> None:
+    """figures.npz, then eval.json (an eval.json on disk means the evaluation is complete). If
+    they cannot be written, the result is not lost: it goes under a rescue folder, and the
+    error says where and how the next run picks it up."""
+    try:
+        write_npz(paths.figures_npz_at(epoch), **figures)
+        write_json(paths.eval_json_at(epoch), "eval", doc)
+        return
+    except OSError as e:
+        error = e
+    failures = [f"{paths.dir}: {error.strerror or error}"]
+    for root in RESCUE_ROOTS:
+        rescue = RunPaths(root, paths.preset, paths.model, paths.seed)
+        try:
+            write_npz(rescue.figures_npz_at(epoch), **figures)
+            write_json(rescue.eval_json_at(epoch), "eval", doc)
+        except OSError as e:
+            failures.append(f"{rescue.dir}: {e.strerror or e}")
+            continue
+        raise ResultError(f"{paths.eval_json_at(epoch)}: could not be written ({failures[0]}); the finished "
+                          f"evaluation is kept in {rescue.dir}. To fix: make room in {paths.dir}, then run "
+                          f"`{paths.command('evaluate')}` again: it installs the kept result without recomputing")
+    # The last place left: the numbers on stderr, so that not even they are lost.
+    print(json.dumps(doc, default=str), file=sys.stderr)
+    raise ResultError(f"{paths.eval_json_at(epoch)}: could not be written anywhere ({'; '.join(failures)}); its "
+                      "content is printed above (stderr), the figure data are lost. To fix: make room, then run "
+                      f"`{paths.command('evaluate')}` again")
+
+
+def _install_rescued(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> None:
+    """Move a result that :func:`_write_result` had to put aside into the run's folder, if it is
+    valid and not older than the checkpoint it was computed from."""
+    for root in RESCUE_ROOTS:
+        rescue = RunPaths(root, paths.preset, paths.model, paths.seed)
+        if not rescue.eval_json_at(epoch).exists():
+            continue
+        try:
+            doc = load_eval(root, paths.preset, paths.model, paths.seed, epoch, preset, config)
+            figures = load_figures_npz(rescue, epoch)
+        except ResultError as e:
+            warnings.warn(f"{e} Ignoring it.", stacklevel=3)
+            continue
+        ckpt = paths.best_ckpt_at(epoch)
+        if ckpt.exists() and ckpt.stat().st_mtime > rescue.eval_json_at(epoch).stat().st_mtime:
+            continue  # the model was trained again since
+        _write_result(paths, figures, {k: v for k, v in doc.items() if k not in ("schema_version", "kind")}, epoch)
+        for kept in (rescue.eval_json_at(epoch), rescue.figures_npz_at(epoch)):
+            kept.unlink(missing_ok=True)
+        if not any(rescue.dir.iterdir()):
+            rescue.dir.rmdir()
+        print(f"{paths.eval_json_at(epoch)}: installed the evaluation kept in {rescue.dir}")
+        return
 
 
 def _reusable(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> dict | None:
     if not paths.eval_json_at(epoch).exists():
         return None
     try:
-        doc = load_eval(paths.root, paths.preset, paths.model, paths.seed, epoch)
-        reason = _stale_reason(doc, paths, preset, config, epoch)
+        doc = load_eval(paths.root, paths.preset, paths.model, paths.seed, epoch, preset, config)
+        reason = _stale_reason(paths, epoch)
     except ResultError as e:
         reason = str(e)
     if reason is None:
@@ -369,10 +428,12 @@ def evaluate_run(
         raise ValueError(f"epoch {epoch}: preset {preset_name!r} keeps weights for evaluation only at epochs "
                          f"{list(preset.eval_epochs) or 'none (it evaluates the final weights)'}")
     paths = RunPaths(Path(out), preset_name, model_name, seed)
+    _install_rescued(paths, preset, config, epoch)
     doc = _reusable(paths, preset, config, epoch)
     if doc is not None:
         print(f"{paths.eval_json_at(epoch)}: up to date, not recomputed (delete it to force)")
         return doc
+    check_writable(paths.dir, RESULT_BYTES)  # before the work, not after it
 
     start = time.perf_counter()
     dev = resolve_device(device)
@@ -435,7 +496,5 @@ def evaluate_run(
         "metrics": metrics, "fisher": fisher, "fisher_empirical": fisher_empirical, "fisher_authors": fisher_authors,
         "derivations": derivations, "timings": timings,
     }
-    # figures.npz first: an eval.json on disk means the run's evaluation is complete.
-    write_npz(paths.figures_npz_at(epoch), **figures)
-    write_json(paths.eval_json_at(epoch), "eval", doc)
-    return load_eval(out, preset_name, model_name, seed, epoch)
+    _write_result(paths, figures, doc, epoch)
+    return load_eval(out, preset_name, model_name, seed, epoch, preset, config)

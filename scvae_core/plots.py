@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .results import ResultError, RunPaths, read_npz
+from .results import ResultError, RunPaths
+from .runs import load_figures_npz, seeds_text
 from .verdicts import VERDICTS
-from .runs import seeds_text
 from .zoo import twin_of
 
 TSNE_COLUMNS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
@@ -41,7 +41,7 @@ class RunFigures:
 
 def load_figures(out: Path | str, preset: str, model: str, seed: int) -> RunFigures:
     paths = RunPaths(Path(out), preset, model, seed)
-    arrays = read_npz(paths.figures_npz, required=("recon_truth", "recon_model"), fix=paths.command("evaluate"))
+    arrays = load_figures_npz(paths)
     return RunFigures(model, preset, seed, arrays)
 
 

@@ -15,18 +15,20 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from .presets import get_preset, run_preset
-from .results import DEFAULT_RESULTS, ResultError, RunPaths, provenance, read_json, write_json
+from .results import DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json
 from .zoo import check_name
 
 ALL = "all"
-STATUSES = ("done", "partial", "todo")
+STATUSES = ("done", "invalid", "partial", "todo")
 
 
 class PlannedRun(NamedTuple):
     stage: str
     model: str
     seed: int
-    status: str  # "done": a readable eval.json | "partial": some files, no usable eval | "todo": nothing
+    status: str  # "done": a valid eval.json and figures.npz | "invalid": a result file that is refused on
+    # read (corrupt, truncated, of another run or settings, non-finite) | "partial": started | "todo": nothing
+    problem: str | None = None  # why it is invalid
 
 
 def expand_stages(stages, preset_name: str) -> list[str]:
@@ -46,25 +48,36 @@ def stage_seeds(stage: str, preset_name: str, seeds=None) -> tuple[int, ...]:
 
 
 def run_status(out: Path | str, preset_name: str, model: str, seed: int) -> str:
-    from .runs import load_eval
+    """What the files of one run amount to; an "invalid" one is refused by the book, and
+    `scvae evaluate` / `scvae train` compute it again."""
+    return run_state(out, preset_name, model, seed)[0]
+
+
+def run_state(out: Path | str, preset_name: str, model: str, seed: int) -> tuple[str, str | None]:
+    """:func:`run_status` and, for an invalid run, why."""
+    from .runs import load_eval, load_figures_npz, load_train
 
     paths = RunPaths(Path(out), preset_name, model, seed)
     epochs = run_preset(preset_name, model).eval_epochs or (None,)  # every evaluation the run owes
-    if all(paths.eval_json_at(e).exists() for e in epochs):
-        try:
-            for e in epochs:
-                load_eval(out, preset_name, model, seed, e)
-            return "done"
-        except ResultError:
-            return "partial"  # evaluate_run recomputes an unreadable eval.json (with a warning)
-    return "partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"
+    try:
+        present = [e for e in epochs if paths.eval_json_at(e).exists()]
+        for e in present:
+            load_eval(out, preset_name, model, seed, e)
+            load_figures_npz(paths, e)
+        if len(present) == len(epochs):
+            return "done", None
+        if paths.train_json.exists():
+            load_train(paths)
+    except ResultError as e:
+        return "invalid", str(e)
+    return ("partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"), None
 
 
 def plan(stages, preset_name: str, seeds=None, out: Path | str = DEFAULT_RESULTS) -> list[PlannedRun]:
     """Every (stage, model, seed) the stages consist of, with what is already on disk."""
     preset = get_preset(preset_name)
     return [
-        PlannedRun(stage, model, seed, run_status(out, preset_name, model, seed))
+        PlannedRun(stage, model, seed, *run_state(out, preset_name, model, seed))
         for stage in expand_stages(stages, preset_name)
         for model in preset.stage_models(stage)
         for seed in stage_seeds(stage, preset_name, seeds)
@@ -77,6 +90,7 @@ def format_plan(runs: list[PlannedRun]) -> str:
     lines += [f"{r.stage:8s} {r.model:18s} {r.seed:4d}  {r.status}" for r in runs]
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
     lines.append(f"{len(runs)} runs: {counts}")
+    lines += [f"invalid: {r.problem}" for r in runs if r.problem]
     return "\n".join(lines)
 
 
@@ -140,6 +154,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: P
     from .train import resolve_device
 
     runs = plan(stages, preset_name, seeds, out)  # checks every name before any work starts
+    check_writable(out, 0)  # and the results folder: a failure must not come after the first run
     machine = str(resolve_device(device))
     summaries: dict[str, dict] = {}
     with tqdm(total=len(runs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:
@@ -185,10 +200,10 @@ def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto
     With ``preset="auto"`` the book shows paper results where they exist, else cpu; asked to
     recompute, ``auto`` means cpu, the preset this machine can run.
     """
+    from .params import check_notebook_params
     from .runs import resolve_preset
 
-    if recompute not in (False, True, "missing"):
-        raise ValueError(f"recompute={recompute!r}; choose False, True or 'missing'")
+    check_notebook_params(preset, seeds, device, out, recompute)
     if recompute:
         reproduce(stages, "cpu" if preset == "auto" else preset, seeds=seeds, device=device, out=out)
     return {stage: resolve_preset(out, stage, preset) for stage in stages}

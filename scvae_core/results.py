@@ -2,11 +2,19 @@
 and read (schema-checked). The one way data flows: run -> results/<preset>/ -> book."""
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
 import platform
+import re
+import shutil
+import socket
 import subprocess
 import tempfile
+import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -34,6 +42,9 @@ class RunPaths:
     model: str
     seed: int
 
+    def __post_init__(self):
+        check_seed(self.seed)
+
     @property
     def dir(self) -> Path:
         return Path(self.root) / self.preset / self.model / f"seed{self.seed}"
@@ -58,6 +69,16 @@ class RunPaths:
     def command(self, verb: str) -> str:
         """The command that (re)creates this run's files: quoted in error messages."""
         return f"scvae {verb} {self.model} --preset {self.preset} --seed {self.seed}"
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit
+
+
+def check_seed(seed, option: str = "--seed") -> int:
+    """A seed as every command takes it: an int in 0..2**32-1 (a bool or a string is refused)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{option} must be an integer in 0..{MAX_SEED}, got {seed!r}")
+    return seed
 
 
 def _git_revision() -> str:
@@ -108,21 +129,107 @@ def provenance(seed: int | None = None, device: str = "cpu") -> dict:
     }
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it) where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: Path | str) -> None:
+    """mkstemp creates 0600 files; give a finished file the mode a plain open() would have,
+    so that a shared results or data folder stays readable by the group the umask allows."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
+# A temporary whose writer cannot be asked (another machine on a shared folder, or older code
+# that did not tag it) is stale once untouched this long; writing one takes seconds.
+STALE_UNTAGGED_S = 3600
+
+
+def temp_prefix(path: Path) -> str:
+    """Hidden temporary of ``path`` tagged with the writer's host and pid, so that a later writer
+    can tell a dead writer's leftover (a killed run's half checkpoint) from a live one's."""
+    return f".{path.name}.{socket.gethostname()}-pid{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clean_stale_temporaries(path: Path, suffix: str = ".tmp") -> list[Path]:
+    """Remove the temporaries of ``path`` left by writers that are dead; returns them."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    tagged = re.compile(rf"^\.{re.escape(path.name)}\.(.+)-pid(\d+)\.[^/]*{re.escape(suffix)}$")
+    here = socket.gethostname()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"):
+        m = tagged.match(tmp.name)
+        try:
+            if m and m.group(1) == here:
+                stale = not _alive(int(m.group(2)))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > STALE_UNTAGGED_S
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone already, or not ours to remove
+            pass
+    return removed
+
+
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, fsync, then rename: a reader
     sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        honour_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(folder: Path | str, need_bytes: int, option: str = "--out") -> Path:
+    """Fail now, not after an hour of work, if results cannot be written under ``folder``:
+    it must be (or become) a folder we can create files in, with ``need_bytes`` free."""
+    folder = Path(folder)
+    fix = f"pass {option} a writable folder with space, or free some"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=temp_prefix(folder / "probe"), suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError):
+        raise ResultError(f"{option} {folder}: a file is in the way, not a folder. To fix: {fix}") from None
+    except OSError as e:
+        raise ResultError(f"{option} {folder}: cannot write there ({e.strerror or e}). To fix: {fix}") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise ResultError(f"{option} {folder}: {free / 2**20:.1f} MiB free, but this run writes about "
+                          f"{need_bytes / 2**20:.1f} MiB there. To fix: {fix}")
+    return folder
 
 
 def write_json(path: Path, kind: str, payload: dict) -> None:
@@ -141,10 +248,13 @@ def _jsonable(o):
     raise TypeError(f"cannot store {type(o).__name__} in a result file")
 
 
+_RECREATE = " Re-create it with the scvae command that wrote it."
+
+
 def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = "") -> dict:
     """Load a result file and check it is the ``kind`` and schema this code writes."""
     path = Path(path)
-    hint = f" To fix: {fix}" if fix else " Re-create it with the scvae command that wrote it."
+    hint = f" To fix: {fix}" if fix else _RECREATE
     if not path.exists():
         raise ResultError(f"{path}: missing.{hint}")
     try:
@@ -164,6 +274,124 @@ def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = 
     return doc
 
 
+# Every string of a run's result file is a name (model, preset, layer, config value) except in
+# prose: the provenance, the preset's settings and the fields named in PROSE_KEYS, which the
+# code never parses. Prose may not hold markup (the book escapes it too, where it shows it).
+NAME = re.compile(r"^[A-Za-z0-9_.+\-]*$")
+PROSE = ("provenance", "preset_config")  # top-level fields that are prose throughout
+PROSE_KEYS = ("gradient", "source")  # prose fields anywhere (fisher.py's and evaluate.py's descriptions)
+MARKUP = re.compile(r"[<>&]")
+NUMBER, INT = (int, float), int  # JSON writes 90.0 as a float and 90 as an int: both are numbers
+TYPE_NAMES = {NUMBER: "a number", INT: "an integer", list: "a list", dict: "a dict"}
+# The typed fields the tables and plots read, by kind: (path, type, (lowest, highest) or None).
+FIELDS = {
+    "eval": [*((("metrics", k), NUMBER, None) for k in ("nll_se", "elbo", "rec", "kl")),
+             (("metrics", "nll"), NUMBER, (0, math.inf)), (("metrics", "svm_acc"), NUMBER, (0, 1)),
+             *((("metrics", k), INT, (0, math.inf)) for k in ("active_units", "test_size", "nll_samples")),
+             *((("fisher", k), NUMBER, (0, math.inf)) for k in ("encoder_mean", "decoder_mean", "model_mean")),
+             (("fisher", "layers"), list, None), (("derivations",), dict, None), (("wall_time_s",), NUMBER, None)],
+    "train": [(("history",), list, None), (("best_valid_elbo",), NUMBER, None), (("best_epoch",), INT, (1, math.inf)),
+              (("epochs_run",), INT, (0, math.inf)), (("wall_time_s",), NUMBER, None)],
+}
+STOPPED = ("max_epochs", "early_stopping")
+
+
+def _get(doc, path):
+    for key in path:
+        if not isinstance(doc, dict) or key not in doc:
+            return KeyError
+        doc = doc[key]
+    return doc
+
+
+def _text_problem(text: str, prose: bool) -> str | None:
+    if prose:
+        return "prose holding markup characters (<, >, &)" if MARKUP.search(text) else None
+    return None if NAME.match(text) else f"not a plain name (prose goes in {', '.join(PROSE_KEYS)})"
+
+
+def _walk(node, where: tuple, problems: list, prose: bool = False) -> None:
+    """Outside prose, every number finite and every string and key a plain name; in prose, no markup."""
+    prose = prose or bool(where) and (where[0] in PROSE or where[-1] in PROSE_KEYS)
+    shown = ".".join(map(str, where)) or "the top level"
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if problem := _text_problem(str(key), prose):
+                problems.append(f"{shown} has a key {_short(key)}, {problem}")
+            _walk(value, (*where, key), problems, prose)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _walk(value, (*where, i), problems, prose)
+    elif isinstance(node, float) and not math.isfinite(node) and not prose:
+        problems.append(f"{shown} is {node}, not a finite number")
+    elif isinstance(node, str) and (problem := _text_problem(node, prose)):
+        problems.append(f"{shown} is {_short(node)}, {problem}")
+
+
+def _short(value) -> str:
+    """A value as an error message quotes it: a planted string is shown, not swallowed."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _typed(value, kind) -> bool:
+    return not isinstance(value, bool) and isinstance(value, kind)
+
+
+def check_run(doc: dict, path: Path, paths: RunPaths, fields: tuple[str, ...], hint: str, settings=None,
+              config=None) -> dict:
+    """A run's train.json or eval.json must agree with where it lies (preset, model, seed), with
+    the model's config and the preset's ``fields`` (``config``/``settings`` default to the
+    registry's: ``run_preset``), and hold typed, finite values; otherwise it is refused, so that
+    no copied, stale or planted file reaches a table."""
+    from .config import same_config
+    from .presets import PRESETS, changed_settings, run_preset
+    from .zoo import MODELS
+
+    problems = []
+    where = f"{paths.preset}/{paths.model}/seed{paths.seed}"
+    for key, expected in (("preset", paths.preset), ("model", paths.model), ("seed", paths.seed)):
+        value = doc.get(key)
+        if type(value) is not type(expected) or value != expected:
+            problems.append(f"its {key} is {_short(value)} but it lies in {where}")
+    if paths.model not in MODELS or paths.preset not in PRESETS:
+        problems.append(f"{where} names no model and preset of the registry (`scvae models`)")
+    else:
+        if not same_config(doc.get("config"), config or MODELS[paths.model]):
+            problems.append(f"it was computed for another model configuration than {paths.model!r} has now")
+        stored = doc.get("preset_config")
+        changed = changed_settings(stored if isinstance(stored, dict) else {},
+                                   settings or run_preset(paths.preset, paths.model), fields)
+        if changed:
+            problems.append(f"it was computed under other preset settings ({', '.join(changed)}) than "
+                            f"{paths.preset!r} has now")
+    _walk(doc, (), problems)
+    for field, kind, bounds in FIELDS.get(doc.get("kind"), ()):
+        value = _get(doc, field)
+        if value is KeyError or not _typed(value, kind):
+            shown = "missing" if value is KeyError else _short(value)
+            problems.append(f"{'.'.join(field)} is {shown}, not {TYPE_NAMES[kind]}")
+        elif bounds and not bounds[0] <= value <= bounds[1]:
+            problems.append(f"{'.'.join(field)} is {value}, outside {bounds[0]}..{bounds[1]}")
+    by_samples = _get(doc, ("metrics", "nll_by_samples"))
+    if by_samples is not KeyError and (not isinstance(by_samples, dict) or not all(
+            k.isdigit() and _typed(v, NUMBER) for k, v in by_samples.items())):
+        problems.append("metrics.nll_by_samples is not a map of sample counts to numbers")
+    if doc.get("kind") == "train" and doc.get("stopped") not in STOPPED:
+        problems.append(f"stopped is {_short(doc.get('stopped'))}, not one of {', '.join(STOPPED)}")
+    if problems:
+        raise ResultError(f"{path}: refused: {'; '.join(problems[:4])}"
+                          f"{f' (and {len(problems) - 4} more)' if len(problems) > 4 else ''}.{hint}")
+    return doc
+
+
+def read_run(path: Path, paths: RunPaths, kind: str, required: tuple[str, ...], fields: tuple[str, ...],
+             fix: str = "", settings=None, config=None) -> dict:
+    """A run's result file ``path``, read as :func:`read_json` does and checked by :func:`check_run`."""
+    doc = read_json(path, kind, required, fix)
+    return check_run(doc, path, paths, fields, f" To fix: {fix}" if fix else _RECREATE, settings, config)
+
+
 def write_npz(path: Path, **arrays) -> None:
     def write(f):
         np.savez_compressed(f, **arrays)
@@ -179,9 +407,47 @@ def read_npz(path: Path, required: tuple[str, ...] = (), fix: str = "") -> dict[
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ResultError(f"{path}: unreadable npz ({e}); the file is corrupt.{hint}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise ResultError(f"{path}: unreadable npz ({type(e).__name__}: {e}); the file is truncated or corrupt."
+                          f"{hint}") from None
     missing = [k for k in required if k not in arrays]
     if missing:
         raise ResultError(f"{path}: missing arrays {', '.join(missing)}.{hint}")
+    return arrays
+
+
+TSNE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
+IMAGE_ARRAYS = ("recon_truth", "recon_model", "samples")
+
+
+def figures_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """Why figures.npz's arrays cannot be plotted (shapes, dtypes, finiteness), or None."""
+    labels = arrays.get("labels")
+    if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" or (labels.size and not
+                                                                             0 <= labels.min() <= labels.max() <= 9):
+        return "labels must be a 1-D array of digits 0-9"
+    for key in TSNE_ARRAYS:
+        if key in arrays and arrays[key].shape != (len(labels), 2):
+            return f"{key} has shape {arrays[key].shape}, expected ({len(labels)}, 2) (one point per label)"
+    shapes = {arrays[k].shape for k in IMAGE_ARRAYS if k in arrays}
+    if len(shapes) > 1 or any(len(sh) != 3 or sh[1:] != (28, 28) for sh in shapes):
+        return f"the image grids have shapes {sorted(shapes)}, expected one (k, 28, 28)"
+    for key, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            return f"{key} is of dtype {a.dtype}, not numbers"
+        # A collapsed layer's points all coincide and have no t-SNE embedding: all NaN is
+        # that, and honest; some NaN is a corrupt file.
+        collapsed = key in TSNE_ARRAYS and np.isnan(a).all()
+        if a.dtype.kind == "f" and not collapsed and not np.isfinite(a).all():
+            return f"{key} holds NaN or infinite values"
+    return None
+
+
+def read_figures(path: Path, required: tuple[str, ...] = IMAGE_ARRAYS, fix: str = "") -> dict[str, np.ndarray]:
+    """figures.npz, checked to be plottable: a truncated or wrong-shaped file is refused here,
+    naming the file and the fix, not deep in the plot code."""
+    arrays = read_npz(path, ("labels", *required), fix)
+    problem = figures_problem(arrays)
+    if problem:
+        raise ResultError(f"{path}: refused: {problem}.{f' To fix: {fix}' if fix else ''}")
     return arrays

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .presets import get_preset
-from .results import PAPER_REPORTED, PUBLISHED, RunPaths, read_json
+from .presets import EVAL_FIELDS, TRAINING_FIELDS, get_preset
+from .results import PAPER_REPORTED, PUBLISHED, RunPaths, read_figures, read_run
 
 PREFERRED_PRESETS = ("paper", "cpu")  # the book shows the first that has results
 AUTO = "auto"  # the notebooks' (and make's) spelling of "pick for me"
 DEPTH_MODEL = re.compile(r"^(enc|dec)(\d+)-(plain|skip)$")  # zoo's depth-sweep names
 EVAL_REQUIRED = ("metrics", "fisher", "derivations", "config")  # what the tables need of an eval.json
+TRAIN_KEYS = ("model", "preset", "seed", "config", "preset_config", "history", "best_epoch",
+              "best_valid_elbo", "epochs_run", "stopped", "wall_time_s")
 
 Runs = dict[str, dict[int, dict]]  # model -> seed -> eval.json
 
@@ -60,10 +62,26 @@ def citation() -> str:
     return f"{c['authors'][0]} et al. ({c['year']})"
 
 
-def load_eval(out: str | Path, preset: str, model: str, seed: int, epoch: int | None = None) -> dict:
-    """A run's eval.json (``epoch``: its eval-eNNN.json), checked for schema and the keys the tables need."""
+def load_eval(out: str | Path, preset: str, model: str, seed: int, epoch: int | None = None, settings=None,
+              config=None) -> dict:
+    """A run's eval.json (``epoch``: its eval-eNNN.json), checked for schema, for the keys and
+    types the tables need, and for agreement with where it lies, the model's config and the
+    preset's settings (``results.check_run``; ``settings``, a Preset, and ``config`` default to
+    the registry's)."""
     paths = RunPaths(Path(out), preset, model, seed)
-    return read_json(paths.eval_json_at(epoch), "eval", required=EVAL_REQUIRED, fix=paths.command("evaluate"))
+    return read_run(paths.eval_json_at(epoch), paths, "eval", EVAL_REQUIRED, (*TRAINING_FIELDS, *EVAL_FIELDS),
+                    paths.command("evaluate"), settings, config)
+
+
+def load_train(paths: RunPaths, settings=None, config=None) -> dict:
+    """A run's train.json, checked as :func:`load_eval` checks an eval.json (training settings only)."""
+    return read_run(paths.train_json, paths, "train", TRAIN_KEYS, TRAINING_FIELDS,
+                    f"delete it and run `{paths.command('train')}`", settings, config)
+
+
+def load_figures_npz(paths: RunPaths, epoch: int | None = None) -> dict[str, np.ndarray]:
+    """A run's figures.npz (``epoch``: figures-eNNN.npz), checked to be complete and plottable."""
+    return read_figures(paths.figures_npz_at(epoch), fix=paths.command("evaluate"))
 
 
 def default_epoch(preset: str, epoch: int | None = None) -> int | None:
@@ -147,6 +165,16 @@ def seeds_used(runs: dict[str, list[dict]]) -> list[int]:
     return sorted({e["seed"] for evals in runs.values() for e in evals})
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~&-])")
+
+
+def md_text(value) -> str:
+    """A value read from a result file as literal Markdown: every character that Markdown or
+    raw HTML could act on is backslash-escaped (result files are type-checked on read; this
+    is the second defence, where a value reaches a page's Markdown)."""
+    return _MARKDOWN.sub(r"\\\1", str(value))
+
+
 def seeds_text(seeds: Iterable[int]) -> str:
     """'seed 0', 'seeds 0, 1, 2' or 'no seeds': how captions and titles name their seeds."""
     seeds = sorted(set(seeds))
@@ -167,5 +195,5 @@ def stage_of(models: Iterable[str]) -> str:
 
 def train_docs(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None) -> list[dict]:
     """The train.json of every evaluated run of ``models`` (for training curves)."""
-    return [read_json(RunPaths(Path(out), preset, m, s).train_json, "train", required=("history",))
+    return [load_train(RunPaths(Path(out), preset, m, s))
             for m in models for s in evaluated_seeds(out, preset, m, seeds)]

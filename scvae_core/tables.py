@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import claims
 from .presets import TABLE1, get_preset
-from .runs import (DEPTH_MODEL, citation, collect, metric, paper_reported, paper_rows, per_seed, published,
-                   resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
+from .runs import (DEPTH_MODEL, citation, collect, md_text, metric, paper_reported, paper_rows, per_seed,
+                   published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
 from .zoo import OURS, TWINS, Twin, check_name
 
 NLL_DECIMALS, ACC_DECIMALS = 2, 4  # as the paper prints them
@@ -36,8 +36,8 @@ class Table:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in self.rows)
         return (
-            f'<table class="scvae-table" id="{self.id}" data-preset="{html.escape(self.preset or "")}" '
-            f'data-seeds="{",".join(map(str, self.seeds))}">\n'
+            f'<table class="scvae-table" id="{html.escape(self.id)}" data-preset="{html.escape(self.preset or "")}" '
+            f'data-seeds="{html.escape(",".join(map(str, self.seeds)))}">\n'
             f"<caption>{html.escape(self.caption)}</caption>\n"
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
         )
@@ -424,7 +424,7 @@ def gap_text(out: Path | str, preset: str = "cpu") -> str:
     by, s = check["metrics"]["nll_by_samples"], check["metrics"]["nll_samples"]
     fewer = [k for k in sorted(map(int, by)) if 100 <= k < s]
     if fewer:
-        lines.append(f"- Estimator (seed {check['seed']}, same weights, nested samples): " + ", ".join(
+        lines.append(f"- Estimator (seed {md_text(check['seed'])}, same weights, nested samples): " + ", ".join(
             f"S = {k} overstates the NLL by {by[str(k)] - by[str(s)]:.2f} nats" for k in fewer) + f" against S = {s}.")
     authors = collect(out, long_name, ["vae-1l-authors"], epoch=last)["vae-1l-authors"]
     if authors:

@@ -12,7 +12,12 @@ import hashlib
 import math
 import pickle
 import random
+import signal
+import sys
+import threading
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,19 +28,29 @@ from tqdm import tqdm
 from . import data
 from .models import VAE, ModelConfig, same_config
 from .presets import Preset, changed_settings, run_preset, settings
-from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, provenance, read_json, write_json
+from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json
+from .runs import TRAIN_KEYS, load_train
 from .zoo import get_config
 
 CHECKPOINT_FORMAT = 1
 VALID_SEED = 20240101  # the validation ELBO's noise: the same every epoch, so epochs compare
 EVAL_BATCH = 1000
-TRAIN_KEYS = ("model", "preset", "seed", "config", "preset_config", "history", "best_epoch",
-              "best_valid_elbo", "epochs_run", "stopped", "wall_time_s")
 STAT_NAMES = ("loss", "elbo", "rec", "kl")
+# A validation ELBO below this is divergence, not a result: ten times worse than a model that
+# predicts every pixel as a fair coin (784 log 2 = 543 nats), which even an untrained one beats.
+DIVERGED_ELBO = -10 * 784 * math.log(2)
+CHECKPOINT_KEYS = ("format", "config", "training", "progress", "model", "optimizer", "best_model", "rng_cpu",
+                   "rng_cuda")
 
 
 class TrainingDiverged(ValueError):
-    """The loss, the validation ELBO or the weights became NaN or infinite."""
+    """The loss, the validation ELBO or the weights became NaN or infinite (or the ELBO absurd)."""
+
+
+def runtime_settings(dev: torch.device) -> dict:
+    """What a bitwise resume also depends on: the same numbers come out of the same kernels
+    only with the same thread count, torch version and device type."""
+    return {"threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": dev.type}
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -118,13 +133,40 @@ class _Progress:
     best_valid_elbo: float | None = None
     bad_epochs: int = 0  # epochs since the best, for early stopping
     stopped: str | None = None  # "max_epochs" | "early_stopping" once training is over
+    # each resume under other runtime settings (threads, torch, device): not bitwise any more
+    resumed_under_other_settings: list = field(default_factory=list)
 
 
-def _load(path: Path, fix: str) -> dict:
+def _load(path: Path, fix: str, keys: tuple[str, ...] = ("format", "config", "model")) -> dict:
+    """A checkpoint, checked for its structure and finite weights (``model``, ``best_model``)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
         raise ResultError(f"{path}: unreadable checkpoint ({e}). To fix: {fix}") from None
+    if not isinstance(ck, dict):
+        raise ResultError(f"{path}: holds a {type(ck).__name__}, not a checkpoint. To fix: {fix}")
+    missing = [k for k in keys if k not in ck]
+    if missing:
+        raise ResultError(f"{path}: not a complete checkpoint, missing {', '.join(missing)}. To fix: {fix}")
+    for key in ("model", "best_model"):
+        weights = ck.get(key)
+        if key == "best_model" and weights is None:
+            continue
+        if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+            raise ResultError(f"{path}: its {key} is not a dict of tensors. To fix: {fix}")
+        bad = [k for k, t in weights.items() if t.is_floating_point() and not t.isfinite().all()]
+        if bad:
+            raise ResultError(f"{path}: its {key} holds NaN or infinite weights ({', '.join(bad[:3])}). "
+                              f"To fix: {fix}")
+    return ck
+
+
+def _load_weights(model: VAE, weights: dict, path: Path, fix: str) -> None:
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as e:  # missing keys, unexpected keys, wrong shapes
+        raise ResultError(f"{path}: its weights do not fit {model.cfg} ({str(e).splitlines()[0][:300]}). "
+                          f"To fix: {fix}") from None
 
 
 class _Run:
@@ -146,7 +188,7 @@ class _Run:
         if not path.exists():
             return
         fix = f"delete {path.parent} to train from scratch"
-        ck = _load(path, fix)
+        ck = _load(path, fix, CHECKPOINT_KEYS)
         matches = {"checkpoint format": ck.get("format") == CHECKPOINT_FORMAT,
                    "model config": same_config(ck.get("config"), self.cfg),
                    "training settings": not changed_settings(ck.get("training"), self.preset)}
@@ -154,22 +196,45 @@ class _Run:
         if changed:
             raise ResultError(f"{path}: its {' and '.join(changed)} differ from what {self.paths.model!r} "
                               f"under preset {self.paths.preset!r} has now. To fix: {fix}")
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
-        torch.set_rng_state(ck["rng_cpu"])
-        for i, state in enumerate(ck["rng_cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(state, i)
-        self.p, self.best_state = _Progress(**ck["progress"]), ck["best_model"]
+        _load_weights(self.model, ck["model"], path, fix)
+        if ck["best_model"] is not None:
+            _load_weights(VAE(self.cfg), ck["best_model"], path, fix)  # the same shapes as the model's
+        try:
+            self.opt.load_state_dict(ck["optimizer"])
+            torch.set_rng_state(ck["rng_cpu"])
+            for i, state in enumerate(ck["rng_cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state, i)
+            self.p = _Progress(**ck["progress"])
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise ResultError(f"{path}: its optimizer, RNG or progress state is malformed ({str(e)[:300]}). "
+                              f"To fix: {fix}") from None
+        self.best_state = ck["best_model"]
         self.saved_at = self._position()
         print(f"{self.paths.model}: resuming from {self.saved_at}")
+        self._compare_runtime(ck.get("runtime"))
+
+    def _compare_runtime(self, saved: dict | None) -> None:
+        """Warn loudly, and record for the provenance, a resume under other runtime settings."""
+        now = runtime_settings(self.dev)
+        if saved is None or saved == now:  # None: written before checkpoints recorded them
+            return
+        changed = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v)
+        self.p.resumed_under_other_settings.append(
+            {"epoch": self.p.epoch + 1, "step": self.p.step, "checkpoint": saved, "now": now})
+        message = (f"{self.paths.last_ckpt} was written under other settings ({changed}): the resumed run will "
+                   "NOT match an uninterrupted one bitwise; train.json's provenance records it. For an exact "
+                   f"resume, use the checkpoint's settings (e.g. OMP_NUM_THREADS={saved.get('threads')}).")
+        print(f"\n{'!' * 80}\nWARNING: {message}\n{'!' * 80}", file=sys.stderr)
+        warnings.warn(message, stacklevel=3)
 
     def _position(self) -> str:
         return f"{self.paths.last_ckpt} (epoch {self.p.epoch + 1}, step {self.p.step})"
 
     def _kept(self) -> str:
+        """What a run that stops now leaves behind, and what running it again does."""
         if self.saved_at is None:
-            return "no checkpoint was written yet"
-        return f"the last good checkpoint, {self.saved_at}, is kept"
+            return "no checkpoint was written yet, so running again starts from scratch"
+        return f"the last good checkpoint, {self.saved_at}, is kept and running again resumes there"
 
     def tick(self) -> None:
         """Add the time since the last tick to the epoch's and the run's seconds."""
@@ -187,8 +252,8 @@ class _Run:
         if not math.isfinite(stats[0]):
             raise TrainingDiverged(
                 f"training diverged: loss {stats[0]} at epoch {p.epoch + 1}, step {p.step + 1} of {n_batches} "
-                f"(global step {p.global_step + 1}); {self._kept()}. Running again resumes there and diverges the "
-                f"same way: lower the preset's lr ({self.preset.lr}) or use another seed.")
+                f"(global step {p.global_step + 1}); {self._kept()}, and diverges the same way: lower the "
+                f"preset's lr ({self.preset.lr}) or use another seed.")
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
         self.opt.step()
@@ -203,8 +268,11 @@ class _Run:
         """Validate, record the epoch, keep the best weights, decide on stopping."""
         p, epoch = self.p, self.p.epoch + 1
         valid = validation_elbo(self.model, valid_x)
-        if not math.isfinite(valid):
-            raise TrainingDiverged(f"training diverged: validation ELBO {valid} after epoch {epoch}; {self._kept()}")
+        if not math.isfinite(valid) or valid < DIVERGED_ELBO:
+            raise TrainingDiverged(
+                f"training diverged: validation ELBO {valid:.4g} after epoch {epoch} (a coin-flip model scores "
+                f"{-784 * math.log(2):.0f}; below {DIVERGED_ELBO:.0f} is no result); {self._kept()}, and diverges "
+                f"the same way: lower the preset's lr ({self.preset.lr}) or use another seed.")
         if p.best_valid_elbo is None or valid > p.best_valid_elbo:
             p.best_epoch, p.best_valid_elbo, p.bad_epochs = epoch, valid, 0
             self.best_state = {k: t.detach().to("cpu", copy=True) for k, t in self.model.state_dict().items()}
@@ -229,7 +297,9 @@ class _Run:
     def save(self) -> None:
         """Write ``last.pt`` atomically; weights that are no longer finite are refused, not saved."""
         self.tick()
-        bad = [k for k, t in self.model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        states = {"": self.model.state_dict(), "best ": self.best_state or {}}
+        bad = [f"{part}{k}" for part, state in states.items() for k, t in state.items()
+               if t.is_floating_point() and not t.isfinite().all()]
         if bad:
             raise TrainingDiverged(f"training diverged: non-finite weights ({', '.join(bad[:3])}) at epoch "
                                    f"{self.p.epoch + 1}, step {self.p.step}; {self._kept()}")
@@ -238,6 +308,7 @@ class _Run:
             "progress": asdict(self.p), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "best_model": self.best_state, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.dev.type == "cuda" else [],
+            "runtime": runtime_settings(self.dev),
         }
         _atomic_write(self.paths.last_ckpt, lambda f: torch.save(ck, f))
         self.saved_at, self.last_save = self._position(), time.monotonic()
@@ -247,7 +318,7 @@ class _Run:
         p = self.p
         _atomic_write(path, lambda f: torch.save(
             {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": p.best_epoch,
-             "valid_elbo": p.best_valid_elbo, "model": self.best_state}, f))
+             "valid_elbo": p.best_valid_elbo, "model": self.best_state, "runtime": runtime_settings(self.dev)}, f))
 
     def save_if_due(self) -> None:
         if time.monotonic() - self.last_save >= self.preset.checkpoint_minutes * 60:
@@ -256,10 +327,13 @@ class _Run:
     def payload(self, stopped: str) -> dict:
         """train.json's content (CONTRIBUTING.md)."""
         p, paths = self.p, self.paths
+        prov = provenance(paths.seed, str(self.dev))
+        if p.resumed_under_other_settings:
+            prov["resumed_under_other_settings"] = p.resumed_under_other_settings
         return {
             "model": paths.model, "preset": paths.preset, "seed": paths.seed,
             "config": self.cfg.to_dict(), "preset_config": self.preset.to_dict(),
-            "provenance": provenance(paths.seed, str(self.dev)),
+            "provenance": prov,
             "history": p.history, "best_epoch": p.best_epoch, "best_valid_elbo": p.best_valid_elbo,
             "epochs_run": len(p.history), "stopped": stopped, "wall_time_s": round(p.wall_time_s, 3),
         }
@@ -270,15 +344,10 @@ def _completed(paths: RunPaths, cfg: ModelConfig, preset: Preset) -> dict | None
     if not paths.train_json.exists():
         return None
     try:
-        doc = read_json(paths.train_json, "train", TRAIN_KEYS)
+        return load_train(paths, preset, cfg)
     except ResultError as e:
         print(f"{e} Training again.")
         return None
-    if (doc["model"], doc["preset"], doc["seed"]) != (paths.model, paths.preset, paths.seed) \
-            or not same_config(doc["config"], cfg) or changed_settings(doc["preset_config"], preset):
-        print(f"{paths.train_json}: written for another model config or training settings; training again.")
-        return None
-    return doc
 
 
 def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.device = "auto",
@@ -302,20 +371,65 @@ def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.
         return done
 
     dev = resolve_device(device)
+    check_writable(paths.dir, checkpoint_bytes(cfg, preset))  # before an epoch's work, not after it
     seed_everything(seed)
     train_x = load_split("train", preset, data_dir).to(dev)
     valid_x = load_split("valid", preset, data_dir).to(dev)
     run = _Run(paths, cfg, preset, dev)
     run.resume()
-    p, bs = run.p, preset.batch_size
+    with _interrupt_between_steps() as interrupted:
+        if _train_loop(run, train_x, valid_x, max_steps, progress, interrupted):
+            return run.payload("max_steps")
+    p = run.p
+
+    run.save_best(paths.best_ckpt)
+    write_json(paths.train_json, "train", run.payload(p.stopped))
+    print(f"{model_name}: {len(p.history)} epochs ({p.stopped}), best validation ELBO "
+          f"{p.best_valid_elbo:.2f} at epoch {p.best_epoch}; wrote {paths.train_json}")
+    return load_train(paths, preset, cfg)
+
+
+def checkpoint_bytes(cfg: ModelConfig, preset: Preset) -> int:
+    """Room a run's checkpoints need: last.pt (weights, Adam's two moments and the best weights
+    in float32, twice over while the new one is written beside the old) and a best-*.pt per
+    evaluated epoch, plus a margin."""
+    params = sum(t.numel() for t in VAE(cfg).parameters())
+    return 4 * params * (2 * 4 + 1 + len(preset.eval_epochs)) + 2**20
+
+
+@contextmanager
+def _interrupt_between_steps():
+    """Ctrl-C (SIGINT) during training sets a flag that the loop reads between steps, so that it
+    checkpoints a consistent position before it stops; a second Ctrl-C stops at once."""
+    asked: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield asked
+        return
+
+    def ask(signum, frame):
+        asked.append(True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_steps: int | None, progress: bool,
+                interrupted: list) -> bool:
+    """Epochs until the run stops (False), ``max_steps`` steps are done (True) or Ctrl-C is
+    pressed (KeyboardInterrupt); each ends with a checkpoint."""
+    p, preset, bs, model_name = run.p, run.preset, run.preset.batch_size, run.paths.model
     n_batches = math.ceil(len(train_x) / bs)
     steps_here = 0  # optimisation steps of this call, for max_steps
     run.model.train()
     while p.stopped is None:
-        order = epoch_order(seed, p.epoch, len(train_x)).to(dev)
+        order = epoch_order(run.paths.seed, p.epoch, len(train_x)).to(run.dev)
         with tqdm(total=n_batches, initial=p.step, desc=f"{model_name} epoch {p.epoch + 1}/{preset.epochs}",
                   unit="batch", disable=not progress, leave=False) as bar:
-            while p.step < n_batches and steps_here != max_steps:
+            while p.step < n_batches and steps_here != max_steps and not interrupted:
                 loss, _, rec, kl = run.step(train_x[order[p.step * bs:(p.step + 1) * bs]], n_batches,
                                             preset.warmup_epochs * n_batches)
                 steps_here += 1
@@ -331,14 +445,12 @@ def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.
                            f"ELBO {h['valid_elbo']:.2f} (best {p.best_valid_elbo:.2f} at epoch {p.best_epoch}), "
                            f"{h['seconds']:.1f} s")
         run.save()
+        if interrupted:
+            print(f"{model_name}: interrupted; checkpoint written at {run.saved_at}", file=sys.stderr)
+            raise KeyboardInterrupt
         if steps_here == max_steps:
-            return run.payload("max_steps")
-
-    run.save_best(paths.best_ckpt)
-    write_json(paths.train_json, "train", run.payload(p.stopped))
-    print(f"{model_name}: {len(p.history)} epochs ({p.stopped}), best validation ELBO "
-          f"{p.best_valid_elbo:.2f} at epoch {p.best_epoch}; wrote {paths.train_json}")
-    return read_json(paths.train_json, "train", TRAIN_KEYS)
+            return True
+    return False
 
 
 def load_trained(model_name: str, preset_name: str, seed: int, out: str | Path = DEFAULT_RESULTS,
@@ -361,5 +473,5 @@ def load_trained(model_name: str, preset_name: str, seed: int, out: str | Path =
         raise ResultError(f"{best_ckpt}: trained with another architecture than {model_name!r} has now. "
                           f"To fix: {fix}")
     model = VAE(cfg)
-    model.load_state_dict(ck["model"])
+    _load_weights(model, ck["model"], best_ckpt, fix)
     return model.to(resolve_device(device)).eval()

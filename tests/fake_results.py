@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scvae_core.presets import run_preset
 from scvae_core.results import RunPaths, write_json, write_npz
 from scvae_core.zoo import get_config
 
@@ -43,7 +44,7 @@ def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90
         derivations["proposition3"] = {"layers": prop3_layers}
     write_json(paths.eval_json_at(epoch), "eval", {
         "model": model, "preset": preset, "seed": seed, "config": get_config(model).to_dict(),
-        "preset_config": {}, "provenance": PROVENANCE, "wall_time_s": wall_time_s,
+        "preset_config": run_preset(preset, model).to_dict(), "provenance": PROVENANCE, "wall_time_s": wall_time_s,
         "metrics": metrics, "fisher": fisher, "derivations": derivations, **extra})
     return paths.eval_json_at(epoch)
 
@@ -53,7 +54,7 @@ def write_train(out: Path, preset: str, model: str, seed: int, *, epochs: int = 
     history = [{"epoch": e, "train_loss": 100.0 - e, "train_elbo": -100.0 + e, "valid_elbo": -101.0 + e,
                 "rec": -80.0, "kl": 20.0, "beta": 1.0, "seconds": 1.0} for e in range(1, epochs + 1)]
     write_json(paths.train_json, "train", {
-        "model": model, "preset": preset, "seed": seed, "config": get_config(model).to_dict(), "preset_config": {},
+        "model": model, "preset": preset, "seed": seed, "config": get_config(model).to_dict(), "preset_config": run_preset(preset, model).to_dict(),
         "provenance": PROVENANCE, "history": history, "best_epoch": epochs, "best_valid_elbo": history[-1]["valid_elbo"],
         "epochs_run": epochs, "stopped": "max_epochs", "wall_time_s": wall_time_s})
     return paths.train_json

@@ -4,7 +4,7 @@ complete); the last one runs the real Table 1 stage under the smoke preset."""
 from __future__ import annotations
 
 import pytest
-from fake_results import write_eval, write_train
+from fake_results import write_eval, write_figures, write_train
 
 from scvae_core import cli, evaluate, train
 from scvae_core.presets import TABLE1, get_preset
@@ -36,6 +36,7 @@ class FakeRuns:
             raise KeyboardInterrupt
         if not paths.eval_json.exists():
             self.work.append(("evaluate", model, seed))
+            write_figures(out, preset, model, seed)
             write_eval(out, preset, model, seed, wall_time_s=1.0)
         return read_json(paths.eval_json, "eval")
 
@@ -64,6 +65,7 @@ def test_interrupted_stage_resumes_with_only_the_missing_runs(fake, tmp_path):
 
 
 def test_plan_reports_done_partial_todo(tmp_path):
+    write_figures(tmp_path, "smoke", "vae-1l", 0)
     write_eval(tmp_path, "smoke", "vae-1l", 0)
     write_train(tmp_path, "smoke", "vae-11l", 0)  # trained, not evaluated
     RunPaths(tmp_path, "smoke", "vae-q++", 0).last_ckpt.parent.mkdir(parents=True)
@@ -71,7 +73,8 @@ def test_plan_reports_done_partial_todo(tmp_path):
     write_eval(tmp_path, "smoke", "vae-p++", 0).write_text("{ corrupt")  # evaluate_run will redo it
     statuses = {(r.model, r.seed): r.status for r in plan(["table1"], "smoke", seeds=[0, 1], out=tmp_path)}
     assert statuses[("vae-1l", 0)] == "done"
-    assert statuses[("vae-11l", 0)] == statuses[("vae-q++", 0)] == statuses[("vae-p++", 0)] == "partial"
+    assert statuses[("vae-11l", 0)] == statuses[("vae-q++", 0)] == "partial"
+    assert statuses[("vae-p++", 0)] == "invalid"
     assert statuses[("vae-1l", 1)] == statuses[("scvae", 0)] == "todo"
     assert len(statuses) == 2 * len(TABLE1)
 
@@ -110,10 +113,11 @@ def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
 
 
 def test_status_command_prints_the_plan(tmp_path, capsys):
+    write_figures(tmp_path, "smoke", "scvae", 0)
     write_eval(tmp_path, "smoke", "scvae", 0)
     assert cli.main(["status", "table1", "--preset", "smoke", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "scvae" in out and "done" in out and "6 runs: 1 done, 0 partial, 5 todo" in out
+    assert "scvae" in out and "done" in out and "6 runs: 1 done, 0 invalid, 0 partial, 5 todo" in out
     assert cli.main(["status", "nope", "--out", str(tmp_path)]) == 2
     assert "valid stages" in capsys.readouterr().err
 

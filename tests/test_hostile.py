@@ -1,0 +1,582 @@
+"""Hostile and careless inputs (issue 17): one class per item of the issue, each test one of
+its tries. Smoke-sized: fabricated result files, checkpoints of untrained models, loopback
+servers; only the Ctrl-C test trains (a few smoke steps)."""
+from __future__ import annotations
+
+import copy
+import errno
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fake_results import write_eval, write_figures, write_train
+
+from scvae_core import cli, data, evaluate, plots, reproduce, results, train
+from scvae_core.evaluate import load_eval
+from scvae_core.presets import get_preset
+from scvae_core.results import ResultError, RunPaths
+from scvae_core.zoo import get_config
+
+MODEL = "vae-1l"
+
+
+def run_paths(out: Path, preset: str = "cpu", model: str = "scvae", seed: int = 0) -> RunPaths:
+    return RunPaths(out, preset, model, seed)
+
+
+def edit_json(path: Path, change) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def untrained_run(out: Path, model: str = MODEL) -> train._Run:
+    """A _Run of an untrained model under the smoke preset: enough to write and read checkpoints."""
+    torch.manual_seed(0)
+    return train._Run(RunPaths(out, "smoke", model, 0), get_config(model), get_preset("smoke"), torch.device("cpu"))
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+# ---------------------------------------------------------------- 1. script injection into the book
+
+PAYLOADS = ('<img src=x onerror="alert(1)">', 'x" onerror="alert(1)', "[x](javascript:alert(1))")
+REAL_RUN = RunPaths(results.DEFAULT_RESULTS, "cpu", "vae-1l", 0)  # a committed result file
+
+
+def string_fields(node, where=()):
+    """The path of every string value of a result file (of lists, the first element's only)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from string_fields(value, (*where, key))
+    elif isinstance(node, list) and node:
+        yield from string_fields(node[0], (*where, 0))
+    elif isinstance(node, str):
+        yield where
+
+
+def plant(doc, where, payload):
+    for key in where[:-1]:
+        doc = doc[key]
+    doc[where[-1]] = payload
+
+
+def dom(html_or_markdown: str, markdown: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """Every element of the page a text becomes and its attribute names; Markdown as MyST
+    renders it, raw HTML included."""
+    from bs4 import BeautifulSoup
+    from markdown_it import MarkdownIt
+
+    text = MarkdownIt("commonmark", {"html": True}).render(html_or_markdown) if markdown else html_or_markdown
+    return [(t.name, tuple(sorted(t.attrs))) for t in BeautifulSoup(text, "html.parser").find_all(True)]
+
+
+def book_pages(out: Path) -> dict[str, list]:
+    """What the book's pages show of Table 1 results: the HTML tables and the Markdown prose."""
+    from scvae_core import claims, tables
+
+    return {"table1": dom(tables.table1(out, "cpu").to_html()),
+            "collapse": dom(tables.collapse_text(out, "cpu"), markdown=True),
+            "convergence": dom(tables.convergence_text(tables.nll_convergence(out, "cpu")), markdown=True),
+            "verdicts": dom(claims.verdicts_markdown(claims.verdict_evidence(out, "cpu")), markdown=True)}
+
+
+class TestScriptInjection:
+    def test_a_string_planted_in_any_field_is_refused_or_inert(self, tmp_path):
+        paths = RunPaths(tmp_path, "cpu", "vae-1l", 0)
+        paths.dir.mkdir(parents=True)
+        original = json.loads(REAL_RUN.eval_json.read_text())
+        paths.eval_json.write_text(json.dumps(original))
+        clean = book_pages(tmp_path)
+        fields = list(string_fields(original))
+        assert len(fields) >= 20 and ("seed",) not in fields  # the seed is an int: planted below as a string
+        refused = 0
+        for where in [("seed",), *fields]:
+            for payload in PAYLOADS:
+                doc = json.loads(REAL_RUN.eval_json.read_text())
+                plant(doc, where, payload)
+                paths.eval_json.write_text(json.dumps(doc))
+                try:
+                    shown = book_pages(tmp_path)
+                except ResultError as e:
+                    assert str(paths.eval_json) in str(e) and "To fix" in str(e), (where, e)
+                    refused += 1
+                    continue
+                assert shown == clean, f"{'.'.join(map(str, where))} = {payload!r} changed the page"
+        assert refused >= len(fields)  # every name field refuses every payload; prose is never shown
+
+    def test_the_html_table_escapes_every_value_it_is_given(self):
+        from scvae_core.tables import Table
+
+        bad = PAYLOADS[0]
+        table = Table(f'x" onclick="{bad}', bad, (bad, "b"), ((bad, PAYLOADS[1]),), bad, (f'0" onclick="1',))
+        assert dom(table.to_html()) == dom(Table("x", "c", ("a", "b"), (("1", "2"),), "cpu", (0,)).to_html())
+
+    def test_the_verdicts_markdown_escapes_every_value_from_a_result_file(self, tmp_path):
+        from bs4 import BeautifulSoup
+        from markdown_it import MarkdownIt
+
+        from scvae_core import claims
+
+        for i, model in enumerate(("vae-1l", "vae-q++", "vae-p++", "vae-11l")):  # the degeneration claims
+            for seed in (0, 1):
+                write_eval(tmp_path, "cpu", model, seed, nll=90.0 + i + seed, acc=0.9 - 0.01 * i)
+        evidence = claims.verdict_evidence(tmp_path, "cpu")
+        clean = dom(claims.verdicts_markdown(evidence), markdown=True)
+        for payload in PAYLOADS:
+            hostile = copy.deepcopy(evidence)
+            for claim in hostile.values():
+                claim["preset"] = payload
+                for effect in (e for judged in claim["readings"].values() for e in judged["effects"]):
+                    effect["seeds"] = [payload] * len(effect["values"])
+            text = claims.verdicts_markdown(hostile)
+            assert dom(text, markdown=True) == clean, payload
+            shown = BeautifulSoup(MarkdownIt("commonmark", {"html": True}).render(text), "html.parser").get_text()
+            assert f"seed {payload}:" in shown and f"preset {payload} " in shown  # shown as it is, inert
+
+
+# ---------------------------------------------------------------- 2. a result file must agree with where it lies
+
+class TestResultFilesAgreeWithWhereTheyLie:
+    def test_smoke_eval_copied_into_the_cpu_tree_is_refused(self, tmp_path):
+        src = write_eval(tmp_path, "smoke", "scvae", 0, nll=162.15)
+        write_figures(tmp_path, "smoke", "scvae", 0)
+        assert load_eval(tmp_path, "smoke", "scvae", 0)["metrics"]["nll"] == 162.15  # where it belongs: valid
+        assert reproduce.run_status(tmp_path, "smoke", "scvae", 0) == "done"
+        dest = run_paths(tmp_path).eval_json
+        dest.parent.mkdir(parents=True)
+        shutil.copy(src, dest)
+        write_figures(tmp_path, "cpu", "scvae", 0)
+        with pytest.raises(ResultError, match=rf"{dest}: refused: its preset is 'smoke' but it lies in "
+                                              r"cpu/scvae/seed0.*To fix: scvae evaluate scvae --preset cpu"):
+            load_eval(tmp_path, "cpu", "scvae", 0)
+        assert reproduce.run_status(tmp_path, "cpu", "scvae", 0) == "invalid"
+
+    def test_a_copy_relabelled_as_cpu_is_refused_by_its_settings(self, tmp_path):
+        src = write_eval(tmp_path, "smoke", "scvae", 0)
+        dest = run_paths(tmp_path).eval_json
+        dest.parent.mkdir(parents=True)
+        shutil.copy(src, dest)
+        edit_json(dest, lambda d: d.update(preset="cpu"))
+        with pytest.raises(ResultError, match=r"computed under other preset settings \(epochs, warmup_epochs, "
+                                              r"train_size, valid_size, test_size, nll_samples.*than 'cpu' has"):
+            load_eval(tmp_path, "cpu", "scvae", 0)
+
+    def test_the_book_table_refuses_it_instead_of_showing_it(self, tmp_path):
+        from scvae_core.tables import table1
+
+        write_eval(tmp_path, "cpu", "vae-1l", 0)
+        edit_json(write_eval(tmp_path, "cpu", "scvae", 0), lambda d: d.update(model="vae-1l"))
+        with pytest.raises(ResultError, match="its model is 'vae-1l' but it lies in cpu/scvae/seed0"):
+            table1(tmp_path, "cpu")
+
+    @pytest.mark.parametrize("field, value, message", [
+        ("svm_acc", float("nan"), r"metrics.svm_acc is nan, not a finite number"),
+        ("nll", float("inf"), r"metrics.nll is inf, not a finite number"),
+        ("nll", "87.1", r"metrics.nll is '87.1', not a number"),
+        ("active_units", 2.5, r"metrics.active_units is 2.5, not an integer"),
+        ("svm_acc", 3.0, r"metrics.svm_acc is 3.0, outside 0..1"),
+        ("nll_by_samples", {"many": 90.0}, r"metrics.nll_by_samples is not a map of sample counts to numbers"),
+    ])
+    def test_non_finite_or_mistyped_metrics_are_refused(self, tmp_path, field, value, message):
+        path = write_eval(tmp_path, "cpu", "scvae", 0)
+        edit_json(path, lambda d: d["metrics"].update({field: value}))
+        with pytest.raises(ResultError, match=rf"{path}: refused: .*{message}"):
+            load_eval(tmp_path, "cpu", "scvae", 0)
+
+    @pytest.mark.parametrize("value", ["0", True, 0.0, None])
+    def test_seed_must_be_the_int_of_its_folder(self, tmp_path, value):
+        path = write_eval(tmp_path, "cpu", "scvae", 0)
+        edit_json(path, lambda d: d.update(seed=value))
+        with pytest.raises(ResultError, match="its seed is .* but it lies in cpu/scvae/seed0"):
+            load_eval(tmp_path, "cpu", "scvae", 0)
+
+    def test_another_models_config_is_refused(self, tmp_path):
+        path = write_eval(tmp_path, "cpu", "scvae", 0)
+        edit_json(path, lambda d: d.update(config=get_config("vae-1l").to_dict()))
+        with pytest.raises(ResultError, match="computed for another model configuration than 'scvae' has now"):
+            load_eval(tmp_path, "cpu", "scvae", 0)
+
+    def test_train_json_is_checked_too(self, tmp_path):
+        path = write_train(tmp_path, "cpu", "scvae", 0)
+        edit_json(path, lambda d: d.update(best_valid_elbo=float("nan"), stopped="<b>"))
+        with pytest.raises(ResultError, match=r"best_valid_elbo is nan.*stopped is '<b>'.*To fix: delete it and run "
+                                              r"`scvae train scvae --preset cpu --seed 0`"):
+            train.load_train(run_paths(tmp_path))
+        assert reproduce.run_status(tmp_path, "cpu", "scvae", 0) == "invalid"
+
+    def test_a_book_page_fails_on_it(self, tmp_path, monkeypatch):
+        import jupytext
+        import papermill
+
+        repo = Path(__file__).resolve().parent.parent
+        monkeypatch.setenv("PYTHONPATH", str(repo))  # the kernel imports this checkout's package
+        edit_json(write_eval(tmp_path, "cpu", "vae-1l", 0), lambda d: d["metrics"].update(svm_acc=float("nan")))
+        notebook = tmp_path / "04_table1.ipynb"
+        jupytext.write(jupytext.read(repo / "notebooks" / "04_table1.md"), notebook)
+        with pytest.raises(papermill.PapermillExecutionError, match=r"cpu/vae-1l/seed0/eval.json: refused: "
+                                                                     r"metrics.svm_acc is nan"):
+            papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                       parameters={"preset": "cpu", "results_dir": str(tmp_path)},
+                                       cwd=str(tmp_path), progress_bar=False)
+
+    def test_status_command_says_invalid(self, tmp_path, capsys):
+        edit_json(write_eval(tmp_path, "smoke", "scvae", 0), lambda d: d["metrics"].update(svm_acc=float("nan")))
+        write_figures(tmp_path, "smoke", "scvae", 0)
+        assert cli.main(["status", "table1", "--preset", "smoke", "--out", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "6 runs: 0 done, 1 invalid, 0 partial, 5 todo" in out
+        assert f"invalid: {tmp_path}/smoke/scvae/seed0/eval.json: refused: metrics.svm_acc is nan" in out
+
+
+# ---------------------------------------------------------------- 3. truncated or malformed files
+
+class TestTruncatedOrMalformedFiles:
+    def test_truncated_figures_npz_is_invalid_stale_and_refused_with_the_fix(self, tmp_path):
+        write_eval(tmp_path, "cpu", "scvae", 0)
+        npz = write_figures(tmp_path, "cpu", "scvae", 0)
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+        assert reproduce.run_status(tmp_path, "cpu", "scvae", 0) == "invalid"
+        with pytest.warns(UserWarning, match=rf"{npz}: unreadable npz .*truncated or corrupt.*recomputing it"):
+            assert evaluate._reusable(run_paths(tmp_path), get_preset("cpu"), get_config("scvae")) is None
+        with pytest.raises(ResultError, match=rf"{npz}: unreadable npz.*To fix: scvae evaluate scvae --preset cpu"):
+            plots.load_figures(tmp_path, "cpu", "scvae", 0)
+
+    @pytest.mark.parametrize("arrays, message", [
+        ({"tsne_latent": np.zeros((60, 3), np.float32)}, r"tsne_latent has shape \(60, 3\), expected \(60, 2\)"),
+        ({"recon_model": np.zeros((4, 784), np.float32)}, r"the image grids have shapes"),
+        ({"samples": np.full((4, 28, 28), np.nan, np.float32)}, r"samples holds NaN"),
+        ({"tsne_raw": np.r_[np.full((1, 2), np.nan), np.zeros((59, 2))].astype(np.float32)}, r"tsne_raw holds NaN"),
+        ({"labels": np.arange(60) + 10}, r"labels must be a 1-D array of digits 0-9"),
+    ])
+    def test_wrong_shaped_npz_is_refused_before_the_plot_code(self, tmp_path, arrays, message):
+        npz = write_figures(tmp_path, "cpu", "scvae", 0)
+        with np.load(npz) as z:
+            # A collapsed latent space's points coincide and have no embedding: all NaN is valid.
+            results.write_npz(npz, **{**{k: z[k] for k in z.files}, "tsne_latent": np.full((60, 2), np.nan)})
+        assert np.isnan(plots.load_figures(tmp_path, "cpu", "scvae", 0)["tsne_latent"]).all()
+        with np.load(npz) as z:
+            results.write_npz(npz, **{**{k: z[k] for k in z.files}, **arrays})
+        with pytest.raises(ResultError, match=rf"{npz}: refused: {message}"):
+            plots.load_figures(tmp_path, "cpu", "scvae", 0)
+
+    def _resume_with(self, tmp_path, change) -> None:
+        run = untrained_run(tmp_path)
+        run.save()
+        ck = torch.load(run.paths.last_ckpt, weights_only=True)
+        torch.save(change(ck), run.paths.last_ckpt)
+        untrained_run(tmp_path).resume()
+
+    @pytest.mark.parametrize("change, message", [
+        (lambda ck: [ck], r"holds a list, not a checkpoint"),
+        (lambda ck: {k: v for k, v in ck.items() if k != "model"}, r"not a complete checkpoint, missing model"),
+        (lambda ck: {**ck, "model": {k: v[:1] for k, v in ck["model"].items()}}, r"its weights do not fit"),
+        (lambda ck: {**ck, "model": {k: v * float("nan") for k, v in ck["model"].items()}},
+         r"its model holds NaN or infinite weights"),
+        (lambda ck: {**ck, "progress": {"epoch": 1, "nonsense": 2}}, r"its optimizer, RNG or progress state is "
+                                                                      r"malformed"),
+    ])
+    def test_malformed_last_pt_names_file_and_fix(self, tmp_path, change, message):
+        last = RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt
+        with pytest.raises(ResultError, match=rf"{last}: {message}.*To fix: delete {last.parent}"):
+            self._resume_with(tmp_path, change)
+
+    @pytest.mark.parametrize("change, message", [
+        (lambda ck: "weights", r"holds a str, not a checkpoint"),
+        (lambda ck: {**ck, "model": {k: v.t() for k, v in ck["model"].items()}}, r"its weights do not fit"),
+        (lambda ck: {**ck, "model": {k: v + float("inf") for k, v in ck["model"].items()}}, r"its model holds NaN or inf"),
+    ])
+    def test_malformed_best_pt_names_file_and_fix(self, tmp_path, change, message):
+        run = untrained_run(tmp_path)
+        best = run.paths.best_ckpt
+        best.parent.mkdir(parents=True)
+        ck = {"format": train.CHECKPOINT_FORMAT, "config": run.cfg.to_dict(), "model": run.model.state_dict()}
+        torch.save(change(ck), best)
+        with pytest.raises(ResultError, match=rf"{best}: {message}.*To fix: delete"):
+            train.load_trained(MODEL, "smoke", 0, tmp_path, "cpu")
+
+    def test_a_nan_checkpoint_is_never_written(self, tmp_path):
+        run = untrained_run(tmp_path)
+        run.save()
+        good = run.paths.last_ckpt.read_bytes()
+        run.best_state = {k: v * float("nan") for k, v in run.model.state_dict().items()}
+        with pytest.raises(train.TrainingDiverged, match="non-finite weights \\(best "):
+            run.save()
+        assert run.paths.last_ckpt.read_bytes() == good
+
+
+# ---------------------------------------------------------------- 4. failures that come late
+
+class TestFailuresComeFirst:
+    @pytest.fixture(autouse=True)
+    def no_work(self, monkeypatch):
+        """Loading data or a model is the work: a refused --out must come before it."""
+        def work(*args, **kwargs):
+            raise AssertionError("work started before --out was checked")
+        monkeypatch.setattr(train, "load_split", work)
+        monkeypatch.setattr(evaluate, "load_trained", work)
+
+    def test_out_is_a_file(self, tmp_path):
+        out = tmp_path / "results"
+        out.write_text("not a folder")
+        for run in (train.train_run, evaluate.evaluate_run):
+            with pytest.raises(ResultError, match=rf"--out {out}/smoke/{MODEL}/seed0: a file is in the way"):
+                run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)
+
+    def test_reproduce_with_out_a_file_fails_first_and_cleanly(self, tmp_path, capsys):
+        out = tmp_path / "results"
+        out.write_text("not a folder")
+        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 2
+        assert f"scvae: error: --out {out}: a file is in the way" in capsys.readouterr().err
+
+    def test_out_cannot_be_written(self, tmp_path):
+        out = Path("/proc/self/scvae-results")  # not writable, even by root
+        for run in (train.train_run, evaluate.evaluate_run):
+            with pytest.raises(ResultError, match=rf"--out {out}.*: cannot write there"):
+                run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)
+
+    def test_out_has_no_room(self, tmp_path, monkeypatch):
+        monkeypatch.setattr(results.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 4096))
+        for run in (train.train_run, evaluate.evaluate_run):
+            with pytest.raises(ResultError, match=r"0.0 MiB free, but this run writes about .* MiB there"):
+                run(MODEL, "smoke", 0, device="cpu", out=tmp_path, progress=False)
+
+    def test_a_failed_write_keeps_the_evaluation_and_the_next_run_installs_it(self, tmp_path, monkeypatch, capsys):
+        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full", tmp_path / "rescue"))
+        out = tmp_path / "results"
+        write_eval(tmp_path / "made", "smoke", MODEL, 0)
+        write_figures(tmp_path / "made", "smoke", MODEL, 0)
+        made = RunPaths(tmp_path / "made", "smoke", MODEL, 0)
+        doc = {k: v for k, v in json.loads(made.eval_json.read_text()).items() if k not in ("schema_version", "kind")}
+        figures = dict(np.load(made.figures_npz))
+        real_write = results._atomic_write
+
+        def full_disk(path, write):
+            if tmp_path / "rescue" not in Path(path).parents:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            real_write(path, write)
+
+        monkeypatch.setattr(results, "_atomic_write", full_disk)
+        paths = RunPaths(out, "smoke", MODEL, 0)
+        with pytest.raises(ResultError, match=rf"{paths.eval_json}: could not be written .*No space left on device.*"
+                                              rf"kept in {tmp_path}/rescue/smoke/{MODEL}/seed0.*installs the kept "
+                                              "result without recomputing"):
+            evaluate._write_result(paths, figures, doc)
+        assert not paths.eval_json.exists()
+        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full",))  # nowhere left to write
+        with pytest.raises(ResultError, match="could not be written anywhere .*its content is printed above"):
+            evaluate._write_result(paths, figures, doc)
+        assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["metrics"] == doc["metrics"]
+        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full", tmp_path / "rescue"))
+
+        monkeypatch.setattr(results, "_atomic_write", real_write)
+        again = evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)  # no_work: no model
+        assert again["metrics"] == doc["metrics"] and reproduce.run_status(out, "smoke", MODEL, 0) == "done"
+        assert not (tmp_path / "rescue" / "smoke" / MODEL / "seed0").exists()
+
+
+# ---------------------------------------------------------------- 5. resume across thread counts
+
+class TestResumeAcrossThreadCounts:
+    def test_checkpoint_records_threads_and_torch_and_a_resume_under_others_is_loud_and_recorded(self, tmp_path,
+                                                                                                    capsys):
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            run = untrained_run(tmp_path)
+            run.save()
+            ck = torch.load(run.paths.last_ckpt, weights_only=True)
+            assert ck["runtime"] == {"threads": 2, "torch": torch.__version__, "device": "cpu"}
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the same settings: silent, nothing recorded
+                same = untrained_run(tmp_path)
+                same.resume()
+            assert "resumed_under_other_settings" not in same.payload("max_epochs")["provenance"]
+            torch.set_num_threads(1)
+            resumed = untrained_run(tmp_path)
+            with pytest.warns(UserWarning, match=r"other settings \(threads 2 -> 1\).*NOT match an uninterrupted "
+                                                 r"one bitwise.*OMP_NUM_THREADS=2"):
+                resumed.resume()
+        finally:
+            torch.set_num_threads(threads)
+        assert "WARNING" in capsys.readouterr().err
+        record = resumed.payload("max_epochs")["provenance"]["resumed_under_other_settings"]
+        assert record == [{"epoch": 1, "step": 0, "checkpoint": ck["runtime"],
+                           "now": {"threads": 1, "torch": torch.__version__, "device": "cpu"}}]
+        resumed.save()  # and it stays recorded through later checkpoints
+        assert torch.load(resumed.paths.last_ckpt, weights_only=True)["progress"]["resumed_under_other_settings"]
+
+
+# ---------------------------------------------------------------- 7. leftovers and permissions
+
+class TestLeftoversAndPermissions:
+    def test_stale_temporaries_of_dead_writers_are_removed(self, tmp_path):
+        last = RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt
+        last.parent.mkdir(parents=True)
+        host = socket.gethostname()
+        dead = last.parent / f".last.pt.{host}-pid{dead_pid()}.k3j2.tmp"
+        live = last.parent / f".last.pt.{host}-pid{os.getpid()}.a1b2.tmp"  # a writer at work: kept
+        elsewhere = last.parent / ".last.pt.other-host-pid1.z9.tmp"  # another machine's: judged by age
+        untagged_old, untagged_new = last.parent / ".last.pt.x9y8.tmp", last.parent / ".last.pt.q1w2.tmp"
+        for path in (dead, live, elsewhere, untagged_old, untagged_new):
+            path.write_bytes(b"\0" * 1000)
+        os.utime(untagged_old, (time.time() - 2 * results.STALE_UNTAGGED_S,) * 2)
+        untrained_run(tmp_path).save()
+        assert not dead.exists() and not untagged_old.exists()
+        assert live.exists() and elsewhere.exists() and untagged_new.exists() and last.is_file()
+
+    def test_stale_part_files_are_removed_by_the_next_download(self, tmp_path):
+        dest = tmp_path / data.LABELS
+        dest.parent.mkdir(parents=True)
+        dead = dest.parent / f".{dest.name}.{socket.gethostname()}-pid{dead_pid()}.zz.part"
+        dead.write_bytes(b"half a download")
+        with pytest.raises(data.DataError, match="checksum mismatch"):  # cleaned before the new download
+            data._install(tmp_path, data.LABELS, "test", lambda f: f.write(b"x"))
+        assert not dead.exists() and not list(tmp_path.rglob("*.part"))
+
+    def test_a_mirror_that_streams_forever_is_cut_at_the_expected_size(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        monkeypatch.setitem(data.FILE_BYTES, data.MNIST_LABELS, 3 << 20)
+
+        class Forever(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.end_headers()
+                try:
+                    while True:
+                        self.wfile.write(b"\0" * 65536)
+                except OSError:
+                    pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Forever)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            with pytest.raises(data.DataError, match=rf"{data.MNIST_LABELS}: more than the {3 << 20} bytes"):
+                data._fetch(f"{url}/{data.MNIST_LABELS}", tmp_path, data.MNIST_LABELS)
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert not list(tmp_path.rglob("*.part")) and not (tmp_path / data.MNIST_LABELS).exists()
+
+    def test_written_files_honour_the_umask(self, tmp_path, data_dir):
+        old = os.umask(0o002)  # a group-shared folder
+        try:
+            json_path = write_eval(tmp_path, "cpu", "scvae", 0)
+            npz_path = write_figures(tmp_path, "cpu", "scvae", 0)
+            rel = data.MNIST_LABELS
+            data._install(tmp_path / "data", rel, "copy", lambda f: f.write((data_dir / rel).read_bytes()))
+            run = untrained_run(tmp_path)
+            run.save()
+        finally:
+            os.umask(old)
+        for path in (json_path, npz_path, tmp_path / "data" / rel, run.paths.last_ckpt):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o664, path
+
+
+# ---------------------------------------------------------------- 8. smaller messages
+
+class TestSmallerMessages:
+    @pytest.mark.parametrize("argv", [["train", MODEL, "--seed", "-1"], ["evaluate", MODEL, "--seed", "x"],
+                                      ["reproduce", "table1", "--seeds", "0", "-1"], ["status", "all", "--seeds", "2**32"]])
+    def test_bad_seed_names_the_option(self, argv, tmp_path, capsys):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*argv, "--out", str(tmp_path)])
+        option = argv[2]
+        assert exit_.value.code == 2
+        assert f"argument {option}: must be an integer in 0..4294967295" in capsys.readouterr().err
+        assert not list(tmp_path.iterdir())  # no junk stage file
+
+    def test_reproduce_with_a_bad_seed_writes_nothing(self, tmp_path):
+        with pytest.raises(ValueError, match=r"--seed must be an integer in 0..4294967295, got -1"):
+            reproduce.reproduce(["table1"], "smoke", seeds=[-1], device="cpu", out=tmp_path, progress=False)
+        assert not list(tmp_path.iterdir())
+
+    @pytest.mark.parametrize("params, message", [
+        ({"preset": "nonsense"}, r"preset 'nonsense' \(make PRESET=\): choose one of auto, smoke, cpu, paper, cpu-long"),
+        ({"seeds": ["abc"]}, r"seeds \['abc'\] \(make SEEDS=\): integers in 0..4294967295"),
+        ({"seeds": [-1]}, r"seeds \[-1\] \(make SEEDS=\)"),
+        ({"device": "tpu"}, r"device 'tpu' \(make DEVICE=\): choose one of auto, cpu, cuda, cuda:N"),
+        ({"results_dir": "/nonexistent"}, r"results_dir '/nonexistent' \(make RESULTS=\): no such folder"),
+        ({"recompute": "yes"}, r"recompute 'yes' \(make RECOMPUTE=\): choose one of False, True, missing"),
+    ])
+    def test_bad_notebook_parameters_fail_with_the_valid_values(self, params, message, tmp_path):
+        from scvae_core.params import check_notebook_params
+
+        good = {"preset": "auto", "seeds": None, "device": "auto", "results_dir": str(tmp_path), "recompute": False}
+        check_notebook_params(**good)
+        with pytest.raises(ValueError, match=message):
+            check_notebook_params(**{**good, **params})
+        bad = {**good, **params}
+        with pytest.raises(ValueError, match=message):  # the notebooks' one entry to the results
+            reproduce.ensure_results(["table1"], bad["preset"], bad["seeds"], bad["device"], bad["results_dir"],
+                                     bad["recompute"])
+
+    def test_a_notebook_fails_on_bad_parameters(self, tmp_path, monkeypatch):
+        import jupytext
+        import papermill
+
+        repo = Path(__file__).resolve().parent.parent
+        monkeypatch.setenv("PYTHONPATH", str(repo))  # the kernel imports this checkout's package
+        source = repo / "notebooks" / "00_setup.md"
+        notebook = tmp_path / "00_setup.ipynb"
+        jupytext.write(jupytext.read(source), notebook)
+        with pytest.raises(papermill.PapermillExecutionError, match=r"preset 'nonsense'.*seeds \['abc'\].*device "
+                                                                     r"'tpu'.*results_dir '/nonexistent'"):
+            papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                       parameters={"preset": "nonsense", "seeds": ["abc"], "device": "tpu",
+                                                   "results_dir": "/nonexistent"},
+                                       cwd=str(tmp_path), progress_bar=False)
+
+    def test_divergence_guard_beside_the_nan_guard(self, tmp_path):
+        run = untrained_run(tmp_path, "vae-1l")
+        with torch.no_grad():
+            for p in run.model.parameters():
+                p.mul_(1e4)  # finite weights whose ELBO is astronomically bad, like an absurd learning rate's
+        valid = torch.from_numpy(np.random.default_rng(0).integers(0, 2, (50, 784)).astype(np.float32))
+        with pytest.raises(train.TrainingDiverged, match=r"validation ELBO -\d.*e\+\d+ after epoch 1 .*below -5434 "
+                                                         r"is no result"):
+            run.end_epoch(valid)
+
+    def test_divergence_message_does_not_contradict_itself(self, tmp_path):
+        run = untrained_run(tmp_path)
+        assert run._kept() == "no checkpoint was written yet, so running again starts from scratch"
+        run.save()
+        assert "is kept and running again resumes there" in run._kept()
+
+    def test_ctrl_c_checkpoints_before_exiting(self, tmp_path, data_dir, monkeypatch):
+        step = train._Run.step
+
+        def step_then_ctrl_c(self, *args):
+            stats = step(self, *args)
+            if self.p.global_step == 2:
+                signal.raise_signal(signal.SIGINT)
+            return stats
+
+        monkeypatch.setattr(train._Run, "step", step_then_ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+        progress = torch.load(RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt, weights_only=True)["progress"]
+        assert (progress["epoch"], progress["step"], progress["global_step"]) == (0, 2, 2)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

@@ -18,11 +18,11 @@ def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90
                dec: float = 1e-2, model_mean: float | None = None, prop1_pairs: list[dict] | None = None,
                prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0,
                nll_by_samples: dict[str, float] | None = None, readings: dict | None = None,
-               epoch: int | None = None) -> Path:
+               epoch: int | None = None, nll_samples: int = 8) -> Path:
     """``readings``: {"model" | "empirical" | "authors": {side: (log10 value, se)}}, written as the
     robust summary (model, empirical) or the authors' block, as evaluate.py writes them."""
     paths = RunPaths(Path(out), preset, model, seed)
-    metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": 8, "elbo": elbo, "rec": elbo + kl, "kl": kl,
+    metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": nll_samples, "elbo": elbo, "rec": elbo + kl, "kl": kl,
                "test_size": 64, "active_units": active_units, "au_threshold": 0.01, "svm_acc": acc,
                "svm_acc_std": 0.01, "svm_fold_accs": [acc, acc], "svm_size": 200}
     if nll_by_samples is not None:

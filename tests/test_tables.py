@@ -254,3 +254,14 @@ def test_collapse_text_names_models_without_active_units(tmp_path):
     assert "- ReLU: 1 of 6 models run; collapsed: none" in text
     assert "- Xavier init: 0 of 6 models run; collapsed: none" in text
     assert "- authors' protocol (ReLU, He init, lr 1e-3): 0 of 6 models run" in text
+
+
+def test_gap_text_splits_budget_estimator_and_protocol(tmp_path):
+    by = {"100": 95.0, "200": 94.0, "1000": 93.3, "5000": 93.0}
+    write_eval(tmp_path, "long", "vae-1l", 0, nll=104.0, epoch=10, nll_samples=200)
+    write_eval(tmp_path, "long", "vae-1l", 0, nll=93.0, nll_by_samples=by, epoch=100, nll_samples=5000)
+    write_eval(tmp_path, "long", "vae-1l-authors", 0, nll=92.5, epoch=100)
+    text = tables.gap_text(tmp_path)
+    assert "at the same S = 200, the NLL fell 10.00 nats (seed 0)" in text  # 104 against the nested 94
+    assert "S = 200 overstates the NLL by 1.00 nats" in text and "S = 1000 overstates the NLL by 0.30" in text
+    assert "reaches 92.50 at epoch 100, +0.50 nats against ours" in text

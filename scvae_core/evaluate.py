@@ -166,8 +166,9 @@ def importance_nll(
     chunk = min(n_samples, chunk or rows)
     batch = max(1, rows // chunk)
     nll = []
-    with tqdm(total=len(x) * n_samples, desc=f"NLL (S={n_samples})", unit="sample", unit_scale=True,
-              disable=not progress, leave=False) as bar:
+    with model.prior.fixed(model.encoder), tqdm(total=len(x) * n_samples, desc=f"NLL (S={n_samples})",
+                                                unit="sample", unit_scale=True, disable=not progress,
+                                                leave=False) as bar:
         for xb in x.split(batch):
             mu, logvar = model.encode(xb)
             std = torch.exp(0.5 * logvar)
@@ -193,11 +194,12 @@ def elbo_terms(model: VAE, x: torch.Tensor, draws: int = ELBO_DRAWS) -> dict[str
     training objective), each point's averaged over ``draws`` z ~ q(z|x)."""
     x = x.to(model.device, torch.float32)
     sums = {"elbo": 0.0, "rec": 0.0, "kl": 0.0}
-    for xb in x.split(rows_per_pass(model, x.device)):
-        for _ in range(draws):
-            terms = model.elbo(xb)
-            for key in sums:
-                sums[key] += terms[key].double().sum().item()
+    with model.prior.fixed(model.encoder):
+        for xb in x.split(rows_per_pass(model, x.device)):
+            for _ in range(draws):
+                terms = model.elbo(xb)
+                for key in sums:
+                    sums[key] += terms[key].double().sum().item()
     return {key: total / (len(x) * draws) for key, total in sums.items()}
 
 

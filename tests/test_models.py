@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 
-from scvae_core.models import (VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits, log_normal_diag,
-                               resample, same_config)
+from scvae_core.models import (VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits, log_mean_normal_diag,
+                               log_normal_diag, resample, same_config)
 from scvae_core.presets import PRESETS, get_preset
 from scvae_core.zoo import DEEP, MODELS, UnknownName, get_config
 
@@ -286,3 +286,106 @@ def test_unknown_names_list_the_valid_ones():
 def test_invalid_model_config_is_refused(change, field):
     with pytest.raises(ValueError, match=f"invalid ModelConfig: .*{field}"):
         replace(ModelConfig(), **change)
+
+
+class TestVampPriorAsMatrixProducts:
+    """log p(z) of the VampPrior as one matrix product per call (the quadratic forms expanded)
+    against the direct (rows, K, D) broadcast, and its pseudo-inputs encoded once per NLL."""
+
+    @staticmethod
+    def broadcast(z, mu, logvar):
+        return torch.logsumexp(log_normal_diag(z.unsqueeze(-2), mu, logvar), -1) - math.log(mu.shape[0])
+
+    @staticmethod
+    def mixture(k: int, d: int, dtype=torch.float64, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        mu = torch.randn(k, d, generator=g, dtype=dtype)
+        logvar = torch.empty(k, d, dtype=dtype).uniform_(-3.0, 1.0, generator=g)
+        z = torch.randn(7, 3, d, generator=g, dtype=dtype) * 1.5  # any leading shape
+        return z, mu, logvar
+
+    @pytest.mark.parametrize("k,d", [(1, 1), (3, 2), (5, 4), (17, 9)])
+    def test_equals_the_broadcast_form_in_float64(self, k, d):
+        z, mu, logvar = self.mixture(k, d)
+        torch.testing.assert_close(log_mean_normal_diag(z, mu, logvar), self.broadcast(z, mu, logvar),
+                                   rtol=0, atol=1e-10)
+
+    @pytest.mark.parametrize("k,d", [(3, 2), (17, 9), (50, 20)])
+    def test_float32_is_within_1e_4_nats_of_float64(self, k, d):
+        z, mu, logvar = self.mixture(k, d)
+        exact = self.broadcast(z, mu, logvar)
+        got = log_mean_normal_diag(z.float(), mu.float(), logvar.float())
+        assert got.dtype == torch.float32 and (got.double() - exact).abs().max() < 1e-4
+
+    def test_float32_holds_for_trained_like_components(self):
+        """500 components, 20 of 50 dimensions active with small variances, z near one of them:
+        the plain expansion lost 2.5e-3 nats here in float32; the recomputed largest term keeps
+        it at the broadcast form's own rounding."""
+        g = torch.Generator().manual_seed(0)
+        k, d, active = 500, 50, 20
+        mu, logvar = 0.05 * torch.randn(k, d, generator=g, dtype=torch.float64), \
+            0.1 * torch.randn(k, d, generator=g, dtype=torch.float64)
+        mu[:, :active] = torch.randn(k, active, generator=g, dtype=torch.float64)
+        logvar[:, :active] = torch.empty(k, active, dtype=torch.float64).uniform_(-6.0, -3.0, generator=g)
+        near = torch.randint(k, (2000,), generator=g)
+        z = mu[near] + 0.5 * torch.exp(0.5 * logvar[near]) * torch.randn(2000, d, generator=g, dtype=torch.float64)
+        got = log_mean_normal_diag(z.float(), mu.float(), logvar.float())
+        assert (got.double() - self.broadcast(z, mu, logvar)).abs().max() < 1e-4
+
+    def test_far_components_are_finite_and_exact(self):
+        """Terms hundreds of nats below the largest (clamped at 80 below it) change nothing."""
+        mu = torch.tensor([[0.0, 0.0], [30.0, -30.0], [1.0, 0.5]], dtype=torch.float64)
+        logvar = torch.tensor([[-4.0, -4.0], [-6.0, -6.0], [0.0, 0.0]], dtype=torch.float64)
+        z = torch.tensor([[0.01, -0.02], [29.9, -30.1], [200.0, 200.0]], dtype=torch.float64)
+        got = log_mean_normal_diag(z, mu, logvar)
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, self.broadcast(z, mu, logvar), rtol=1e-12, atol=1e-9)
+
+    def test_gradients_equal_the_broadcast_forms(self):
+        z, mu, logvar = (t.requires_grad_() for t in self.mixture(6, 3))
+        ours = torch.autograd.grad(log_mean_normal_diag(z, mu, logvar).sum(), (z, mu, logvar))
+        direct = torch.autograd.grad(self.broadcast(z, mu, logvar).sum(), (z, mu, logvar))
+        for a, b in zip(ours, direct):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+    @staticmethod
+    def counting_vamp(k: int = 5):
+        """A small VampPrior model whose encoder counts its calls on the K pseudo-inputs."""
+        torch.manual_seed(0)
+        m = VAE(ModelConfig(hidden=8, latent=3, prior="vamp", pseudo_inputs=k)).double()
+        calls = []
+        m.encoder.register_forward_hook(lambda mod, args, out: calls.append(len(args[0])))
+        return m, calls
+
+    def test_fixed_encodes_the_pseudo_inputs_once_for_every_call(self):
+        m, calls = self.counting_vamp()
+        z = torch.randn(4, 3, dtype=torch.float64)
+        free = [m.log_prior(z) for _ in range(3)]
+        assert calls == [5, 5, 5]  # outside: once per call
+        calls.clear()
+        with m.prior.fixed(m.encoder):
+            held = [m.log_prior(z) for _ in range(3)]
+            with m.prior.fixed(m.encoder):  # nested: keeps the outer one's, and restores it on exit
+                m.log_prior(z)
+            m.log_prior(z)
+        assert calls == [5]
+        for a, b in zip(free, held):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert m.prior._fixed is None  # left as found
+
+    def test_training_gradient_reaches_the_pseudo_inputs_only_outside_fixed(self):
+        m, _ = self.counting_vamp()
+        x = binary(6, X_DIM, dtype=torch.float64)
+        m.elbo(x)["loss"].sum().backward()
+        assert m.prior.pseudo.grad is not None and m.prior.pseudo.grad.abs().sum() > 0
+        m.zero_grad(set_to_none=True)
+        with m.prior.fixed(m.encoder):
+            m.elbo(x)["loss"].sum().backward()
+        assert m.prior.pseudo.grad is None  # evaluation only: its components are constants
+
+    def test_importance_nll_encodes_the_pseudo_inputs_once_per_call(self):
+        from scvae_core.evaluate import importance_nll
+
+        m, calls = self.counting_vamp()
+        importance_nll(m.float().eval(), binary(6, X_DIM), n_samples=8, chunk=2)  # 4 passes
+        assert calls == [5, 6]  # the 5 pseudo-inputs once, then the 6 images

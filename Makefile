@@ -97,7 +97,7 @@ clean: ## remove _build and the executed notebooks
 # $(call timed,NAME,TARGET): make TARGET, then record its wall time as NAME's for `scvae bench`
 # (_build/timings/NAME.json), so the performance appendix shows what `make book` and `make test` cost.
 timed = start=$$(date +%s); $(MAKE) --no-print-directory $(2) && \
-	$(BIN)/python -m scvae_core.bench --record-timing $(1) $$(( $$(date +%s) - start ))
+	$(BIN)/python -m scvae_core.timing $(1) $$(( $$(date +%s) - start ))
 
 .PHONY: FORCE
 FORCE:

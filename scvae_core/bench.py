@@ -1,31 +1,36 @@
-"""``scvae bench``: this machine's float32 matrix-multiply ceiling for the models' layer shapes,
-and how close training, importance-sampled NLL and per-example Fisher come to it. Writes
-``results/bench/<machine>.json`` (kind ``bench``); the book's performance appendix shows every
-machine's file side by side. It needs no data: images are random binary (timing does not
-depend on pixel values) and models are freshly initialised.
+"""``scvae bench``: how close training and importance-sampled NLL come to what this machine can
+do. Writes ``results/bench/<machine>.json`` (kind ``bench``); the book's performance appendix
+(``bench_tables.py``) shows every machine's file side by side. It needs no data: images are
+random binary (timing does not depend on pixel values) and models are freshly initialised.
+This module only measures.
 
-FLOP model. Only matrix multiplies count; biases, activations, skip additions, losses,
-sampling and the optimizer are elementwise work it ignores, so every fraction of the ceiling
-books them as overhead. A linear layer in -> out costs per row (image or importance sample):
-forward 2*in*out; backward 2*in*out for the weight gradient plus 2*in*out for the input
-gradient, except for the layer fed by the data, whose input gradient autograd skips (x needs
-none). Training counts forward + backward of every layer per image; the NLL counts the
-decoder's forward per importance sample and the encoder's forward once per image.
+FLOP model. Only matrix multiplies and convolutions count. A linear layer in -> out costs per
+row (image, importance sample or pseudo-input) 2*in*out forward, and backward 2*in*out for the
+weight gradient plus 2*in*out for the input gradient, except where the input is the data (x
+needs no gradient; the VampPrior's pseudo-inputs do). A convolution costs 2*28*28*c_in*c_out*k*k
+per row and role (masked weights are multiplied all the same). The VampPrior adds the encoder
+on its K pseudo-inputs once per training step (with the backward) or once per NLL call, and log
+p(z) as a (rows x 2D) @ (2D x K) product (``models.log_mean_normal_diag``).
 
-Ceiling. Every multiply a workload does (shape and operand layout as nn.Linear and autograd
-issue it) is timed alone; its rate is the best, over several windows of back-to-back calls,
-of the window's mean ("best sustained": noise only slows). A workload's ceiling is the rate
-it would reach doing nothing but these multiplies, each at its own rate:
+Ceilings. Every multiply and convolution a workload does (shape and layout as nn.Linear,
+autograd and the model issue them) is timed alone; its rate is the best, over several windows
+of back-to-back calls, of the window's mean ("best sustained": noise only slows). A workload's
+ceiling is the rate it would reach doing nothing but these, each at its own rate:
     ceiling = sum_i flops_i / sum_i (flops_i / rate_i)   (a FLOP-weighted harmonic mean).
-A model's training ceiling is the best of these over the batch sizes tried, the NLL's over
-its variants' pass sizes. ``fraction`` is against that ceiling; ``fraction_same_batch`` /
-``fraction_same_rows`` against the ceiling at the run's own size, which separates the
-multiplies' small-size inefficiency from overhead.
+
+Roofline. A training step also streams memory: the fused Adam update reads and writes 28 bytes
+per parameter, and every activation is read and written forward and backward (``step_bytes``).
+The machine's bandwidth is measured by a triad (a = b + 2c) at each workload's sizes, so the
+roofline time of a step is
+    sum_i flops_i / rate_i + update bytes / bandwidth(parameters) + activation bytes / bandwidth(activations).
+Training targets are fractions of that time; where one is missed the output names the parts,
+and the per-operator floor: the same step with every width cut to 8 and batch 1 (what the
+framework costs per operator, whatever the sizes).
 
 train.py trains with fused Adam; evaluate.py compiles log p(x|z) for NLL workloads large
 enough to repay the compile. The other variants (plain Adam, no update at all, a compiled
-training step, inference_mode, other NLL pass sizes) measure what a change to train.py /
-evaluate.py would buy, or what stands in the way of the targets; they change nothing there.
+training step, inference_mode, other NLL pass sizes, contiguous PixelCNN maps) measure what a
+change would buy, or what stands in the way of a target; they change nothing elsewhere.
 """
 from __future__ import annotations
 
@@ -33,52 +38,69 @@ import math
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
+from . import timing
 from .evaluate import compiles_nll, importance_nll, rows_per_pass
 from .fisher import draw_targets, layer_fisher
-from .models import VAE, ModelConfig
+from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters
 from .presets import get_preset
-from .results import DEFAULT_RESULTS, REPO_ROOT, ResultError, describe_device, provenance, read_json, write_json
+from .results import DEFAULT_RESULTS, REPO_ROOT, describe_device, provenance, write_json
 from .train import STAT_NAMES, resolve_device
 from .zoo import build, get_config
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-MODELS = ("vae-1l", "scvae")
-MAIN_MODEL = "scvae"  # the targets, the NLL, the Fisher comparison and the profile are on it
-TARGET = 0.8  # fraction of the ceiling aimed at: scvae training at batch 100, and the NLL
+MODELS = ("vae-1l", "scvae")  # the MLP workloads: batch sweep, optimizer variants, roofline
+MAIN_MODEL = "scvae"  # the NLL variants, the Fisher comparison and the profile are on it
+VAMP, VAMP_BASE = "vae-1l+vamp", "vae-1l"  # the VampPrior against the standard prior, same network
+PIXEL = "pixelvae"
+EPOCH = 50_000  # training images per epoch (binarized MNIST's training split)
 TEST_SET, PAPER_SAMPLES = 10000, 5000  # the projected NLL run: the whole test set at S = 5000
-FED_BY_DATA = "encoder.mlp.layers.0"
-TIMINGS = REPO_ROOT / "_build" / "timings"  # `make` records its targets' wall times here
-MAKE_TARGETS = ("book", "test")
+NO_INPUT_GRAD = ("encoder.mlp.layers.0", "decoder.pixelcnn.first_x")  # fed by the data
+# What is aimed at (issue 18): (what, value, "at least" | "at most").
+TARGETS = {
+    "training": ("{m} training at batch {b}: fraction of its roofline", 0.8, "at least"),
+    "nll": (f"{MAIN_MODEL} importance-sampled NLL: fraction of its GEMM ceiling", 0.85, "at least"),
+    "vamp_nll": (f"{VAMP} NLL time per image / {VAMP_BASE}'s", 1.3, "at most"),
+    # half the 18 s per epoch of the published VampPrior code, measured on a 2-core Xeon (issue 18)
+    "vamp_epoch": (f"{VAMP} training at batch {{b}}: seconds per {EPOCH:,}-image epoch", 9.0, "at most"),
+    "pixel_training": (f"{PIXEL} training at batch {{b}}: fraction of its convolution ceiling", 0.7, "at least"),
+}
+TIMINGS = timing.TIMINGS  # `make` records its targets' wall times here
 # train.py's Adam as it is, and the fused kernel (one pass over weights, grads and moments).
 OPTIMIZERS = {"adam": {}, "adam-fused": {"fused": True}}
+TRAINED_BY = "adam-fused"  # what train.py uses
 # Forward and backward with no parameter update: not a way to train, but the measure of what
-# the update costs, which the fraction of the ceiling at batch 100 cannot hide.
+# the update costs.
 NO_UPDATE = "no-update"
 # train.py's step with the ELBO through torch.compile, which fuses its elementwise work (tanh,
-# skip additions, the Bernoulli and Gaussian densities): does that close the gap to the ceiling?
+# skip additions, the Bernoulli and Gaussian densities).
 COMPILED = "adam-fused+compiled"
-TRAINED_BY = "adam-fused"  # what train.py uses
-MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
-VERDICTS = {True: "met", False: "NOT met", None: "unknown: see the warnings"}
+CONTIGUOUS = "adam-fused+contiguous"  # the PixelCNN with the default (NCHW) layout instead of channels-last
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+              "aten::convolution_backward")
+# Bytes a training step streams beside its multiplies (float32; forward and backward together):
+ADAM_BYTES = 28  # per parameter, fused Adam: reads weight, gradient and two moments, writes three
+ACT_BYTES = 20  # per activation element: forward reads and writes (8), backward reads two, writes one (12)
+SKIP_BYTES = 24  # per element of a skip or residual addition: forward 12, gradient accumulation 12
+BIAS_BYTES = 4  # per output element of a layer: its bias gradient reads it once
+LOSS_BYTES = 28  # per pixel: the Bernoulli log-likelihood reads logits and x, writes (12), backward 16
+LATENT_BYTES = 120  # per latent unit: sampling, the Gaussian densities or KL, forward and backward
+MIXTURE_BYTES = 72  # per (row, component) of the VampPrior's log p(z): six passes of 12 bytes
+FLOOR_WIDTH = 8  # the per-operator floor: the same layers at this width, batch 1
 
 
 @dataclass(frozen=True)
 class Settings:
-    batches: tuple[int, ...] = (100, 250, 500, 1000)  # the first is the target's batch
+    batches: tuple[int, ...] = (100, 250, 500, 1000)  # the first is the targets' batch
     # A time is the best mean over windows of back-to-back calls lasting >= window_s: up to
     # ``windows`` of them, fewer once a measurement has taken budget_s (at least two). Short
     # windows and many of them: on a shared machine some window is likely to run undisturbed.
@@ -87,6 +109,8 @@ class Settings:
     budget_s: float = 2.0
     nll_samples: int = PAPER_SAMPLES  # S of the timed NLL runs
     nll_points: int = 4  # test images per timed NLL call (at least one full pass)
+    pixel_samples: int = 1024  # S of the PixelCNN's timed NLL (one image): one pass as evaluate.py makes it
+    pixel_chunk: int = 128  # the smaller pass tried against it
     fisher_points: int = 32
     compile: bool = True  # also time training and the NLL through torch.compile (seconds of compiling)
     # Time by the thread's CPU time instead of the wall clock: with one thread, a shared
@@ -96,10 +120,10 @@ class Settings:
 
 FULL = Settings()
 QUICK = Settings(batches=(8, 16), window_s=0.005, windows=2, budget_s=0.05, nll_samples=16, nll_points=2,
-                 fisher_points=4, compile=False)
+                 pixel_samples=8, pixel_chunk=4, fisher_points=4, compile=False)
 
 
-# ------------------------------------------------------------------------- FLOP model
+# ------------------------------------------------------------------------- FLOP and byte model
 
 @dataclass(frozen=True)
 class Gemm:
@@ -115,44 +139,126 @@ class Gemm:
         return 2 * self.m * self.k * self.n
 
 
+@dataclass(frozen=True)
+class Conv:
+    """One k x k convolution of ``rows`` 28 x 28 maps, c_in -> c_out channels, in one role."""
+
+    role: str  # "forward" | "input_grad" | "weight_grad"
+    rows: int
+    c_in: int
+    c_out: int
+    k: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.rows * X_DIM * self.c_in * self.c_out * self.k * self.k
+
+
+Op = Gemm | Conv
+
+
 def linear_shapes(cfg: ModelConfig) -> list[tuple[str, int, int]]:
-    """(name, in, out) of every weight layer, encoder first."""
-    if cfg.decoder != "bernoulli" or cfg.prior != "normal":  # convolutions, pseudo-input passes: not modelled
-        raise ValueError("the FLOP model covers MLP decoders with a standard-normal prior only")
-    return [(name, m.in_features, m.out_features) for name, m in VAE(cfg).linear_layers().items()]
+    """(name, in, out) of every linear layer, encoder first."""
+    return [(name, m.in_features, m.out_features) for name, m in VAE(cfg).linear_layers().items()
+            if isinstance(m, nn.Linear)]
 
 
-def training_gemms(cfg: ModelConfig, batch: int) -> list[Gemm]:
-    gemms = []
+def conv_shapes(cfg: ModelConfig) -> list[tuple[str, int, int, int]]:
+    """(name, c_in, c_out, k) of every PixelCNN convolution (none for an MLP decoder)."""
+    return [(name, m.in_channels, m.out_channels, m.kernel_size[0]) for name, m in VAE(cfg).linear_layers().items()
+            if isinstance(m, nn.Conv2d)]
+
+
+def _linear(rows: int, n_in: int, n_out: int, input_grad: bool, backward: bool = True) -> list[Gemm]:
+    ops = [Gemm("forward", rows, n_in, n_out)]
+    if backward:
+        ops.append(Gemm("weight_grad", n_out, rows, n_in))
+        if input_grad:
+            ops.append(Gemm("input_grad", rows, n_out, n_in))
+    return ops
+
+
+def training_ops(cfg: ModelConfig, batch: int) -> list[Op]:
+    """Every multiply and convolution of one training step at ``batch``."""
+    ops: list[Op] = []
     for name, n_in, n_out in linear_shapes(cfg):
-        gemms += [Gemm("forward", batch, n_in, n_out), Gemm("weight_grad", n_out, batch, n_in)]
-        if name != FED_BY_DATA:
-            gemms.append(Gemm("input_grad", batch, n_out, n_in))
-    return gemms
+        ops += _linear(batch, n_in, n_out, name not in NO_INPUT_GRAD)
+    for name, c_in, c_out, k in conv_shapes(cfg):
+        ops += [Conv(role, batch, c_in, c_out, k) for role in ("forward", "weight_grad", "input_grad")
+                if role != "input_grad" or name not in NO_INPUT_GRAD]
+    if cfg.prior == "vamp":
+        for name, n_in, n_out in linear_shapes(cfg):
+            if name.startswith("encoder"):  # on the pseudo-inputs, which learn: every input gradient
+                ops += _linear(cfg.pseudo_inputs, n_in, n_out, True)
+        ops += _linear(batch, 2 * cfg.latent, cfg.pseudo_inputs, True)  # log p(z): [z^2, z] @ weights^T
+    return ops
 
 
-def nll_gemms(cfg: ModelConfig, points: int, rows: int) -> list[Gemm]:
-    """One NLL pass: the encoder on ``points`` images, the decoder on ``rows`` samples."""
-    return [Gemm("forward", points if name.startswith("encoder") else rows, n_in, n_out)
-            for name, n_in, n_out in linear_shapes(cfg)]
+def nll_ops(cfg: ModelConfig, points: int, rows: int, passes: int = 1) -> list[Op]:
+    """``passes`` NLL passes (the encoder on ``points`` images, the decoder and log p(z) on
+    ``rows`` samples), and the VampPrior's pseudo-inputs encoded once for the call."""
+    one: list[Op] = []
+    for name, n_in, n_out in linear_shapes(cfg):
+        one += _linear(points if name.startswith("encoder") else rows, n_in, n_out, False, backward=False)
+    one += [Conv("forward", rows, c_in, c_out, k) for _, c_in, c_out, k in conv_shapes(cfg)]
+    if cfg.prior == "vamp":
+        one.append(Gemm("forward", rows, 2 * cfg.latent, cfg.pseudo_inputs))
+    ops = one * passes
+    if cfg.prior == "vamp":
+        ops += [Gemm("forward", cfg.pseudo_inputs, n_in, n_out) for name, n_in, n_out in linear_shapes(cfg)
+                if name.startswith("encoder")]
+    return ops
 
 
-def flops(gemms: list[Gemm]) -> int:
-    return sum(g.flops for g in gemms)
+def flops(ops: list[Op]) -> int:
+    return sum(op.flops for op in ops)
 
 
 def flop_model(cfg: ModelConfig) -> dict[str, int]:
-    """FLOPs per training image, per importance sample (decoder) and per NLL image (encoder)."""
-    def forward(part: str) -> int:
-        return sum(2 * n_in * n_out for name, n_in, n_out in linear_shapes(cfg) if name.startswith(part))
+    """FLOPs per training image and per step (the VampPrior's pseudo-inputs), per importance
+    sample (decoder, log p(z)), per NLL image (encoder) and per NLL call (pseudo-inputs).
+    The counts are linear in the sizes, so two sizes give both parts."""
+    t1, t2 = flops(training_ops(cfg, 1)), flops(training_ops(cfg, 2))
+    base = flops(nll_ops(cfg, 1, 1))
+    return {"train_per_image": t2 - t1, "train_per_step": 2 * t1 - t2,
+            "nll_per_sample": flops(nll_ops(cfg, 1, 2)) - base, "nll_per_image": flops(nll_ops(cfg, 2, 1)) - base,
+            "nll_per_call": 3 * base - flops(nll_ops(cfg, 1, 2)) - flops(nll_ops(cfg, 2, 1))}
 
-    return {"train_per_image": flops(training_gemms(cfg, 1)), "nll_per_sample": forward("decoder"),
-            "nll_per_image": forward("encoder")}
 
-
-def ceiling(gemms: list[Gemm], rates: dict[Gemm, float]) -> float:
+def ceiling(ops: list[Op], rates: dict[Op, float]) -> float:
     """FLOP/s if the workload did nothing but its multiplies, each at its measured rate."""
-    return flops(gemms) / sum(g.flops / rates[g] for g in gemms)
+    return flops(ops) / sum(op.flops / rates[op] for op in ops)
+
+
+def step_bytes(cfg: ModelConfig, batch: int) -> dict[str, int]:
+    """Bytes a training step streams beside its multiplies: the Adam update, and activations
+    (per element, the constants above; the VampPrior's pseudo-inputs per step)."""
+    def per_row(side: str) -> int:
+        n = 0
+        for name, _, n_out in linear_shapes(cfg):
+            if not name.startswith(side):
+                continue
+            n += BIAS_BYTES * n_out
+            if ".mlp.layers." in name:
+                n += ACT_BYTES * n_out
+                skip = getattr(cfg, f"{side[:3]}_skip")
+                last = name.endswith(f".{(cfg.enc_depth if side == 'encoder' else cfg.dec_depth) - 1}")
+                n += SKIP_BYTES * n_out * (skip == "short" or (skip == "long" and last))
+        return n
+
+    rows = per_row("encoder") + per_row("decoder") + LOSS_BYTES * X_DIM + LATENT_BYTES * cfg.latent
+    for name, _, c_out, _ in conv_shapes(cfg):  # relu and the residual (first: the sum of two convolutions)
+        rows += X_DIM * c_out * (BIAS_BYTES + (ACT_BYTES + SKIP_BYTES) * (name.split(".")[-1] != "out"))
+    activations = batch * rows
+    if cfg.prior == "vamp":
+        activations += cfg.pseudo_inputs * (per_row("encoder") + ACT_BYTES * X_DIM) \
+            + batch * cfg.pseudo_inputs * MIXTURE_BYTES
+    return {"update": ADAM_BYTES * count_parameters(VAE(cfg)), "activations": activations}
+
+
+def activation_elements(cfg: ModelConfig, batch: int) -> int:
+    """The size of a typical activation tensor (the triad's size for its bandwidth)."""
+    return batch * (cfg.pixel_channels * X_DIM if cfg.decoder == "pixelcnn" else cfg.hidden)
 
 
 # ------------------------------------------------------------------------- timing
@@ -178,24 +284,41 @@ def best_time(fn: Callable[[], object], device: torch.device, s: Settings, warm:
     return min(times)
 
 
-def _gemm_call(g: Gemm, device: torch.device) -> Callable[[], torch.Tensor]:
-    """The multiply with the operand layout nn.Linear's forward and autograd's backward use."""
+def _op_call(op: Op, device: torch.device) -> Callable[[], torch.Tensor]:
+    """The operation with the operand layout nn.Linear, autograd and the PixelCNN use."""
     def r(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, device=device)
 
-    if g.role == "forward":
-        x, w, b = r(g.m, g.k), r(g.n, g.k), r(g.n)
+    if isinstance(op, Conv):
+        cl = torch.channels_last  # the PixelCNN's layout (models.PixelCNN)
+        x = r(op.rows, op.c_in, IMAGE_SIDE, IMAGE_SIDE).contiguous(memory_format=cl)
+        w, b = r(op.c_out, op.c_in, op.k, op.k).contiguous(memory_format=cl), r(op.c_out)
+        pad = op.k // 2
+        if op.role == "forward":
+            return lambda: F.conv2d(x, w, b, padding=pad)
+        dy = r(op.rows, op.c_out, IMAGE_SIDE, IMAGE_SIDE).contiguous(memory_format=cl)
+        mask = [True, False, False] if op.role == "input_grad" else [False, True, True]
+        return lambda: torch.ops.aten.convolution_backward(dy, x, w, [op.c_out], [1, 1], [pad, pad], [1, 1], False,
+                                                           [0, 0], 1, mask)
+    if op.role == "forward":
+        x, w, b = r(op.m, op.k), r(op.n, op.k), r(op.n)
         return lambda: F.linear(x, w, b)
-    if g.role == "input_grad":
-        dy, w = r(g.m, g.k), r(g.k, g.n)
+    if op.role == "input_grad":
+        dy, w = r(op.m, op.k), r(op.k, op.n)
         return lambda: dy @ w
-    dy, x = r(g.k, g.m), r(g.k, g.n)
+    dy, x = r(op.k, op.m), r(op.k, op.n)
     return lambda: dy.t() @ x
+
+
+def triad_bandwidth(elements: int, device: torch.device, s: Settings) -> float:
+    """Bytes per second of a = b + 2c on float32 arrays of ``elements`` (12 bytes per element)."""
+    a, b, c = (torch.rand(elements, device=device) for _ in range(3))
+    return 12 * elements / best_time(lambda: torch.add(b, c, alpha=2.0, out=a), device, s)
 
 
 def random_images(n: int, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(n, 784, generator=g) < 0.13).float().to(device)  # MNIST's share of ink
+    return (torch.rand(n, X_DIM, generator=g) < 0.13).float().to(device)  # MNIST's share of ink
 
 
 def op_shares(fn: Callable[[], object], device: torch.device, calls: int = 3, top: int = 6) -> dict:
@@ -236,41 +359,56 @@ def train_step(model: VAE, opt: torch.optim.Optimizer | None, x: torch.Tensor) -
         opt.step()
 
 
-def trainer(name: str, batch: int, optimizer: str, device: torch.device) -> Callable[[], None]:
+def trainer(cfg: ModelConfig, batch: int, variant: str, device: torch.device) -> Callable[[], None]:
     torch.manual_seed(0)
-    model = build(name).to(device).train()
-    if optimizer == COMPILED:
+    model = VAE(cfg).to(device).train()
+    if variant == COMPILED:
         model.elbo = torch.compile(model.elbo)
-    opt = (None if optimizer == NO_UPDATE else
-           torch.optim.Adam(model.parameters(), lr=get_preset("paper").lr,
-                            **OPTIMIZERS[TRAINED_BY if optimizer == COMPILED else optimizer]))
+    if variant == CONTIGUOUS:
+        model.to(memory_format=torch.contiguous_format)
+    optimizer = TRAINED_BY if variant in (COMPILED, CONTIGUOUS) else variant
+    opt = None if variant == NO_UPDATE else torch.optim.Adam(model.parameters(), lr=get_preset("paper").lr,
+                                                               **OPTIMIZERS[optimizer])
     x = random_images(batch, device)
     return lambda: train_step(model, opt, x)
+
+
+def floor_config(cfg: ModelConfig) -> ModelConfig:
+    """The same layers and operators with every width cut to FLOOR_WIDTH (the per-operator floor)."""
+    return replace(cfg, hidden=FLOOR_WIDTH, latent=2, pseudo_inputs=2, pixel_channels=2)
 
 
 @dataclass(frozen=True)
 class NllVariant:
     label: str
+    model: str = MAIN_MODEL
     chunk: int | None = None  # samples per pass; None: evaluate.py's choice
     inference: bool = False  # inference_mode around evaluate.py's no_grad
     compiled: bool | None = None  # None: as evaluate.py decides for the whole test set at S=5000
+    samples: int | None = None  # None: Settings.nll_samples
+    points: int | None = None  # images per timed call; None: Settings.nll_points
 
 
 def nll_variants(s: Settings) -> list[NllVariant]:
     variants = [NllVariant("evaluate.py"), NllVariant("eager", compiled=False),
-                NllVariant("chunk=S", chunk=s.nll_samples), NllVariant("inference_mode", inference=True)]
+                NllVariant("chunk=S", chunk=s.nll_samples), NllVariant("inference_mode", inference=True),
+                NllVariant("evaluate.py", model=VAMP_BASE), NllVariant("evaluate.py", model=VAMP),
+                NllVariant("evaluate.py", model=PIXEL, samples=s.pixel_samples, points=1),
+                NllVariant(f"chunk={s.pixel_chunk}", model=PIXEL, chunk=s.pixel_chunk, samples=s.pixel_samples,
+                           points=1)]
     return variants if s.compile else [replace(v, compiled=False) for v in variants]
 
 
 def nll_pass(v: NllVariant, s: Settings, per_pass: int) -> tuple[int, int]:
     """(images, rows) of one importance_nll pass, split as it splits the work."""
-    chunk = min(s.nll_samples, v.chunk or per_pass)
+    samples = v.samples or s.nll_samples
+    chunk = min(samples, v.chunk or per_pass)
     return max(1, per_pass // chunk), chunk * max(1, per_pass // chunk)
 
 
 def nll_runner(v: NllVariant, s: Settings, points: int, device: torch.device) -> Callable[[], None]:
     torch.manual_seed(0)
-    model = build(MAIN_MODEL).to(device).eval()
+    model = VAE(get_config(v.model)).to(device).eval()
     # The benchmark times a few images; evaluate.py's choice is the one for the projected test set.
     compiled = compiles_nll(model, TEST_SET * PAPER_SAMPLES) if v.compiled is None else v.compiled
     x = random_images(points, device)
@@ -278,7 +416,7 @@ def nll_runner(v: NllVariant, s: Settings, points: int, device: torch.device) ->
 
     def run() -> None:
         with torch.inference_mode() if v.inference else nullcontext():
-            importance_nll(model, x, s.nll_samples, chunk=v.chunk, generator=gen, compile=compiled)
+            importance_nll(model, x, v.samples or s.nll_samples, chunk=v.chunk, generator=gen, compile=compiled)
 
     return run
 
@@ -315,37 +453,12 @@ def fisher_comparison(s: Settings, device: torch.device) -> dict:
             "max_rel_diff_float32": max(_max_rel_diff(layers[p], layers["loop"]) for p in ("hooks", "func"))}
 
 
-# ------------------------------------------------------------------------- make timings
-
-def record_timing(target: str, seconds: float, root: Path = TIMINGS) -> Path:
-    """Store the wall time of ``make TARGET`` (the Makefile calls this after a target)."""
-    if not re.fullmatch(r"[a-z][a-z0-9-]*", target):
-        raise ValueError(f"target {target!r}: use a make target name (lower case, digits, '-')")
-    if not seconds >= 0:
-        raise ValueError(f"seconds must be >= 0, got {seconds}")
-    path = Path(root) / f"{target}.json"
-    write_json(path, "timing", {"target": target, "seconds": round(float(seconds), 1), "provenance": provenance()})
-    return path
-
-
-def recorded_timings(root: Path = TIMINGS) -> dict[str, dict | None]:
-    """The latest recorded time of each make target with its date, or None (not measured yet)."""
-    found = {}
-    for target in MAKE_TARGETS:
-        try:
-            doc = read_json(Path(root) / f"{target}.json", "timing", ("seconds",))
-            found[target] = {"seconds": doc["seconds"], "recorded_at": doc["provenance"]["written_at"]}
-        except ResultError:
-            found[target] = None
-    return found
-
-
 def time_make_book(timings: Path = TIMINGS) -> float:
     """Run ``make book`` from the repository root, record and return its wall time."""
     start = time.perf_counter()
     subprocess.run(["make", "book"], cwd=REPO_ROOT, check=True)  # its output shows as it runs
     seconds = time.perf_counter() - start
-    record_timing("book", seconds, timings)
+    timing.record("book", seconds, timings)
     return seconds
 
 
@@ -376,6 +489,12 @@ def _load_average() -> list[float] | None:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+
+
+def _load_average() -> list[float] | None:
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 # ------------------------------------------------------------------------- the benchmark
 
 def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAULT_RESULTS,
@@ -391,122 +510,198 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
         raise ValueError("--cpu-clock times one thread's CPU time: use it with --threads 1 on the CPU")
     s = replace(QUICK if quick else FULL, cpu_clock=cpu_clock)
     load_start = _load_average()
-    cfgs = {name: get_config(name) for name in MODELS}
+    b0 = s.batches[0]
+    cfgs = {name: get_config(name) for name in (*MODELS, VAMP, PIXEL)}
+    plan = [(n, b, o) for n in MODELS for b in s.batches for o in OPTIMIZERS]
+    plan += [(n, b0, NO_UPDATE) for n in MODELS] + [(n, b0, COMPILED) for n in MODELS if s.compile]
+    plan += [(VAMP, b0, TRAINED_BY), (PIXEL, b0, TRAINED_BY), (PIXEL, b0, CONTIGUOUS)]
+    roofed = (*MODELS, VAMP, PIXEL)  # the models whose step is set against its roofline
     variants = nll_variants(s)
-    per_pass = rows_per_pass(build(MAIN_MODEL), dev)
-    passes = {v: nll_pass(v, s, per_pass) for v in variants}
-    train_work = {(name, b): training_gemms(cfg, b) for name, cfg in cfgs.items() for b in s.batches}
-    nll_work = {v: nll_gemms(cfgs[MAIN_MODEL], *passes[v]) for v in variants}
-    shapes = sorted({g for w in [*train_work.values(), *nll_work.values()] for g in w},
-                    key=lambda g: (g.role, g.m, g.k, g.n))
-    n_train = len(MODELS) * (len(s.batches) * len(OPTIMIZERS) + 1) + s.compile
-    bar = tqdm(total=len(shapes) + n_train + 1 + len(variants) + 1, desc="bench", unit="task", disable=not progress)
+    passes = {v: nll_pass(v, s, rows_per_pass(VAE(cfgs[v.model]), dev)) for v in variants}
+    points = {v: max(v.points or s.nll_points, passes[v][0]) for v in variants}
+    nll_work = {v: nll_ops(cfgs[v.model], *passes[v], max(1, round(points[v] * (v.samples or s.nll_samples)
+                                                                    / passes[v][1])))
+                for v in variants}
+    train_work = {(n, b): training_ops(cfgs[n], b) for n, b, _ in plan}
+    shapes = sorted({op for w in [*train_work.values(), *nll_work.values()] for op in w},
+                    key=lambda op: (type(op).__name__, *asdict(op).values()))
+    triad_sizes = sorted({2**16 if quick else 2**24} | {activation_elements(cfgs[n], b0) for n in roofed}
+                         | {count_parameters(VAE(cfgs[n])) for n in roofed})
+    tasks = len(shapes) + len(triad_sizes) + len(plan) + len(roofed) + 1 + len(variants) + 1
+    bar = tqdm(total=tasks, desc="bench", unit="task", disable=not progress)
 
-    # 1. the multiplies alone
-    rates = {}
-    for g in shapes:
-        bar.set_description(f"GEMM {g.role} {g.m}x{g.k}x{g.n}")
-        rates[g] = g.flops / best_time(_gemm_call(g, dev), dev, s)
+    def task(label: str, fn: Callable[[], object]):
+        bar.set_description(label)
+        result = fn()
         bar.update()
+        return result
+
+    # 1. the multiplies and convolutions alone, and the memory bandwidth
+    rates = {op: op.flops / task(f"{type(op).__name__} {' '.join(map(str, asdict(op).values()))}",
+                                 lambda op=op: best_time(_op_call(op, dev), dev, s)) for op in shapes}
+    bandwidth = {n: task(f"triad {n:,} floats", lambda n=n: triad_bandwidth(n, dev, s)) for n in triad_sizes}
     ceilings = {key: ceiling(w, rates) for key, w in train_work.items()}
     best_ceiling = {name: max((ceilings[name, b], b) for b in s.batches) for name in MODELS}
 
     # 2. training
-    def train_row(name: str, b: int, opt: str) -> dict:
-        bar.set_description(f"train {name} b{b} {opt}")
-        sec = best_time(trainer(name, b, opt, dev), dev, s, warm=2)  # the first step allocates Adam's state
-        rate = flops(training_gemms(cfgs[name], 1)) * b / sec
-        bar.update()
-        return {"model": name, "batch": b, "optimizer": opt, "step_ms": sec * 1e3, "images_per_s": b / sec,
-                "gflops": rate / 1e9, "fraction": rate / best_ceiling[name][0],
-                "fraction_same_batch": rate / ceilings[name, b]}
+    def train_row(name: str, b: int, variant: str) -> dict:
+        sec = task(f"train {name} b{b} {variant}",  # warm=2: the first step allocates Adam's state
+                   lambda: best_time(trainer(cfgs[name], b, variant, dev), dev, s, warm=2))
+        rate = flops(train_work[name, b]) / sec
+        top = best_ceiling[name][0] if name in best_ceiling else ceilings[name, b]
+        return {"model": name, "batch": b, "optimizer": variant, "step_ms": sec * 1e3, "images_per_s": b / sec,
+                "gflops": rate / 1e9, "fraction": rate / top, "fraction_same_batch": rate / ceilings[name, b]}
 
-    runs = [train_row(name, b, opt) for name in MODELS for b in s.batches for opt in OPTIMIZERS]
-    runs += [train_row(name, s.batches[0], NO_UPDATE) for name in MODELS]
-    if s.compile:
-        runs.append(train_row(MAIN_MODEL, s.batches[0], COMPILED))
+    runs = [train_row(*p) for p in plan]
+    floors = {n: task(f"floor {n}", lambda n=n: best_time(trainer(floor_config(cfgs[n]), 1, TRAINED_BY, dev), dev, s,
+                                                          warm=2)) for n in roofed}
+    roofline = {}
+    for name in roofed:
+        cfg, by = cfgs[name], step_bytes(cfgs[name], b0)
+        parts = {"gemm_ms": sum(op.flops / rates[op] for op in train_work[name, b0]) * 1e3,
+                 "update_ms": by["update"] / bandwidth[count_parameters(VAE(cfg))] * 1e3,
+                 "activations_ms": by["activations"] / bandwidth[activation_elements(cfg, b0)] * 1e3}
+        mine = [r for r in runs if r["model"] == name and r["batch"] == b0]
+        roofline[name] = {"batch": b0, **parts, "roofline_ms": sum(parts.values()), "update_bytes": by["update"],
+                          "activation_bytes": by["activations"], "floor_ms": floors[name] * 1e3}
+        for r in mine:
+            r["roofline_fraction"] = roofline[name]["roofline_ms"] / r["step_ms"]
     models = {}
     for name in MODELS:
         mine = [r for r in runs if r["model"] == name]
         models[name] = {"ceiling_gflops": best_ceiling[name][0] / 1e9, "ceiling_batch": best_ceiling[name][1],
-                        "first_batch": [r for r in mine if r["batch"] == s.batches[0]],
+                        "first_batch": [r for r in mine if r["batch"] == b0],
                         "best": max((r for r in mine if r["optimizer"] != NO_UPDATE), key=lambda r: r["images_per_s"])}
-    bar.set_description("profile of a training step")
-    profile = {"model": MAIN_MODEL, "batch": s.batches[0], "optimizer": TRAINED_BY,
-               **op_shares(trainer(MAIN_MODEL, s.batches[0], TRAINED_BY, dev), dev)}
-    bar.update()
+    profile = task("profile of a training step", lambda: {
+        "model": MAIN_MODEL, "batch": b0, "optimizer": TRAINED_BY,
+        **op_shares(trainer(cfgs[MAIN_MODEL], b0, TRAINED_BY, dev), dev)})
 
     # 3. importance-sampled NLL
-    fm = flop_model(cfgs[MAIN_MODEL])
-    nll_ceiling = max(ceiling(w, rates) for w in nll_work.values())
-    nll_rows = []
-    for v in variants:
-        bar.set_description(f"NLL {v.label}")
-        points = max(s.nll_points, passes[v][0])
-        run = nll_runner(v, s, points, dev)
+    def nll_row(v: NllVariant) -> dict:
+        fm, samples = flop_model(cfgs[v.model]), v.samples or s.nll_samples
+        run = nll_runner(v, s, points[v], dev)
         first = time.perf_counter()
         run()  # compiles, when compiled
         first = time.perf_counter() - first  # wall clock always: compiling uses worker processes
-        sec = best_time(run, dev, s, warm=1)
-        rate = points * (s.nll_samples * fm["nll_per_sample"] + fm["nll_per_image"]) / sec
-        nll_rows.append({"variant": v.label, "images_per_pass": passes[v][0], "rows_per_pass": passes[v][1],
-                         "samples_per_s": points * s.nll_samples / sec, "gflops": rate / 1e9,
-                         "fraction": rate / nll_ceiling, "fraction_same_rows": rate / ceiling(nll_work[v], rates),
-                         "first_call_s": first})
-        bar.update()
-    best_nll = max(nll_rows, key=lambda r: r["samples_per_s"])
-    nll = {"model": MAIN_MODEL, "samples": s.nll_samples, "ceiling_gflops": nll_ceiling / 1e9, "runs": nll_rows,
+        sec = task(f"NLL {v.model} {v.label}", lambda: best_time(run, dev, s, warm=1))
+        work = points[v] * (samples * fm["nll_per_sample"] + fm["nll_per_image"]) + fm["nll_per_call"]
+        return {"model": v.model, "variant": v.label, "samples": samples, "images": points[v],
+                "images_per_pass": passes[v][0], "rows_per_pass": passes[v][1],
+                "samples_per_s": points[v] * samples / sec, "ms_per_image": sec / points[v] * 1e3,
+                "gflops": work / sec / 1e9, "fraction_same_rows": work / sec / ceiling(nll_work[v], rates),
+                "first_call_s": first}
+
+    nll_rows = {v: nll_row(v) for v in variants}
+    main = [v for v in variants if v.model == MAIN_MODEL]
+    nll_ceiling = max(ceiling(nll_work[v], rates) for v in main)
+    for v in main:
+        nll_rows[v]["fraction"] = nll_rows[v]["gflops"] * 1e9 / nll_ceiling
+    main_rows = [nll_rows[v] for v in main]
+    best_nll = max(main_rows, key=lambda r: r["samples_per_s"])
+    nll = {"model": MAIN_MODEL, "samples": s.nll_samples, "ceiling_gflops": nll_ceiling / 1e9, "runs": main_rows,
            "best": best_nll, "projected": {"images": TEST_SET, "samples": PAPER_SAMPLES,
-                                          "evaluate_py_s": TEST_SET * PAPER_SAMPLES / nll_rows[0]["samples_per_s"],
+                                          "evaluate_py_s": TEST_SET * PAPER_SAMPLES / main_rows[0]["samples_per_s"],
                                           "best_s": TEST_SET * PAPER_SAMPLES / best_nll["samples_per_s"]}}
 
     # 4. per-example Fisher
-    bar.set_description("Fisher: vectorised, loop, hooks")
-    fisher = fisher_comparison(s, dev)
-    bar.update()
+    fisher = task("Fisher: vectorised, loop, hooks", lambda: fisher_comparison(s, dev))
     bar.close()
 
-    first = {r["optimizer"]: r for r in models[MAIN_MODEL]["first_batch"]}
-    as_trained, no_update = first[TRAINED_BY], first[NO_UPDATE]
-    best_first = max((r for r in first.values() if r is not no_update), key=lambda r: r["fraction"])
+    row = {(r["model"], r["optimizer"]): r for r in runs if r["batch"] == b0}
+    by_model = {m: next(r for v, r in nll_rows.items() if v.model == m and v.label == "evaluate.py")
+                for m in (VAMP, VAMP_BASE, PIXEL)}
+    vamp_step = row[VAMP, TRAINED_BY]["step_ms"] / 1e3
+    vamp = {"model": VAMP, "base": VAMP_BASE, "batch": b0,
+            "nll_ms_per_image": by_model[VAMP]["ms_per_image"], "base_nll_ms_per_image": by_model[VAMP_BASE]["ms_per_image"],
+            "nll_ratio": by_model[VAMP]["ms_per_image"] / by_model[VAMP_BASE]["ms_per_image"],
+            "epoch_s": vamp_step * EPOCH / b0, "base_epoch_s": row[VAMP_BASE, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0,
+            "gemm_epoch_s": roofline[VAMP]["gemm_ms"] / 1e3 * EPOCH / b0,
+            "roofline_epoch_s": roofline[VAMP]["roofline_ms"] / 1e3 * EPOCH / b0,
+            # the share of a step's FLOPs spent on the pseudo-inputs (encoder forward and backward)
+            "pseudo_share": flop_model(cfgs[VAMP])["train_per_step"] / flops(train_work[VAMP, b0])}
+    conv_ops = [op for op in train_work[PIXEL, b0] if isinstance(op, Conv)]
+    pixel_nll = [nll_rows[v] for v in variants if v.model == PIXEL]
+    pixel = {"model": PIXEL, "batch": b0, "ceiling_gflops": ceilings[PIXEL, b0] / 1e9,
+             "conv_share": flops(conv_ops) / flops(train_work[PIXEL, b0]),
+             "training": [row[PIXEL, v] for v in (TRAINED_BY, CONTIGUOUS)], "nll": pixel_nll,
+             "epoch_s": row[PIXEL, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0}
     desc = machine_description(dev)
     doc = {
         "machine": machine_slug(desc), "machine_description": desc, "device": str(dev), "quick": quick,
         "settings": asdict(s), "provenance": provenance(device=str(dev)),
         "load_average": {"start": load_start, "end": _load_average()},
         "flop_model": {name: flop_model(cfg) for name, cfg in cfgs.items()},
-        "gemm": {"peak_gflops": max(rates.values()) / 1e9,
-                 "shapes": [{**asdict(g), "gflops": rates[g] / 1e9} for g in shapes],
+        "gemm": {"peak_gflops": max(r for op, r in rates.items() if isinstance(op, Gemm)) / 1e9,
+                 "shapes": [{"kind": type(op).__name__.lower(), **asdict(op), "gflops": rates[op] / 1e9}
+                            for op in shapes],
                  "ceilings": [{"model": n, "batch": b, "gflops": c / 1e9} for (n, b), c in ceilings.items()]},
-        "training": {"runs": runs, "models": models, "profile": profile},
-        "nll": nll,
-        "fisher": fisher,
-        "make": recorded_timings(timings),
-        "targets": {
-            "training": {"what": f"{MAIN_MODEL} training at batch {s.batches[0]}", "target": TARGET,
-                         "as_trained": as_trained["fraction"], "best_variant": best_first["optimizer"],
-                         "best": best_first["fraction"],
-                         # What stands in the way: the fraction with the update left out, and the
-                         # update's share of a step as train.py takes it.
-                         "without_update": no_update["fraction"],
-                         "update_share": 1 - no_update["step_ms"] / as_trained["step_ms"]},
-            "nll": {"what": f"{MAIN_MODEL} importance-sampled NLL", "target": TARGET,
-                    "as_trained": nll_rows[0]["fraction"], "best_variant": best_nll["variant"],
-                    "best": best_nll["fraction"]},
-        },
+        "memory": {"triad": [{"elements": n, "gb_per_s": bw / 1e9} for n, bw in bandwidth.items()],
+                   "gb_per_s": bandwidth[max(triad_sizes)] / 1e9},
+        "training": {"runs": runs, "models": models, "profile": profile, "roofline": roofline},
+        "nll": nll, "vamp": vamp, "pixel": pixel, "fisher": fisher,
+        "make": timing.recorded(timings),
     }
+    doc["targets"] = targets(doc)
     doc["warnings"], trusted = noise_warnings(doc)
+    doc["busy"] = any("busy machine" in w for w in doc["warnings"])
     for tg in doc["targets"].values():
-        tg["met"] = tg["best"] >= TARGET if trusted else None  # None: too noisy to say
+        tg["met"] = ((tg["best"] >= tg["target"]) if tg["sense"] == "at least" else (tg["best"] <= tg["target"])) \
+            if trusted else None  # None: too noisy to say
     doc["total_s"] = time.perf_counter() - start
     path = Path(out) / "bench" / f"{doc['machine']}{'-quick' * quick}.json"
     write_json(path, "bench", doc)
     return path, doc
 
 
+def targets(doc: dict) -> dict[str, dict]:
+    """Each target: the measured value as the code runs it, the best variant, and what stands in
+    the way (the measurements that bound it)."""
+    t, b0 = doc["training"], doc["settings"]["batches"][0]
+    found = {}
+
+    def target(key: str, fmt: dict, as_trained: float, best: tuple[float, str], in_the_way: str) -> None:
+        what, value, sense = TARGETS[key.split(":")[0]]
+        found[key] = {"what": what.format(**fmt), "target": value, "sense": sense, "as_trained": as_trained,
+                      "best": best[0], "best_variant": best[1], "in_the_way": in_the_way}
+
+    for name in MODELS:
+        r = t["roofline"][name]
+        mine = [x for x in t["runs"] if x["model"] == name and x["batch"] == b0]
+        trained = next(x for x in mine if x["optimizer"] == TRAINED_BY)
+        no_update = next(x for x in mine if x["optimizer"] == NO_UPDATE)
+        best = max((x for x in mine if x["optimizer"] != NO_UPDATE), key=lambda x: x["roofline_fraction"])
+        target(f"training:{name}", {"m": name, "b": b0}, trained["roofline_fraction"],
+               (best["roofline_fraction"], best["optimizer"]),
+               f"roofline {r['roofline_ms']:.2f} ms = multiplies {r['gemm_ms']:.2f} + Adam update "
+               f"{r['update_ms']:.2f} + activations {r['activations_ms']:.2f}; the step takes "
+               f"{trained['step_ms']:.2f} ms ({no_update['step_ms']:.2f} without the update); the same operators at "
+               f"width {FLOOR_WIDTH}, batch 1 take {r['floor_ms']:.2f} ms (the framework's per-operator floor)")
+    n = doc["nll"]
+    target("nll", {}, n["runs"][0]["fraction"], (n["best"]["fraction"], n["best"]["variant"]),
+           f"evaluate.py runs {n['runs'][0]['gflops']:.0f} GFLOP/s against a ceiling of {n['ceiling_gflops']:.0f}")
+    v = doc["vamp"]
+    target("vamp_nll", {}, v["nll_ratio"], (v["nll_ratio"], "evaluate.py"),
+           f"{v['nll_ms_per_image']:.1f} against {v['base_nll_ms_per_image']:.1f} ms per image: log p(z) and the "
+           f"pseudo-inputs add {v['nll_ms_per_image'] - v['base_nll_ms_per_image']:.1f} ms")
+    target("vamp_epoch", {"b": b0}, v["epoch_s"], (v["epoch_s"], TRAINED_BY),
+           f"its multiplies alone take {v['gemm_epoch_s']:.1f} s per epoch here (roofline {v['roofline_epoch_s']:.1f} "
+           f"s), {v['pseudo_share']:.0%} of the FLOPs on the pseudo-inputs; the standard prior's epoch takes "
+           f"{v['base_epoch_s']:.1f} s")
+    p = doc["pixel"]
+    trained, contiguous = p["training"]
+    r = t["roofline"][PIXEL]
+    target("pixel_training", {"b": b0}, trained["fraction_same_batch"],
+           max((x["fraction_same_batch"], x["optimizer"]) for x in p["training"]),
+           f"convolutions are {p['conv_share']:.0%} of its FLOPs; the step takes {trained['step_ms']:.0f} ms "
+           f"({contiguous['step_ms']:.0f} ms with contiguous maps), of which the activations' "
+           f"{r['activation_bytes'] / 1e6:.0f} MB take {r['activations_ms']:.0f} ms at the measured bandwidth "
+           f"(roofline {r['roofline_ms']:.0f} ms, {trained['roofline_fraction']:.2f} of it)")
+    return found
+
+
 def noise_warnings(doc: dict) -> tuple[list[str], bool]:
     """Signs that other work competed for the machine while it was measured, and whether the
-    fractions can still be trusted (the CPU-time clock discounts a busy machine)."""
+    verdicts can still be trusted (the CPU-time clock discounts a busy machine)."""
     found = []
     cores = doc["machine_description"]["logical_cores"]
     busiest = max((load[0] for load in doc["load_average"].values() if load), default=0.0)
@@ -521,166 +716,3 @@ def noise_warnings(doc: dict) -> tuple[list[str], bool]:
         found.append(f"{over} of {len(fractions)} fractions exceed 1: the multiplies alone ran slower than inside "
                      "the workloads, i.e. the machine was busier while the ceiling was measured")
     return found, not over and (not found or doc["settings"]["cpu_clock"])
-
-
-# ------------------------------------------------------------------------- reading and showing
-
-REQUIRED = ("machine", "machine_description", "device", "quick", "flop_model", "gemm", "training", "nll", "fisher",
-            "make", "targets", "warnings", "total_s")
-
-
-def read_bench(path: Path) -> dict:
-    return read_json(path, "bench", REQUIRED, fix="run `scvae bench` on that machine")
-
-
-def load_benches(results_dir: str | Path) -> list[dict]:
-    """Every machine's full benchmark under ``results_dir/bench`` (quick test runs left out)."""
-    docs = [read_bench(p) for p in sorted(Path(results_dir, "bench").glob("*.json"))]
-    return [d for d in docs if not d["quick"]]
-
-
-def headline(doc: dict) -> dict[str, float]:
-    """The fractions of the ceiling the book's chart compares across machines."""
-    t, first = doc["training"]["models"], doc["settings"]["batches"][0]
-    bars = {}
-    for name, m in t.items():
-        trained = next(r for r in m["first_batch"] if r["optimizer"] == TRAINED_BY)
-        bars[f"train {name} b{first} (train.py)"] = trained["fraction"]
-        bars[f"train {name}, fastest"] = m["best"]["fraction"]
-    bars["NLL (evaluate.py)"] = doc["nll"]["runs"][0]["fraction"]
-    bars["NLL, fastest variant"] = doc["nll"]["best"]["fraction"]
-    return bars
-
-
-def _rate(r: dict, unit: str) -> str:
-    return f"{r[unit + '_per_s']:,.0f} {unit}/s ({r['fraction']:.2f})"
-
-
-def comparison_rows(docs: list[dict]) -> list[tuple[str, list[str]]]:
-    """(measure, one cell per machine) for the book's side-by-side table; fractions of the
-    ceiling in parentheses."""
-    def cell(doc: dict, get: Callable[[dict], str]) -> str:
-        try:
-            return get(doc)
-        except (KeyError, StopIteration):  # a measure this machine's file lacks
-            return "—"
-
-    def train(name: str, optimizer: str | None) -> Callable[[dict], str]:
-        def get(doc: dict) -> str:
-            m = doc["training"]["models"][name]
-            if optimizer is None:
-                return f"{_rate(m['best'], 'images')} at b{m['best']['batch']}, {m['best']['optimizer']}"
-            return _rate(next(r for r in m["first_batch"] if r["optimizer"] == optimizer), "images")
-        return get
-
-    def make(target: str) -> Callable[[dict], str]:
-        def get(doc: dict) -> str:
-            rec = doc["make"][target]
-            return f"{rec['seconds']:.0f} s ({rec['recorded_at'][:10]})" if rec else "not measured yet"
-        return get
-
-    b = FULL.batches[0]
-    measures: list[tuple[str, Callable[[dict], str]]] = [
-        ("device", lambda d: f"{d['provenance']['device_name']} [{d['device']}"
-                             + (", one thread's CPU time]" if d["settings"]["cpu_clock"] else "]")),
-        ("measured", lambda d: f"{d['provenance']['written_at'][:10]}, {d['provenance']['git_revision'][:10]}"),
-        ("load average at start (1 min)", lambda d: f"{d['load_average']['start'][0]:.1f}"),
-        ("GEMM: fastest single shape", lambda d: f"{d['gemm']['peak_gflops']:.1f} GFLOP/s"),
-        *((f"{name} training ceiling", lambda d, n=name: f"{d['training']['models'][n]['ceiling_gflops']:.1f} "
-           f"GFLOP/s (b{d['training']['models'][n]['ceiling_batch']})") for name in MODELS),
-        *((f"train {name} b{b}, {opt}", train(name, opt)) for name in MODELS for opt in (*OPTIMIZERS, NO_UPDATE, COMPILED)),
-        *((f"train {name}, fastest", train(name, None)) for name in MODELS),
-        ("NLL, evaluate.py", lambda d: _rate(d["nll"]["runs"][0], "samples")),
-        ("NLL, fastest variant", lambda d: f"{_rate(d['nll']['best'], 'samples')}, {d['nll']['best']['variant']}"),
-        ("NLL of the test set at S=5000 (projected)",
-         lambda d: f"{d['nll']['projected']['evaluate_py_s'] / 60:.0f} min "
-                   f"({d['nll']['projected']['best_s'] / 60:.0f} min fastest)"),
-        ("Fisher: vectorised (hooks) vs loop", lambda d: f"speed-up {d['fisher']['speedup']:.1f}x, max rel. "
-                                                       f"diff {d['fisher']['max_rel_diff']:.0e} (float64)"),
-        *((f"make {t}", make(t)) for t in MAKE_TARGETS),
-        ("scvae bench itself", lambda d: f"{d['total_s']:.0f} s"),
-        ("warnings (below)", lambda d: str(len(d["warnings"]))),
-    ]
-    return [(label, [cell(d, get) for d in docs]) for label, get in measures]
-
-
-def comparison_text(docs: list[dict]) -> str:
-    """The side-by-side table as aligned text (the book check admits only its own HTML
-    tables on notebook pages), then each machine's warnings."""
-    rows = [("measure", [d["machine"] for d in docs]), *comparison_rows(docs)]
-    widths = [max(len(r[0]) for r in rows)] + [max(len(r[1][i]) for r in rows) for i in range(len(docs))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip([label, *cells], widths)).rstrip() for label, cells in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines += [f"{d['machine']}: WARNING: {w}" for d in docs for w in d["warnings"]]
-    return "\n".join(lines)
-
-
-def fraction_figure(docs: list[dict]) -> Figure:
-    """Grouped bars: each headline fraction of the ceiling, one bar per machine, target line."""
-    from matplotlib.figure import Figure
-
-    from . import plots  # noqa: F401  (on import it teaches IPython to show Figures as PNG)
-
-    labels = list(dict.fromkeys(k for d in docs for k in headline(d)))
-    fig = Figure(figsize=(9, 0.5 * len(labels) * max(1, len(docs) / 2) + 1.5), layout="constrained")
-    ax = fig.subplots()
-    height = 0.8 / len(docs)
-    for i, d in enumerate(docs):
-        values = headline(d)
-        ax.barh([j + i * height for j in range(len(labels))], [values.get(k, 0.0) for k in labels],
-                height=height, label=d["machine"])
-    ax.set_yticks([j + height * (len(docs) - 1) / 2 for j in range(len(labels))], labels)
-    ax.invert_yaxis()
-    ax.axvline(TARGET, color="k", linestyle="--", linewidth=1, label=f"target {TARGET}")
-    ax.set_xlabel("fraction of the float32 GEMM ceiling")
-    ax.legend(loc="lower right")
-    fig.suptitle("Throughput as a fraction of each machine's matrix-multiply ceiling")
-    return fig
-
-
-def format_table(doc: dict) -> str:
-    """The short table ``scvae bench`` prints."""
-    n, f, prof = doc["nll"], doc["fisher"], doc["training"]["profile"]
-    lines = [f"{doc['machine']}: {doc['provenance']['device_name']} on {doc['device']}"
-             + (", timed by one thread's CPU time" if doc["settings"]["cpu_clock"] else "")
-             + (" (QUICK: test sizes, the numbers mean nothing)" if doc["quick"] else ""),
-             f"load average (1, 5, 15 min) at start {doc['load_average']['start']}, end {doc['load_average']['end']}",
-             f"GEMM: fastest single shape {doc['gemm']['peak_gflops']:.1f} GFLOP/s",
-             f"{'workload':40s} {'rate':>19s} {'GFLOP/s':>8s} {'ceiling':>8s} {'fraction':>8s}"]
-    for name, m in doc["training"]["models"].items():
-        for r in m["first_batch"] + [m["best"]]:
-            label = f"train {name} b{r['batch']} {r['optimizer']}" + (" (best)" if r is m["best"] else "")
-            lines.append(f"{label:40s} {r['images_per_s']:>13,.0f} img/s {r['gflops']:8.1f} "
-                         f"{m['ceiling_gflops']:8.1f} {r['fraction']:8.2f}")
-    for r in n["runs"]:
-        lines.append(f"{'NLL ' + n['model'] + ' S=' + str(n['samples']) + ' ' + r['variant']:40s} "
-                     f"{r['samples_per_s']:>9,.0f} samples/s {r['gflops']:8.1f} {n['ceiling_gflops']:8.1f} "
-                     f"{r['fraction']:8.2f}")
-    p = n["projected"]
-    lines += [f"NLL of all {p['images']:,} test images at S={p['samples']}: {p['evaluate_py_s'] / 60:.0f} min with "
-              f"evaluate.py, {p['best_s'] / 60:.0f} min with the best variant",
-              f"Fisher {f['model']}, {f['points']} points: loop over examples {f['loop_s']:.2f} s, vectorised "
-              f"hooks {f['hooks_s']:.2f} s (speed-up {f['speedup']:.1f}x), torch.func vmap {f['vectorised_s']:.2f} s "
-              f"({f['func_speedup']:.1f}x); max relative difference to the loop {f['max_rel_diff']:.1e} in float64, "
-              f"{f['max_rel_diff_float32']:.1e} in float32",
-              f"profile of train {prof['model']} b{prof['batch']} {prof['optimizer']}: matmul "
-              f"{prof['matmul_share']:.0%}; " + ", ".join(f"{o['op']} {o['share']:.0%}" for o in prof["top_ops"][:5])]
-    for target, rec in doc["make"].items():
-        lines.append(f"make {target}: " + (f"{rec['seconds']:.0f} s (recorded {rec['recorded_at']})" if rec
-                                           else "not measured yet"))
-    for tg in doc["targets"].values():
-        lines.append(f"target: {tg['what']} >= {tg['target']} of the ceiling: {tg['as_trained']:.2f} as the code runs "
-                     f"it, {tg['best']:.2f} with {tg['best_variant']} "
-                     f"({VERDICTS[tg['met']]})")
-        if "without_update" in tg:
-            lines.append(f"  in the way: the parameter update takes {tg['update_share']:.0%} of a step; without it "
-                         f"the step reaches {tg['without_update']:.2f} of the ceiling")
-    lines += [f"WARNING: {w}" for w in doc["warnings"]]
-    lines.append(f"total {doc['total_s']:.0f} s")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":  # `python -m scvae_core.bench ...` is `scvae bench ...` (the Makefile uses it)
-    from .cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

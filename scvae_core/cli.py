@@ -78,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds (default: the preset's seeds for each stage)")
     p.set_defaults(func=_status)
 
-    p = sub.add_parser("bench", help="measure this machine: GEMM ceiling, training, NLL and Fisher throughput",
-                       description="Time the models' float32 matrix multiplies alone (the ceiling), then training "
-                       "(vae-1l, scvae), importance-sampled NLL and per-example Fisher against it; print a table and "
+    p = sub.add_parser("bench", help="measure this machine: ceilings, memory bandwidth, training, NLL and Fisher",
+                       description="Time the models' float32 matrix multiplies and convolutions alone (the ceiling) "
+                       "and the memory bandwidth (a roofline), then training (vae-1l, scvae, vae-1l+vamp, pixelvae), "
+                       "importance-sampled NLL and per-example Fisher against them; print a table and "
                        "write OUT/bench/<machine>.json for the book's performance appendix. About 5 minutes on a "
                        "2-core CPU; needs no data.")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
@@ -90,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-clock", action="store_true",
                    help="time by the thread's CPU time (needs --threads 1): per-core figures on a shared machine")
     p.add_argument("--make-book", action="store_true", help="first run and time `make book` (recorded for the table)")
-    p.add_argument("--record-timing", nargs=2, metavar=("TARGET", "SECONDS"),
-                   help="only record that `make TARGET` took SECONDS (into _build/timings/; the Makefile calls this)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_bench)
 
@@ -139,11 +138,8 @@ def _bench(args) -> int:
     import subprocess
 
     from . import bench
+    from .bench_tables import format_table
 
-    if args.record_timing:
-        target, seconds = args.record_timing
-        print(f"make {target}: {float(seconds):.1f} s recorded in {bench.record_timing(target, float(seconds))}")
-        return 0
     if args.make_book:
         try:
             bench.time_make_book()
@@ -152,7 +148,7 @@ def _bench(args) -> int:
             return 1
     path, doc = bench.run_bench(args.device, args.quick, args.out, args.threads, args.cpu_clock,
                                 progress=not args.no_progress)
-    print(bench.format_table(doc))
+    print(format_table(doc))
     print(f"wrote {path}")
     return 0
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import claims
+from .bench_tables import bench_table
 from .presets import TABLE1, get_preset
 from .runs import (DEPTH_MODEL, citation, collect, md_text, metric, paper_reported, paper_rows, per_seed,
                    published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
@@ -216,6 +217,7 @@ def published_table(out: Path | str, preset: str | None = None) -> Table:
 
 TABLES |= {t.stage: (lambda out, preset=None, t=t: twin_table(out, t, preset)) for t in TWINS}
 TABLES["published"] = published_table
+TABLES["bench"] = bench_table  # the performance appendix (bench_tables.py)
 
 
 def nll_convergence(out: Path | str, preset: str | None = None) -> dict:

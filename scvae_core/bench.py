@@ -29,7 +29,7 @@ framework costs per operator, whatever the sizes).
 
 train.py trains with fused Adam; evaluate.py compiles log p(x|z) for NLL workloads large
 enough to repay the compile. The other variants (plain Adam, no update at all, a compiled
-training step, inference_mode, other NLL pass sizes, contiguous PixelCNN maps) measure what a
+training step, inference_mode, other NLL pass sizes, channels-last PixelCNN maps) measure what a
 change would buy, or what stands in the way of a target; they change nothing elsewhere.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ NO_UPDATE = "no-update"
 # train.py's step with the ELBO through torch.compile, which fuses its elementwise work (tanh,
 # skip additions, the Bernoulli and Gaussian densities).
 COMPILED = "adam-fused+compiled"
-CONTIGUOUS = "adam-fused+contiguous"  # the PixelCNN with the default (NCHW) layout instead of channels-last
+CHANNELS_LAST = "adam-fused+channels-last"  # the PixelCNN's maps channels-last (NHWC) instead of NCHW
 MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
               "aten::convolution_backward")
 # Bytes a training step streams beside its multiplies (float32; forward and backward together):
@@ -109,8 +109,8 @@ class Settings:
     budget_s: float = 2.0
     nll_samples: int = PAPER_SAMPLES  # S of the timed NLL runs
     nll_points: int = 4  # test images per timed NLL call (at least one full pass)
-    pixel_samples: int = 1024  # S of the PixelCNN's timed NLL (one image): one pass as evaluate.py makes it
-    pixel_chunk: int = 128  # the smaller pass tried against it
+    pixel_samples: int = 1024  # S of the PixelCNN's timed NLL (one image)
+    pixel_chunk: int = 1024  # the larger pass tried against evaluate.py's
     fisher_points: int = 32
     compile: bool = True  # also time training and the NLL through torch.compile (seconds of compiling)
     # Time by the thread's CPU time instead of the wall clock: with one thread, a shared
@@ -285,18 +285,16 @@ def best_time(fn: Callable[[], object], device: torch.device, s: Settings, warm:
 
 
 def _op_call(op: Op, device: torch.device) -> Callable[[], torch.Tensor]:
-    """The operation with the operand layout nn.Linear, autograd and the PixelCNN use."""
+    """The operation with the operand layout nn.Linear, autograd and the PixelCNN (NCHW) use."""
     def r(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, device=device)
 
     if isinstance(op, Conv):
-        cl = torch.channels_last  # the PixelCNN's layout (models.PixelCNN)
-        x = r(op.rows, op.c_in, IMAGE_SIDE, IMAGE_SIDE).contiguous(memory_format=cl)
-        w, b = r(op.c_out, op.c_in, op.k, op.k).contiguous(memory_format=cl), r(op.c_out)
+        x, w, b = r(op.rows, op.c_in, IMAGE_SIDE, IMAGE_SIDE), r(op.c_out, op.c_in, op.k, op.k), r(op.c_out)
         pad = op.k // 2
         if op.role == "forward":
             return lambda: F.conv2d(x, w, b, padding=pad)
-        dy = r(op.rows, op.c_out, IMAGE_SIDE, IMAGE_SIDE).contiguous(memory_format=cl)
+        dy = r(op.rows, op.c_out, IMAGE_SIDE, IMAGE_SIDE)
         mask = [True, False, False] if op.role == "input_grad" else [False, True, True]
         return lambda: torch.ops.aten.convolution_backward(dy, x, w, [op.c_out], [1, 1], [pad, pad], [1, 1], False,
                                                            [0, 0], 1, mask)
@@ -364,9 +362,9 @@ def trainer(cfg: ModelConfig, batch: int, variant: str, device: torch.device) ->
     model = VAE(cfg).to(device).train()
     if variant == COMPILED:
         model.elbo = torch.compile(model.elbo)
-    if variant == CONTIGUOUS:
-        model.to(memory_format=torch.contiguous_format)
-    optimizer = TRAINED_BY if variant in (COMPILED, CONTIGUOUS) else variant
+    if variant == CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+    optimizer = TRAINED_BY if variant in (COMPILED, CHANNELS_LAST) else variant
     opt = None if variant == NO_UPDATE else torch.optim.Adam(model.parameters(), lr=get_preset("paper").lr,
                                                                **OPTIMIZERS[optimizer])
     x = random_images(batch, device)
@@ -485,10 +483,6 @@ def machine_slug(desc: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", re.sub(r"\((r|tm)\)", "", name.lower())).strip("-")
 
 
-def _load_average() -> list[float] | None:
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 
 
 def _load_average() -> list[float] | None:
@@ -514,7 +508,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
     cfgs = {name: get_config(name) for name in (*MODELS, VAMP, PIXEL)}
     plan = [(n, b, o) for n in MODELS for b in s.batches for o in OPTIMIZERS]
     plan += [(n, b0, NO_UPDATE) for n in MODELS] + [(n, b0, COMPILED) for n in MODELS if s.compile]
-    plan += [(VAMP, b0, TRAINED_BY), (PIXEL, b0, TRAINED_BY), (PIXEL, b0, CONTIGUOUS)]
+    plan += [(VAMP, b0, TRAINED_BY), (PIXEL, b0, TRAINED_BY), (PIXEL, b0, CHANNELS_LAST)]
     roofed = (*MODELS, VAMP, PIXEL)  # the models whose step is set against its roofline
     variants = nll_variants(s)
     passes = {v: nll_pass(v, s, rows_per_pass(VAE(cfgs[v.model]), dev)) for v in variants}
@@ -623,7 +617,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
     pixel_nll = [nll_rows[v] for v in variants if v.model == PIXEL]
     pixel = {"model": PIXEL, "batch": b0, "ceiling_gflops": ceilings[PIXEL, b0] / 1e9,
              "conv_share": flops(conv_ops) / flops(train_work[PIXEL, b0]),
-             "training": [row[PIXEL, v] for v in (TRAINED_BY, CONTIGUOUS)], "nll": pixel_nll,
+             "training": [row[PIXEL, v] for v in (TRAINED_BY, CHANNELS_LAST)], "nll": pixel_nll,
              "epoch_s": row[PIXEL, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0}
     desc = machine_description(dev)
     doc = {
@@ -688,12 +682,12 @@ def targets(doc: dict) -> dict[str, dict]:
            f"s), {v['pseudo_share']:.0%} of the FLOPs on the pseudo-inputs; the standard prior's epoch takes "
            f"{v['base_epoch_s']:.1f} s")
     p = doc["pixel"]
-    trained, contiguous = p["training"]
+    trained, channels_last = p["training"]
     r = t["roofline"][PIXEL]
     target("pixel_training", {"b": b0}, trained["fraction_same_batch"],
            max((x["fraction_same_batch"], x["optimizer"]) for x in p["training"]),
            f"convolutions are {p['conv_share']:.0%} of its FLOPs; the step takes {trained['step_ms']:.0f} ms "
-           f"({contiguous['step_ms']:.0f} ms with contiguous maps), of which the activations' "
+           f"({channels_last['step_ms']:.0f} ms with channels-last maps), of which the activations' "
            f"{r['activation_bytes'] / 1e6:.0f} MB take {r['activations_ms']:.0f} ms at the measured bandwidth "
            f"(roofline {r['roofline_ms']:.0f} ms, {trained['roofline_fraction']:.2f} of it)")
     return found

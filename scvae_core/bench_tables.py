@@ -119,7 +119,7 @@ MEASURES: list[tuple[str, Callable[[dict], str]]] = [
                f"multiplies alone {d['vamp']['gemm_epoch_s']:.1f} s)"),
     ("PixelVAE training b100",
      lambda d: f"{d['pixel']['epoch_s']:.0f} s per epoch, {d['pixel']['training'][0]['fraction_same_batch']:.2f} of "
-               f"the convolution ceiling (contiguous maps: {d['pixel']['training'][1]['fraction_same_batch']:.2f})"),
+               f"the convolution ceiling (channels-last maps: {d['pixel']['training'][1]['fraction_same_batch']:.2f})"),
     ("PixelVAE NLL", lambda d: "; ".join(f"{r['variant']} {r['samples_per_s']:,.0f} samples/s "
                                          f"({r['fraction_same_rows']:.2f})" for r in d["pixel"]["nll"])),
     ("Fisher: vectorised (hooks) against a loop", lambda d: f"{d['fisher']['speedup']:.1f}x faster, max rel. diff "

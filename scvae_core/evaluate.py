@@ -94,12 +94,13 @@ def importance_log_px(
 def rows_per_pass(model: VAE, device: torch.device) -> int:
     """How many (sample, data point) rows to push through the model at once.
 
-    About a thousand keeps a CPU's caches warm (measured: throughput falls beyond); a GPU
-    wants as many as a 2 GiB activation budget allows, which the VampPrior's (rows, K, D)
-    densities and the PixelCNN's feature maps shrink.
+    About a thousand keeps a CPU's caches warm (measured: throughput falls beyond), and 64 for
+    the PixelCNN, whose 32-channel maps of 1024 rows (100 MB each) ran its NLL 2.7x slower
+    (`scvae bench`, 1 thread, 2026-12-01); a GPU wants as many as a 2 GiB activation budget
+    allows, which the VampPrior's (rows, K, D) densities and the PixelCNN's feature maps shrink.
     """
     if device.type != "cuda":
-        return 1024
+        return 64 if model.cfg.decoder == "pixelcnn" else 1024
     cfg = model.cfg
     floats = 4 * X_DIM + 4 * cfg.hidden
     if cfg.prior == "vamp":

@@ -1,15 +1,20 @@
-"""`scvae bench`: its FLOP model against a hand count, the ceiling's definition, the result file
-of a quick run (schema and sections), the make-timing records and the CLI. No timing is asserted:
-the speed targets live in the benchmark's output."""
+"""`scvae bench`: its FLOP and byte models against hand counts, the ceiling's definition, the
+result file of a quick run (every workload, every target with its verdict and what stands in its
+way), the appendix table that bookcheck verifies, the make-timing script and the CLI. No timing
+is asserted: the speed targets live in the benchmark's output."""
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
-from scvae_core import bench
-from scvae_core.models import ModelConfig
+from scvae_core import bench, bench_tables, timing
+from scvae_core.bookcheck import check_book
+from scvae_core.evaluate import rows_per_pass
+from scvae_core.models import VAE, ModelConfig, count_parameters
 from scvae_core.results import ResultError
 from scvae_core.zoo import get_config
 
@@ -24,16 +29,58 @@ def test_flop_model_matches_a_hand_count():
     input_grads = forward - 2 * 784 * 4  # none for the layer fed by the data
     assert bench.flop_model(TINY) == {
         "train_per_image": forward + weight_grads + input_grads,  # 31,504
+        "train_per_step": 0,
         "nll_per_sample": 2 * (2 * 4 + 4 * 784),  # the decoder
         "nll_per_image": 2 * (784 * 4 + 4 * 2 + 4 * 2),  # the encoder
+        "nll_per_call": 0,
     }
-    assert bench.flops(bench.training_gemms(TINY, 3)) == 3 * 31504
+    assert bench.flops(bench.training_ops(TINY, 3)) == 3 * 31504
+
+
+def test_vampprior_flops_count_the_pseudo_inputs_and_the_mixture_product():
+    cfg = replace(TINY, prior="vamp", pseudo_inputs=3)
+    encoder = 2 * (784 * 4 + 4 * 2 + 4 * 2)
+    mixture = 2 * (2 * 2) * 3  # [z^2, z] (2D = 4) against K = 3 components, per row
+    fm = bench.flop_model(cfg)
+    assert fm["train_per_image"] == bench.flop_model(TINY)["train_per_image"] + 3 * mixture  # forward + 2 grads
+    assert fm["train_per_step"] == 3 * 3 * encoder  # K rows, forward and both gradients (the inputs learn)
+    assert fm["nll_per_sample"] == bench.flop_model(TINY)["nll_per_sample"] + mixture
+    assert fm["nll_per_call"] == 3 * encoder  # encoded once per NLL call
+
+
+def test_pixelcnn_flops_count_every_convolution():
+    cfg = replace(TINY, decoder="pixelcnn", pixel_layers=3, pixel_channels=2)
+    per_map = 2 * 28 * 28
+    first, middle, out = per_map * 1 * 2 * 49, per_map * 2 * 2 * 9, per_map * 2 * 1 * 1
+    convs_forward = 2 * first + middle + out  # first_x and first_cond, one middle layer, the 1x1 output
+    fm, mlp = bench.flop_model(cfg), bench.flop_model(TINY)
+    assert fm["nll_per_sample"] == mlp["nll_per_sample"] + convs_forward
+    # backward: both gradients everywhere except first_x's input gradient (it is fed by x)
+    assert fm["train_per_image"] == mlp["train_per_image"] + 3 * convs_forward - first
+    assert {(n, k) for n, _, _, k in bench.conv_shapes(cfg)} == {
+        ("decoder.pixelcnn.first_x", 7), ("decoder.pixelcnn.first_cond", 7), ("decoder.pixelcnn.middle.0", 3),
+        ("decoder.pixelcnn.out", 1)}
 
 
 def test_ceiling_is_the_flop_weighted_harmonic_mean():
     a, b = bench.Gemm("forward", 10, 10, 10), bench.Gemm("forward", 20, 10, 10)  # 2,000 and 4,000 FLOPs
-    rates = {a: 1000.0, b: 4000.0}  # 2 s + 1 s for 6,000 FLOPs
-    assert bench.ceiling([a, b], rates) == pytest.approx(2000.0)
+    c = bench.Conv("forward", 1, 1, 1, 1)  # 1,568 FLOPs
+    rates = {a: 1000.0, b: 4000.0, c: 1568.0}  # 2 s + 1 s + 1 s for 7,568 FLOPs
+    assert bench.ceiling([a, b, c], rates) == pytest.approx(7568 / 4)
+
+
+def test_step_bytes_match_a_hand_count():
+    per_row = (4 * 4 + 20 * 4) + 4 * 2 + 4 * 2 + (4 * 4 + 20 * 4) + 4 * 784 + 28 * 784 + 120 * 2  # 25,536
+    assert bench.step_bytes(TINY, 5) == {"update": 28 * count_parameters(VAE(TINY)), "activations": 5 * per_row}
+    skips = replace(TINY, enc_skip="short", dec_skip="short")  # + 24 bytes per hidden unit and side
+    assert bench.step_bytes(skips, 5)["activations"] == 5 * (per_row + 2 * 24 * 4)
+
+
+def test_the_pixelcnn_nll_is_timed_at_evaluate_pys_pass_and_a_larger_one():
+    per_pass = rows_per_pass(VAE(get_config(bench.PIXEL)), torch.device("cpu"))
+    evaluate_py, larger = [v for v in bench.nll_variants(bench.FULL) if v.model == bench.PIXEL]
+    assert bench.nll_pass(evaluate_py, bench.FULL, per_pass) == (1, per_pass)  # one image, 64 samples a pass
+    assert bench.nll_pass(larger, bench.FULL, per_pass) == (1, bench.FULL.pixel_chunk) and per_pass < 1024
 
 
 def test_machine_slug_names_hardware_not_hosts():
@@ -44,13 +91,36 @@ def test_machine_slug_names_hardware_not_hosts():
         == "intel-xeon-gold-6338-8cpu"
 
 
-def test_record_timing_round_trip(tmp_path):
-    assert bench.recorded_timings(tmp_path) == {"book": None, "test": None}
-    bench.record_timing("test", 123.456, tmp_path)
-    found = bench.recorded_timings(tmp_path)
+def test_timing_round_trip(tmp_path):
+    assert timing.recorded(tmp_path) == {"book": None, "test": None}
+    timing.record("test", 123.456, tmp_path)
+    found = timing.recorded(tmp_path)
     assert found["book"] is None and found["test"]["seconds"] == 123.5 and found["test"]["recorded_at"]
-    with pytest.raises(ValueError):
-        bench.record_timing("../evil", 1.0, tmp_path)
+    (tmp_path / "book.json").write_text('{"kind": "other"}')
+    assert timing.recorded(tmp_path)["book"] is None  # not a timing file
+    for target, seconds in (("../evil", 1.0), ("test", -1.0)):
+        with pytest.raises(ValueError):
+            timing.record(target, seconds, tmp_path)
+
+
+def test_timing_script_loads_neither_torch_nor_numpy(tmp_path):
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['timing', 'book', '42', '--root', {str(tmp_path)!r}]\n"
+            "try:\n    runpy.run_module('scvae_core.timing', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("[]") and timing.recorded(tmp_path)["book"]["seconds"] == 42.0
+    done = subprocess.run([sys.executable, "-m", "scvae_core.timing", "book", "soon", "--root", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 2 and "soon" in done.stderr
+
+
+def test_the_appendix_rendering_loads_no_torch():
+    done = subprocess.run([sys.executable, "-c", "import sys, scvae_core.bench_tables; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -60,58 +130,98 @@ def quick_run(tmp_path_factory):
     done = subprocess.run([*SCVAE, "bench", "--quick", "--threads", "1", "--cpu-clock", "--no-progress",
                            "--out", str(out)], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-4000:]
-    return out, done.stdout
-
-
-def test_quick_bench_writes_a_schema_valid_file_with_every_section(quick_run):
-    out, stdout = quick_run
     files = list((out / "bench").glob("*.json"))
     assert len(files) == 1 and files[0].name.endswith("-quick.json")  # never replaces a machine's real file
-    doc = bench.read_bench(files[0])
-    assert doc["kind"] == "bench" and doc["quick"] is True
+    return bench_tables.read_bench(files[0]), done.stdout, files[0]
+
+
+def test_quick_bench_times_every_workload(quick_run):
+    doc, stdout, path = quick_run
+    assert doc["kind"] == "bench" and doc["quick"] is True and doc["machine"] == bench.machine_slug(
+        doc["machine_description"])
     assert {"git_revision", "device_name", "written_at"} <= set(doc["provenance"])
-    assert doc["machine"] == bench.machine_slug(doc["machine_description"])
-    assert doc["flop_model"]["scvae"] == bench.flop_model(get_config("scvae"))
+    models = (*bench.MODELS, bench.VAMP, bench.PIXEL)
+    assert doc["flop_model"] == {m: bench.flop_model(get_config(m)) for m in models}
+    b0 = bench.QUICK.batches[0]
     assert {(r["model"], r["batch"], r["optimizer"]) for r in doc["training"]["runs"]} == {
         (m, b, o) for m in bench.MODELS for b in bench.QUICK.batches for o in bench.OPTIMIZERS} | {
-        (m, bench.QUICK.batches[0], bench.NO_UPDATE) for m in bench.MODELS} | (
-        {(bench.MAIN_MODEL, bench.QUICK.batches[0], bench.COMPILED)} if bench.QUICK.compile else set())
-    for row in [*doc["training"]["runs"], *doc["nll"]["runs"]]:
-        assert row["gflops"] > 0 and row["fraction"] > 0
-    assert doc["training"]["profile"]["top_ops"]
-    assert doc["nll"]["projected"]["evaluate_py_s"] > 0
-    assert set(doc["make"]) == set(bench.MAKE_TARGETS)
-    assert set(doc["targets"]) == {"training", "nll"}
-    assert all(t["met"] in bench.VERDICTS for t in doc["targets"].values())
-    # what stands in the way of the training target: the update's share, and the step without it
-    training = doc["targets"]["training"]
-    assert 0 < training["update_share"] < 1 and training["without_update"] > training["as_trained"]
-    assert "in the way: the parameter update takes" in stdout
-    assert doc["total_s"] > 0
-    assert "total" in stdout and str(files[0]) in stdout
-    assert set(bench.headline(doc)) and all(v > 0 for v in bench.headline(doc).values())
+        (m, b0, bench.NO_UPDATE) for m in bench.MODELS} | {
+        (bench.VAMP, b0, bench.TRAINED_BY), (bench.PIXEL, b0, bench.TRAINED_BY), (bench.PIXEL, b0, bench.CHANNELS_LAST)}
+    # the ceiling covers every operation of every workload: each was timed alone
+    timed = {(s.pop("kind"), *s.values()) for s in ({k: v for k, v in x.items() if k != "gflops"}
+                                                    for x in doc["gemm"]["shapes"])}
+    for m in models:
+        for op in bench.training_ops(get_config(m), b0):
+            assert (type(op).__name__.lower(), *vars(op).values()) in timed, (m, op)
+    assert all(x["gflops"] > 0 for x in doc["gemm"]["shapes"])
+    for m in models:
+        r = doc["training"]["roofline"][m]
+        assert r["roofline_ms"] == pytest.approx(r["gemm_ms"] + r["update_ms"] + r["activations_ms"])
+        assert r["update_bytes"] == bench.ADAM_BYTES * count_parameters(VAE(get_config(m)))
+        assert min(r["gemm_ms"], r["update_ms"], r["activations_ms"], r["floor_ms"]) > 0
+    assert doc["memory"]["gb_per_s"] > 0 and len(doc["memory"]["triad"]) >= 3
+    assert [r["model"] for r in doc["nll"]["runs"]] == [bench.MAIN_MODEL] * 4
+    assert [r["variant"] for r in doc["pixel"]["nll"]] == ["evaluate.py", f"chunk={bench.QUICK.pixel_chunk}"]
+    v = doc["vamp"]
+    assert v["nll_ratio"] == pytest.approx(v["nll_ms_per_image"] / v["base_nll_ms_per_image"])
+    assert 0 < v["pseudo_share"] < 1 and v["gemm_epoch_s"] < v["roofline_epoch_s"]
+    assert doc["fisher"]["max_rel_diff"] < 1e-4  # the vectorised routes agree with the loop (float64)
+    assert doc["fisher"]["layers"] == len(VAE(get_config(bench.MAIN_MODEL)).linear_layers())
+    assert set(doc["make"]) == set(timing.MAKE_TARGETS) and str(path) in stdout
 
 
-def test_vectorised_fisher_agrees_with_the_loop(quick_run):
-    out, _ = quick_run
-    doc = bench.read_bench(next((out / "bench").glob("*.json")))
-    assert doc["fisher"]["max_rel_diff"] < 1e-4
-    f = doc["fisher"]
-    assert f["speedup"] == pytest.approx(f["loop_s"] / f["hooks_s"])  # the route eval.json takes
-    assert doc["fisher"]["layers"] == len(bench.linear_shapes(get_config("scvae")))
+def test_every_target_has_a_verdict_that_follows_from_its_numbers(quick_run):
+    doc, stdout, _ = quick_run
+    assert set(doc["targets"]) == {f"training:{m}" for m in bench.MODELS} | {
+        "nll", "vamp_nll", "vamp_epoch", "pixel_training"}
+    for key, tg in doc["targets"].items():
+        assert tg["target"] == bench.TARGETS[key.split(":")[0]][1]
+        if tg["met"] is not None:
+            assert tg["met"] == (tg["best"] >= tg["target"] if tg["sense"] == "at least" else tg["best"] <= tg["target"])
+        if tg["met"] is not True:  # a missed target says what stands in its way
+            assert f"in the way: {tg['in_the_way']}" in stdout
+    assert "ms" in doc["targets"]["training:scvae"]["in_the_way"]
 
 
-def test_book_leaves_quick_runs_out(quick_run, tmp_path):
-    out, _ = quick_run
-    assert bench.load_benches(tmp_path) == []  # no folder at all: "no benchmark yet"
-    assert bench.load_benches(out) == []  # only a quick run
-    doc = json.loads(next((out / "bench").glob("*.json")).read_text())
+def test_the_appendix_table_shows_each_machine_and_marks_busy_ones(quick_run, tmp_path):
+    doc, _, path = quick_run
+    assert bench_tables.load_benches(tmp_path) == []  # no folder at all: "no benchmark yet"
+    assert bench_tables.load_benches(path.parent.parent) == []  # only a quick run
     (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "m.json").write_text(json.dumps({**doc, "quick": False}))
-    assert len(bench.load_benches(tmp_path)) == 1
+    quiet = {**doc, "quick": False, "machine": "quiet-box", "warnings": [], "busy": False}
+    busy = {**doc, "quick": False, "machine": "busy-box", "busy": True,
+            "warnings": ["busy machine: load average up to 9.0 on 2 cores"]}
+    old = {k: v for k, v in {**quiet, "machine": "old-box"}.items() if k not in ("vamp", "pixel", "memory")}
+    for d in (quiet, busy, old):
+        (tmp_path / "bench" / f"{d['machine']}.json").write_text(json.dumps(d))
+    table = bench_tables.bench_table(tmp_path)
+    assert table.columns == ("Measure", "busy-box (busy)", "old-box", "quiet-box")
+    assert "busy-box" in table.caption and "quiet-box" not in table.caption
+    cells = {row[0]: row[1:] for row in table.rows}
+    assert cells["VampPrior NLL (vae-1l+vamp against vae-1l)"][1] == bench_tables.MISSING  # an older file
+    assert cells["VampPrior NLL (vae-1l+vamp against vae-1l)"][2] != bench_tables.MISSING
+    assert all(len(row) == 4 for row in table.rows)
     (tmp_path / "bench" / "broken.json").write_text("{")
     with pytest.raises(ResultError, match="corrupt"):
-        bench.load_benches(tmp_path)
+        bench_tables.load_benches(tmp_path)
+
+
+def test_bookcheck_verifies_the_appendix_table(quick_run, tmp_path):
+    doc, _, _ = quick_run
+    results = tmp_path / "results"
+    (results / "bench").mkdir(parents=True)
+    (results / "bench" / "m.json").write_text(json.dumps({**doc, "quick": False}))
+    site = tmp_path / "html"
+    (site / "notebooks").mkdir(parents=True)
+    (site / "index.html").write_text("<html><body><main></main></body></html>")
+    page = site / "notebooks" / "07_performance.html"
+    html = bench_tables.bench_table(results).to_html()
+    page.write_text(f"<html><body><main>{html}</main></body></html>")
+    assert check_book(site, results) == []
+    cell = bench_tables.bench_table(results).rows[3][1]  # the GEMM peak
+    page.write_text(f"<html><body><main>{html.replace(cell, 'edited')}</main></body></html>")
+    problems = check_book(site, results)
+    assert len(problems) == 1 and "stale or edited" in problems[0]
 
 
 def test_bench_help_and_argument_errors():
@@ -119,8 +229,6 @@ def test_bench_help_and_argument_errors():
         return subprocess.run([*SCVAE, "bench", *args], capture_output=True, text=True, cwd=REPO_ROOT)
 
     done = scvae("--help")
-    assert done.returncode == 0 and "--quick" in done.stdout and "--record-timing" in done.stdout
-    done = scvae("--record-timing", "test", "soon")
-    assert done.returncode == 2 and "error" in done.stderr
+    assert done.returncode == 0 and "--quick" in done.stdout and "--cpu-clock" in done.stdout
     done = scvae("--quick", "--threads", "2", "--cpu-clock", "--out", "/nonexistent")
     assert done.returncode == 2 and "--threads 1" in done.stderr

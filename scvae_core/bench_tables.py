@@ -185,7 +185,7 @@ def fraction_figure(docs: list[dict]) -> Figure:
     for value in sorted({tg["target"] for d in docs for tg in d["targets"].values() if tg.get("sense") == "at least"}):
         ax.axvline(value, color="k", linestyle="--", linewidth=1, label=f"target {value}")
     ax.set_xlabel("fraction of the machine's roofline or ceiling (see the table)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.suptitle("Throughput as a fraction of what each machine can do")
     return fig
 

@@ -52,7 +52,7 @@ from tqdm import tqdm
 from . import timing
 from .evaluate import compiles_nll, importance_nll, rows_per_pass
 from .fisher import draw_targets, layer_fisher
-from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters
+from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits
 from .presets import get_preset
 from .results import DEFAULT_RESULTS, REPO_ROOT, describe_device, provenance, write_json
 from .train import STAT_NAMES, resolve_device
@@ -371,6 +371,15 @@ def trainer(cfg: ModelConfig, batch: int, variant: str, device: torch.device) ->
     return lambda: train_step(model, opt, x)
 
 
+def likelihood_step(batch: int, device: torch.device) -> Callable[[], None]:
+    """The Bernoulli log-likelihood of ``batch`` images alone, forward and backward, as the
+    ELBO computes it (models.log_bernoulli_logits): elementwise work the roofline counts as
+    bytes, timed to show what its transcendentals cost."""
+    x = random_images(batch, device)
+    logits = torch.randn(batch, X_DIM, device=device, requires_grad=True)
+    return lambda: log_bernoulli_logits(x, logits).sum().backward()
+
+
 def floor_config(cfg: ModelConfig) -> ModelConfig:
     """The same layers and operators with every width cut to FLOOR_WIDTH (the per-operator floor)."""
     return replace(cfg, hidden=FLOOR_WIDTH, latent=2, pseudo_inputs=2, pixel_channels=2)
@@ -521,7 +530,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
                     key=lambda op: (type(op).__name__, *asdict(op).values()))
     triad_sizes = sorted({2**16 if quick else 2**24} | {activation_elements(cfgs[n], b0) for n in roofed}
                          | {count_parameters(VAE(cfgs[n])) for n in roofed})
-    tasks = len(shapes) + len(triad_sizes) + len(plan) + len(roofed) + 1 + len(variants) + 1
+    tasks = len(shapes) + len(triad_sizes) + len(plan) + len(roofed) + 2 + len(variants) + 1
     bar = tqdm(total=tasks, desc="bench", unit="task", disable=not progress)
 
     def task(label: str, fn: Callable[[], object]):
@@ -549,6 +558,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
     runs = [train_row(*p) for p in plan]
     floors = {n: task(f"floor {n}", lambda n=n: best_time(trainer(floor_config(cfgs[n]), 1, TRAINED_BY, dev), dev, s,
                                                           warm=2)) for n in roofed}
+    likelihood_ms = task("Bernoulli log-likelihood", lambda: best_time(likelihood_step(b0, dev), dev, s)) * 1e3
     roofline = {}
     for name in roofed:
         cfg, by = cfgs[name], step_bytes(cfgs[name], b0)
@@ -557,7 +567,8 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
                  "activations_ms": by["activations"] / bandwidth[activation_elements(cfg, b0)] * 1e3}
         mine = [r for r in runs if r["model"] == name and r["batch"] == b0]
         roofline[name] = {"batch": b0, **parts, "roofline_ms": sum(parts.values()), "update_bytes": by["update"],
-                          "activation_bytes": by["activations"], "floor_ms": floors[name] * 1e3}
+                          "activation_bytes": by["activations"], "floor_ms": floors[name] * 1e3,
+                          "likelihood_ms": likelihood_ms}
         for r in mine:
             r["roofline_fraction"] = roofline[name]["roofline_ms"] / r["step_ms"]
     models = {}
@@ -669,7 +680,8 @@ def targets(doc: dict) -> dict[str, dict]:
                f"roofline {r['roofline_ms']:.2f} ms = multiplies {r['gemm_ms']:.2f} + Adam update "
                f"{r['update_ms']:.2f} + activations {r['activations_ms']:.2f}; the step takes "
                f"{trained['step_ms']:.2f} ms ({no_update['step_ms']:.2f} without the update); the same operators at "
-               f"width {FLOOR_WIDTH}, batch 1 take {r['floor_ms']:.2f} ms (the framework's per-operator floor)")
+               f"width {FLOOR_WIDTH}, batch 1 take {r['floor_ms']:.2f} ms (the framework's per-operator floor); the "
+               f"Bernoulli log-likelihood alone, forward and backward, {r['likelihood_ms']:.2f} ms")
     n = doc["nll"]
     target("nll", {}, n["runs"][0]["fraction"], (n["best"]["fraction"], n["best"]["variant"]),
            f"evaluate.py runs {n['runs'][0]['gflops']:.0f} GFLOP/s against a ceiling of {n['ceiling_gflops']:.0f}")

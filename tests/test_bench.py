@@ -117,9 +117,11 @@ def test_timing_script_loads_neither_torch_nor_numpy(tmp_path):
     assert done.returncode == 2 and "soon" in done.stderr
 
 
-def test_the_appendix_rendering_loads_no_torch():
-    done = subprocess.run([sys.executable, "-c", "import sys, scvae_core.bench_tables; print('torch' in sys.modules)"],
-                          capture_output=True, text=True, cwd=REPO_ROOT)
+def test_the_appendix_renders_without_torch():
+    code = ("import sys\nfrom scvae_core import bench_tables\n"
+            "bench_tables.bench_table('results').to_html()\n"  # the committed benchmark files
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
 
 

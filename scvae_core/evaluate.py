@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .data import load_binarized_mnist, load_test_labels
 from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_report
+from .lock import run_lock
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import Preset, run_preset
 from .results import (DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json,
@@ -431,6 +432,13 @@ def evaluate_run(
         raise ValueError(f"epoch {epoch}: preset {preset_name!r} keeps weights for evaluation only at epochs "
                          f"{list(preset.eval_epochs) or 'none (it evaluates the final weights)'}")
     paths = RunPaths(Path(out), preset_name, model_name, seed)
+    with run_lock(paths.dir):  # one writer per run (lock.py)
+        return _evaluate_locked(paths, preset, config, device, data_dir, progress, epoch)
+
+
+def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, device, data_dir, progress: bool,
+                     epoch: int | None) -> dict:
+    model_name, preset_name, seed, out = paths.model, paths.preset, paths.seed, paths.root
     _install_rescued(paths, preset, config, epoch)
     doc = _reusable(paths, preset, config, epoch)
     if doc is not None:

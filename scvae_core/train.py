@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from . import data
 from .models import VAE, ModelConfig, same_config
+from .lock import run_lock
 from .presets import Preset, changed_settings, run_preset, settings
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json
 from .runs import TRAIN_KEYS, load_train
@@ -352,18 +353,27 @@ def _completed(paths: RunPaths, cfg: ModelConfig, preset: Preset) -> dict | None
 
 def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.device = "auto",
               out: str | Path = DEFAULT_RESULTS, data_dir: str | Path | None = None, progress: bool = True,
-              max_steps: int | None = None) -> dict:
+              max_steps: int | None = None, budget_s: float | None = None) -> dict:
     """Train one model under a preset and write its train.json, whose content is returned.
 
     A complete train.json of the same settings is returned without training; a run killed
     (or stopped by ``max_steps``) resumes from ``last.pt``. With ``max_steps`` the call stops
     after that many optimisation steps, as if killed after a checkpoint: nothing is written
-    but ``last.pt``, and the returned dict has ``stopped: "max_steps"``.
+    but ``last.pt``, and the returned dict has ``stopped: "max_steps"``. With ``budget_s``,
+    training also ends after the first epoch that finishes past that many seconds of this
+    call (``stopped: "time_budget"``), as the GPU sprint needs; its train.json is final.
     """
     cfg, preset = get_config(model_name), run_preset(preset_name, model_name)
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
     paths = RunPaths(Path(out), preset_name, model_name, seed)
+    with run_lock(paths.dir):  # one writer per run (lock.py)
+        return _train_locked(paths, cfg, preset, device, data_dir, progress, max_steps, budget_s)
+
+
+def _train_locked(paths: RunPaths, cfg: ModelConfig, preset: Preset, device, data_dir, progress: bool,
+                  max_steps: int | None, budget_s: float | None) -> dict:
+    model_name, seed = paths.model, paths.seed
     done = _completed(paths, cfg, preset)
     if done is not None:
         note = "" if paths.best_ckpt.exists() else f" (its checkpoint {paths.best_ckpt} is not on this machine)"
@@ -424,6 +434,7 @@ def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_ste
     p, preset, bs, model_name = run.p, run.preset, run.preset.batch_size, run.paths.model
     n_batches = math.ceil(len(train_x) / bs)
     steps_here = 0  # optimisation steps of this call, for max_steps
+    started = time.monotonic()  # for budget_s
     run.model.train()
     while p.stopped is None:
         order = epoch_order(run.paths.seed, p.epoch, len(train_x)).to(run.dev)
@@ -439,6 +450,8 @@ def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_ste
                 run.save_if_due()
         if p.step == n_batches:
             run.end_epoch(valid_x)
+            if p.stopped is None and budget_s is not None and time.monotonic() - started >= budget_s:
+                p.stopped = "time_budget"
             if progress:
                 h = p.history[-1]
                 tqdm.write(f"{model_name} epoch {h['epoch']}/{preset.epochs}: loss {h['train_loss']:.2f}, valid "

@@ -5,6 +5,8 @@ import argparse
 import sys
 
 from . import data
+from .executor import RunsFailed
+from .lock import RunLocked
 from .presets import PRESETS
 from .results import DEFAULT_RESULTS, MAX_SEED, ResultError, check_seed
 from .zoo import UnknownName
@@ -29,6 +31,21 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
                        help="seeds (default: the preset's seeds for each stage)")
     else:
         p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
+
+
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE
+
+    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                   help=f"local worker processes, one run each at a time (default: {DEFAULT_JOBS}, measured fastest "
+                   "here; with --device cuda: runs sharing the GPU)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help=f"torch threads per run (default: {DEFAULT_THREADS})")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="a running Dask scheduler whose workers run the tasks (default: a local cluster of --jobs "
+                   f"workers); {INLINE!r}: one run after another in this process, without Dask")
+    p.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+                   help="with --device cuda, each run asks the scheduler for 1/K of a GPU (default: 1)")
 
 
 STAGES_TEXT = "; ".join(f"{name}: {', '.join(p.stages)}" for name, p in PRESETS.items())
@@ -64,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                        f"stopped. Stages per preset: {STAGES_TEXT}.")
     p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
     _run_args(p, stage=True)
+    _executor_args(p)
     p.set_defaults(func=_reproduce)
 
     p = sub.add_parser("status", help="show which runs of one or more stages are done, invalid, partial or to do",
@@ -123,7 +141,8 @@ def _reproduce(args) -> None:
     from .reproduce import reproduce
 
     reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, out=args.out,
-              data_dir=args.data_dir, progress=not args.no_progress)
+              data_dir=args.data_dir, progress=not args.no_progress, jobs=args.jobs, threads=args.threads,
+              scheduler=args.scheduler, runs_per_gpu=args.runs_per_gpu)
 
 
 def _status(args) -> None:
@@ -157,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (UnknownName, ResultError, data.DataError, ValueError) as e:
+    except (UnknownName, ResultError, data.DataError, ValueError, RunLocked, RunsFailed) as e:
         print(f"scvae: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
 """Stages end to end: train and evaluate every model and seed of a stage, resumably.
 
+Each run is one task of the executor (``executor.py``), which trains and evaluates it.
 ``train_run`` and ``evaluate_run`` decide themselves what is complete and up to date (and
 resume a partly trained model from its checkpoint), so ``reproduce`` simply calls both for
 every run: re-running an interrupted stage does only what is missing. After each stage a
@@ -14,6 +15,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
+from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, execute
 from .presets import get_preset, run_preset
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json
 from .zoo import check_name
@@ -102,10 +104,6 @@ def _wall_time(path: Path, kind: str) -> float | None:
     return read_json(path, kind).get("wall_time_s") if path.exists() else None
 
 
-def _mtime(path: Path) -> int | None:
-    return path.stat().st_mtime_ns if path.exists() else None
-
-
 def write_stage_summary(out, preset_name: str, stage: str, seeds, actions: dict, invocation_s: float,
                         device: str) -> dict:
     """stage-<stage>.json: each run's state and wall times, the stage's totals, the machine."""
@@ -149,46 +147,51 @@ def stage_times(out: Path | str = DEFAULT_RESULTS) -> str:
 
 
 def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: Path | str = DEFAULT_RESULTS,
-              data_dir=None, progress: bool = True) -> dict[str, dict]:
-    """Train then evaluate each model and seed of each stage; returns the stage summaries."""
+              data_dir=None, progress: bool = True, jobs: int = DEFAULT_JOBS, threads: int = DEFAULT_THREADS,
+              scheduler: str | None = None, runs_per_gpu: int = 1) -> dict[str, dict]:
+    """Train then evaluate each model and seed of each stage, every run a task of the executor
+    (``executor.py``: ``jobs`` local worker processes of ``threads`` torch threads, a running
+    Dask ``scheduler``, or ``inline``); returns the stage summaries, each written as soon as
+    its last run is back (and, for all, when interrupted)."""
     from .train import resolve_device
 
     runs = plan(stages, preset_name, seeds, out)  # checks every name before any work starts
+    check_layout(jobs, threads)
     check_writable(out, 0)  # and the results folder: a failure must not come after the first run
-    machine = str(resolve_device(device))
-    summaries: dict[str, dict] = {}
-    with tqdm(total=len(runs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:
-        for stage in expand_stages(stages, preset_name):
-            summaries[stage] = _run_stage(stage, [r for r in runs if r.stage == stage], preset_name, seeds,
-                                          device, machine, out, data_dir, progress, bar)
-    return summaries
-
-
-def _run_stage(stage, runs, preset_name, seeds, device, machine, out, data_dir, progress, bar) -> dict:
-    from .evaluate import evaluate_run
-    from .train import train_run
-
+    # On a cluster the workers resolve the device themselves; this machine may have no GPU.
+    machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
+    inline = scheduler == INLINE
+    specs = {(r.model, r.seed): RunSpec(r.model, preset_name, r.seed, str(out), device, data_dir and str(data_dir),
+                                        threads, progress=progress and inline) for r in runs}
+    stage_order = expand_stages(stages, preset_name)
+    pending = {s: {(r.model, r.seed) for r in runs if r.stage == s} for s in stage_order}
     actions: dict[tuple[str, int], tuple[str, float]] = {}
+    summaries: dict[str, dict] = {}
     start = time.monotonic()
-    try:
-        for run in runs:
-            t0 = time.monotonic()
-            eval_json = RunPaths(Path(out), preset_name, run.model, run.seed).eval_json
-            before = _mtime(eval_json)
-            train_run(run.model, preset_name, run.seed, device=device, out=out, data_dir=data_dir, progress=progress)
-            evaluate_run(run.model, preset_name, run.seed, device=device, out=out, data_dir=data_dir,
-                         progress=progress)
-            # An eval.json left untouched means both found the run complete and up to date.
-            action = "skipped" if before is not None and _mtime(eval_json) == before else "done"
-            seconds = time.monotonic() - t0
-            actions[(run.model, run.seed)] = (action, seconds)
-            tqdm.write(f"[{stage}] {run.model:18s} seed {run.seed}: {action:7s} {seconds / 60:6.1f} min")
-            bar.update(1)
-    finally:
-        # Also written when interrupted, so the summary says how far this invocation got.
-        summary = write_stage_summary(out, preset_name, stage, stage_seeds(stage, preset_name, seeds), actions,
-                                      time.monotonic() - start, machine)
-    return summary
+
+    def summarise(stage: str) -> None:
+        summaries[stage] = write_stage_summary(out, preset_name, stage, stage_seeds(stage, preset_name, seeds),
+                                               actions, time.monotonic() - start, machine)
+
+    with tqdm(total=len(specs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:
+        try:
+            for rec in execute(list(specs.values()), scheduler, jobs, runs_per_gpu):
+                run = (rec["model"], rec["seed"])
+                actions[run] = (rec["action"], rec["seconds"])
+                stage = ", ".join(s for s in stage_order if run in pending[s])
+                tqdm.write(f"[{stage}] {rec['model']:18s} seed {rec['seed']}: {rec['action']:7s} "
+                           f"{rec['seconds'] / 60:6.1f} min ({rec['host']}, PID {rec['pid']})")
+                bar.update(1)
+                for s in stage_order:
+                    pending[s].discard(run)
+                    if not pending[s] and s not in summaries:
+                        summarise(s)
+        finally:
+            # Also written when interrupted or when a run failed: how far this invocation got.
+            for s in stage_order:
+                if s not in summaries:
+                    summarise(s)
+    return summaries
 
 
 def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto",

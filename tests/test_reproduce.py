@@ -1,12 +1,14 @@
 """reproduce(): resumes an interrupted stage, plans, writes stage summaries; `scvae status`.
 Most tests replace train_run/evaluate_run by fakes that keep their contract (skip what is
-complete); the last one runs the real Table 1 stage under the smoke preset."""
+complete) and run them in this process (``scheduler="inline"``); the last one runs the real
+Table 1 stage under the smoke preset through the default local cluster of worker processes."""
 from __future__ import annotations
 
 import pytest
 from fake_results import write_eval, write_figures, write_train
 
 from scvae_core import cli, evaluate, train
+from scvae_core.executor import INLINE
 from scvae_core.presets import TABLE1, get_preset
 from scvae_core.reproduce import expand_stages, plan, reproduce, stage_path, stage_times
 from scvae_core.results import RunPaths, read_json
@@ -22,7 +24,7 @@ class FakeRuns:
         self.work: list[tuple[str, str, int]] = []
         self.interrupt_at: tuple[str, int] | None = None
 
-    def train_run(self, model, preset, seed, device="auto", out=None, data_dir=None, progress=True):
+    def train_run(self, model, preset, seed, device="auto", out=None, data_dir=None, progress=True, budget_s=None):
         paths = RunPaths(out, preset, model, seed)
         if not paths.train_json.exists():
             self.work.append(("train", model, seed))
@@ -52,13 +54,13 @@ def fake(monkeypatch) -> FakeRuns:
 def test_interrupted_stage_resumes_with_only_the_missing_runs(fake, tmp_path):
     fake.interrupt_at = (TABLE1[3], 0)  # trained, then killed while evaluating
     with pytest.raises(KeyboardInterrupt):
-        reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False)
+        reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False, scheduler=INLINE)
     assert [r.status for r in plan(["table1"], "smoke", out=tmp_path)] == ["done"] * 3 + ["partial"] + ["todo"] * 2
     interrupted = read_json(stage_path(tmp_path, "smoke", "table1"), "stage")
     assert (interrupted["completed"], interrupted["complete"]) == (3, False)
 
     fake.work.clear()
-    summary = reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False)["table1"]
+    summary = reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False, scheduler=INLINE)["table1"]
     assert fake.work == [("evaluate", TABLE1[3], 0)] + [(w, m, 0) for m in TABLE1[4:] for w in ("train", "evaluate")]
     assert [r["action"] for r in summary["runs"]] == ["skipped"] * 3 + ["done"] * 3
     assert (summary["completed"], summary["complete"]) == (6, True)
@@ -80,7 +82,8 @@ def test_plan_reports_done_partial_todo(tmp_path):
 
 
 def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
-    summary = reproduce(["table1"], "smoke", seeds=[0, 1], device="cpu", out=tmp_path, progress=False)["table1"]
+    summary = reproduce(["table1"], "smoke", seeds=[0, 1], device="cpu", out=tmp_path, progress=False,
+                        scheduler=INLINE)["table1"]
     doc = read_json(stage_path(tmp_path, "smoke", "table1"), "stage")
     assert doc["models"] == list(TABLE1) and doc["seeds"] == [0, 1]
     assert len(doc["runs"]) == 12 and all(r["status"] == "done" for r in doc["runs"])
@@ -108,7 +111,7 @@ def test_seeds_default_to_the_presets_per_stage(tmp_path):
 
 def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
     with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, all"):
-        reproduce(["table3"], "smoke", out=tmp_path, progress=False)
+        reproduce(["table3"], "smoke", out=tmp_path, progress=False, scheduler=INLINE)
     assert fake.work == []
 
 

@@ -1,0 +1,220 @@
+"""Where runs execute: each (model, seed) run is one task of Dask distributed, trained and
+evaluated by one worker, locally or on a cluster.
+
+- local (the default): a ``LocalCluster`` of ``jobs`` worker processes, one run at a time
+  each, with ``threads`` torch threads per run (``DEFAULT_JOBS`` x ``DEFAULT_THREADS`` was
+  measured fastest on this project's 2-core machine; README, "Parallel runs");
+- ``tcp://HOST:PORT``: a running Dask scheduler and its workers (``dask scheduler``,
+  ``dask worker``, or dask-jobqueue's ``SLURMCluster``/``PBSCluster``; book/scale.md);
+- ``inline``: one run after another in this process, without Dask (debugging, tests that
+  stand in for training).
+
+A task takes the run's lock (``lock.py``) for the whole run, so two workers never write one
+run. A worker that dies is noticed by the scheduler, which gives its task to another
+worker; there ``train_run`` resumes from the run's ``last.pt``. That needs the results
+folder on a file system every worker shares: without one, the retried run starts again
+from nothing on its new worker, and the results end up spread over the workers' disks.
+
+This module imports Dask only inside the functions that use it: the GPU sprint (sprint.py)
+runs the same task with the standard library's process pool on machines without Dask.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lock import run_lock
+from .results import RunPaths
+
+INLINE = "inline"
+# Measured on this project's 2-core machine, busy with other work, smoke table1 stage
+# (README, "Parallel runs"): two worker processes of one thread beat one of two threads.
+DEFAULT_JOBS = 2
+DEFAULT_THREADS = 1
+GPU = "GPU"  # the Dask resource a --device cuda task asks for
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one task needs: plain values, so that it travels to any worker."""
+
+    model: str
+    preset: str
+    seed: int
+    out: str
+    device: str = "auto"
+    data_dir: str | None = None
+    threads: int = DEFAULT_THREADS
+    budget_s: float | None = None  # training's wall-clock budget (the GPU sprint)
+    progress: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"run-{self.preset}-{self.model}-seed{self.seed}"
+
+
+def run_one(spec: RunSpec) -> dict:
+    """The task: train then evaluate one run under its lock; what was done, where, how long.
+
+    Both steps skip what is complete and up to date, and training resumes from ``last.pt``,
+    so a task that runs again after its worker died continues where the dead one stopped.
+    """
+    import torch
+
+    from .evaluate import evaluate_run
+    from .train import train_run
+
+    start = time.monotonic()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    paths = RunPaths(Path(spec.out), spec.preset, spec.model, spec.seed)
+    try:
+        # wait: a task retried while its first worker is only cut off, not dead, waits for it.
+        with run_lock(paths.dir, wait=math.inf):
+            before = _mtime(paths.eval_json)
+            trained = train_run(spec.model, spec.preset, spec.seed, device=spec.device, out=spec.out,
+                                data_dir=spec.data_dir, progress=spec.progress, budget_s=spec.budget_s)
+            evaluate_run(spec.model, spec.preset, spec.seed, device=spec.device, out=spec.out,
+                         data_dir=spec.data_dir, progress=spec.progress)
+            # An eval.json left untouched means both found the run complete and up to date.
+            action = "skipped" if before is not None and _mtime(paths.eval_json) == before else "done"
+    finally:
+        torch.set_num_threads(threads)
+    return {"model": spec.model, "seed": spec.seed, "action": action, "seconds": round(time.monotonic() - start, 2),
+            "epochs_run": trained["epochs_run"], "stopped": trained["stopped"],
+            "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+class RunsFailed(RuntimeError):
+    """Some runs raised; the others completed. Names each failed run and its error."""
+
+
+def gpu_share(runs_per_gpu: int) -> float:
+    """The part of a GPU one run asks for: 1/K rounded down to a multiple of 2**-20, so that
+    K shares add up to exactly one GPU (1/K in floating point does not: 1 - 8/9 < 1/9)."""
+    if runs_per_gpu < 1:
+        raise ValueError(f"--runs-per-gpu must be >= 1, got {runs_per_gpu}")
+    return math.floor(2**20 / runs_per_gpu) / 2**20
+
+
+def task_resources(device: str, runs_per_gpu: int) -> dict | None:
+    """What a task asks the scheduler for: a share of a GPU for CUDA runs, nothing on CPU."""
+    return {GPU: gpu_share(runs_per_gpu)} if str(device).startswith("cuda") else None
+
+
+def check_layout(jobs: int, threads: int) -> None:
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1 (worker processes), got {jobs}")
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1 (torch threads per run), got {threads}")
+
+
+def execute(specs: list[RunSpec], scheduler: str | None = None, jobs: int = DEFAULT_JOBS,
+            runs_per_gpu: int = 1) -> Iterator[dict]:
+    """Run every spec as a task; yield each run's record as it completes (in any order).
+
+    ``scheduler``: None for a local cluster of ``jobs`` worker processes, ``tcp://HOST:PORT``
+    for a running one, ``inline`` for this process. A run that raises does not stop the
+    others; after the last one, :class:`RunsFailed` lists every failure.
+    """
+    if scheduler == INLINE:
+        for spec in specs:
+            yield run_one(spec)
+        return
+    if scheduler is not None and "://" not in scheduler:
+        raise ValueError(f"--scheduler {scheduler!r}: give a Dask scheduler address such as tcp://HOST:8786, "
+                         f"or {INLINE!r} to run in this process")
+    yield from _execute_dask(specs, scheduler, jobs, runs_per_gpu)
+
+
+def _local_cluster(jobs: int, device: str, runs_per_gpu: int):
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=jobs, threads_per_worker=1, processes=True,  # one run per worker process at a time
+        dashboard_address=None,  # no fixed port: several clusters may run on one machine
+        resources=task_resources(device, runs_per_gpu) or {},  # locally, each worker is one GPU share
+        scheduler_port=0, host="127.0.0.1")
+
+
+def _execute_dask(specs, scheduler, jobs, runs_per_gpu) -> Iterator[dict]:
+    from contextlib import ExitStack
+
+    from distributed import Client, as_completed
+
+    failures: list[str] = []
+    with ExitStack() as stack:
+        if scheduler is None:
+            check_layout(jobs, 1)
+            device = specs[0].device if specs else "cpu"
+            cluster = stack.enter_context(_local_cluster(jobs, device, runs_per_gpu))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(scheduler, timeout="30s"))
+        by_future = {client.submit(run_one, spec, key=spec.key,
+                                   resources=task_resources(spec.device, runs_per_gpu)): spec
+                     for spec in specs}
+        for future in as_completed(by_future):
+            spec = by_future[future]
+            try:
+                yield future.result()
+            except Exception as e:  # noqa: BLE001  (a worker's error of any kind, or KilledWorker)
+                failures.append(f"{spec.model} seed {spec.seed}: {type(e).__name__}: {e}")
+    if failures:
+        raise RunsFailed(f"{len(failures)} of {len(specs)} runs failed (the others completed):\n  "
+                         + "\n  ".join(failures))
+
+
+
+# ------------------------------------------------------------------------- measuring the local default
+
+def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: str = "smoke",
+                 seeds: tuple[int, ...] = (1,), repeats: int = 3, data_dir: str | None = None) -> dict:
+    """Wall time of ``reproduce`` for each (jobs, threads) layout, each into a fresh results
+    folder, ``repeats`` times, the layouts interleaved (A B A B ...) so that a machine shared
+    with other work loads them alike. Seed 1 by default: seed 0 adds the minutes of t-SNE."""
+    import statistics
+    import tempfile
+
+    from .reproduce import reproduce
+    from .results import describe_device
+
+    times: dict[str, list[float]] = {f"{j}x{t}": [] for j, t in layouts}
+    for _ in range(repeats):
+        for jobs, threads in layouts:
+            with tempfile.TemporaryDirectory(prefix="scvae-layout-") as out:
+                t0 = time.monotonic()
+                reproduce([stage], preset, seeds=list(seeds), device="cpu", out=out, data_dir=data_dir,
+                          progress=False, jobs=jobs, threads=threads)
+                times[f"{jobs}x{threads}"].append(round(time.monotonic() - t0, 2))
+    summary = {name: {"runs_s": ts, "mean_s": round(statistics.mean(ts), 2),
+                      "sd_s": round(statistics.stdev(ts), 2) if len(ts) > 1 else None} for name, ts in times.items()}
+    return {"stage": stage, "preset": preset, "seeds": list(seeds), "repeats": repeats, "layouts": summary,
+            "load_average_before_after": None, "machine": describe_device("cpu")}
+
+
+if __name__ == "__main__":  # python -m scvae_core.executor: time the local layouts, print them
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Time `scvae reproduce` of a smoke stage under --jobs x --threads "
+                                     "layouts, interleaved; prints JSON (the README's 'Parallel runs' figures).")
+    parser.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="JOBSxTHREADS (default: 1x2 2x1)")
+    parser.add_argument("--stage", default="table1")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    load = os.getloadavg()
+    doc = time_layouts([tuple(int(v) for v in lay.split("x")) for lay in args.layouts], args.stage,
+                       repeats=args.repeats, data_dir=args.data_dir)
+    doc["load_average_before_after"] = [round(load[0], 2), round(os.getloadavg()[0], 2)]
+    print(json.dumps(doc, indent=1))

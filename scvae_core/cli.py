@@ -84,6 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     _executor_args(p)
     p.set_defaults(func=_reproduce)
 
+    p = sub.add_parser("sprint", help="a GPU loan in one command: Table 1 x seeds 0-2 at once, budgeted, packed",
+                       description="Train and evaluate the preset's Table 1 models for the seeds all at once, each "
+                       "run's training cut at a wall-clock budget so that everything ends within --minutes (train.json "
+                       "says the epochs reached and why training stopped), then pack OUT/<preset>/ without checkpoints "
+                       "into at most 8 files of at most 16 MiB in --pack-dir. Runs without Dask or openTSNE (t-SNE is "
+                       "then skipped and eval.json says so). --unpack DIR puts a pack back under --out.")
+    p.add_argument("--pack-dir", default=None, help="empty folder for the packed results (required unless --unpack)")
+    p.add_argument("--unpack", default=None, metavar="DIR", help="only unpack DIR (from an earlier sprint) into --out")
+    p.add_argument("--preset", default="paper", help=f"budget: {' | '.join(PRESETS)} (default: paper)")
+    p.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
+    p.add_argument("--minutes", type=float, default=9.0, help="everything ends within this (default: 9)")
+    p.add_argument("--eval-minutes", type=float, default=3.0,
+                   help="of which kept for evaluation after the training budgets (default: 3)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: all of them)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default: 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=_sprint)
+
     p = sub.add_parser("status", help="show which runs of one or more stages are done, invalid, partial or to do",
                        description="List every model and seed of the stages with its state on disk: "
                        "done (evaluated), invalid (a result file the book refuses: corrupt, truncated, of another "
@@ -143,6 +164,19 @@ def _reproduce(args) -> None:
     reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, out=args.out,
               data_dir=args.data_dir, progress=not args.no_progress, jobs=args.jobs, threads=args.threads,
               scheduler=args.scheduler, runs_per_gpu=args.runs_per_gpu)
+
+
+def _sprint(args) -> None:
+    from . import sprint
+
+    if args.unpack:
+        files = sprint.unpack(args.unpack, args.out)
+        print(f"unpacked {len(files)} files from {args.unpack} into {args.out}")
+        return
+    if not args.pack_dir:
+        raise ValueError("scvae sprint needs --pack-dir DIR (an empty folder for the packed results), or --unpack DIR")
+    sprint.sprint(args.pack_dir, args.preset, args.seeds, args.device, args.out, args.data_dir, args.minutes,
+                  args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress)
 
 
 def _status(args) -> None:

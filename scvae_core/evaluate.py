@@ -256,6 +256,16 @@ def tsne_embed(features: np.ndarray, seed: int, progress: bool = False, desc: st
         return np.asarray(tsne.fit(np.asarray(features, dtype=np.float32)), dtype=np.float32)
 
 
+def tsne_missing() -> str | None:
+    """Why t-SNE cannot run here, or None. The GPU sprint's interpreter has no openTSNE
+    (sprint.py): its figure seeds then get every figure but the embeddings."""
+    try:
+        import openTSNE  # noqa: F401
+    except ImportError:
+        return "openTSNE is not installed"
+    return None
+
+
 def grid_indices(labels: np.ndarray, k: int) -> np.ndarray:
     """k positions into ``labels``: the first of each digit in order (so every digit shows,
     if k >= 10), then the earliest others."""
@@ -484,9 +494,12 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
     derivations = timed("derivations", lambda g: derivations_report(model, x_fisher, generator=g))
 
     tsne_idx = _prefix(preset.tsne_points)
-    if seed in preset.figure_seeds and final:
+    tsne_skipped = tsne_missing() if seed in preset.figure_seeds and final else None
+    if seed in preset.figure_seeds and final and tsne_skipped is None:
         figures = timed("tsne", lambda g: figure_data(model, x_test[tsne_idx], labels[tsne_idx], seed, progress))
     else:
+        if tsne_skipped:
+            warnings.warn(f"{paths.figures_npz_at(epoch)}: no t-SNE embeddings, {tsne_skipped}", stacklevel=2)
         figures = {"labels": labels[tsne_idx]}
     order = permuted_test_indices()
     grid = order[grid_indices(labels[order], preset.grid_images)]
@@ -507,5 +520,7 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
         "metrics": metrics, "fisher": fisher, "fisher_empirical": fisher_empirical, "fisher_authors": fisher_authors,
         "derivations": derivations, "timings": timings,
     }
+    if tsne_skipped:
+        doc["tsne_skipped"] = tsne_skipped  # a figure seed without embeddings, and why
     _write_result(paths, figures, doc, epoch)
     return load_eval(out, preset_name, model_name, seed, epoch, preset, config)

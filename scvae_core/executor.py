@@ -118,6 +118,12 @@ def check_layout(jobs: int, threads: int) -> None:
         raise ValueError(f"--threads must be >= 1 (torch threads per run), got {threads}")
 
 
+def check_scheduler(scheduler: str | None) -> None:
+    if scheduler is not None and scheduler != INLINE and "://" not in scheduler:
+        raise ValueError(f"--scheduler {scheduler!r}: give a Dask scheduler address such as tcp://HOST:8786, "
+                         f"or {INLINE!r} to run in this process")
+
+
 def execute(specs: list[RunSpec], scheduler: str | None = None, jobs: int = DEFAULT_JOBS,
             runs_per_gpu: int = 1) -> Iterator[dict]:
     """Run every spec as a task; yield each run's record as it completes (in any order).
@@ -126,14 +132,25 @@ def execute(specs: list[RunSpec], scheduler: str | None = None, jobs: int = DEFA
     for a running one, ``inline`` for this process. A run that raises does not stop the
     others; after the last one, :class:`RunsFailed` lists every failure.
     """
-    if scheduler == INLINE:
-        for spec in specs:
-            yield run_one(spec)
-        return
-    if scheduler is not None and "://" not in scheduler:
-        raise ValueError(f"--scheduler {scheduler!r}: give a Dask scheduler address such as tcp://HOST:8786, "
-                         f"or {INLINE!r} to run in this process")
-    yield from _execute_dask(specs, scheduler, jobs, runs_per_gpu)
+    check_scheduler(scheduler)
+    failures: list[str] = []
+    outcomes = _execute_inline(specs) if scheduler == INLINE else _execute_dask(specs, scheduler, jobs, runs_per_gpu)
+    for spec, record, error in outcomes:
+        if error is None:
+            yield record
+        else:
+            failures.append(f"{spec.model} seed {spec.seed}: {type(error).__name__}: {error}")
+    if failures:
+        raise RunsFailed(f"{len(failures)} of {len(specs)} runs failed (the others completed):\n  "
+                         + "\n  ".join(failures))
+
+
+def _execute_inline(specs):
+    for spec in specs:
+        try:
+            yield spec, run_one(spec), None
+        except Exception as e:  # noqa: BLE001  (reported with the others once every run is done)
+            yield spec, None, e
 
 
 def _local_cluster(jobs: int, device: str, runs_per_gpu: int):
@@ -146,33 +163,25 @@ def _local_cluster(jobs: int, device: str, runs_per_gpu: int):
         scheduler_port=0, host="127.0.0.1")
 
 
-def _execute_dask(specs, scheduler, jobs, runs_per_gpu) -> Iterator[dict]:
+def _execute_dask(specs, scheduler, jobs, runs_per_gpu):
     from contextlib import ExitStack
 
     from distributed import Client, as_completed
 
-    failures: list[str] = []
     with ExitStack() as stack:
         if scheduler is None:
-            check_layout(jobs, 1)
             device = specs[0].device if specs else "cpu"
             cluster = stack.enter_context(_local_cluster(jobs, device, runs_per_gpu))
             client = stack.enter_context(Client(cluster))
         else:
             client = stack.enter_context(Client(scheduler, timeout="30s"))
-        by_future = {client.submit(run_one, spec, key=spec.key,
-                                   resources=task_resources(spec.device, runs_per_gpu)): spec
-                     for spec in specs}
+        by_future = {client.submit(run_one, spec, key=spec.key, resources=task_resources(spec.device, runs_per_gpu)):
+                     spec for spec in specs}
         for future in as_completed(by_future):
-            spec = by_future[future]
             try:
-                yield future.result()
-            except Exception as e:  # noqa: BLE001  (a worker's error of any kind, or KilledWorker)
-                failures.append(f"{spec.model} seed {spec.seed}: {type(e).__name__}: {e}")
-    if failures:
-        raise RunsFailed(f"{len(failures)} of {len(specs)} runs failed (the others completed):\n  "
-                         + "\n  ".join(failures))
-
+                yield by_future[future], future.result(), None
+            except Exception as e:  # noqa: BLE001  (a task's error of any kind, or KilledWorker)
+                yield by_future[future], None, e
 
 
 # ------------------------------------------------------------------------- measuring the local default
@@ -189,6 +198,7 @@ def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: 
     from .results import describe_device
 
     times: dict[str, list[float]] = {f"{j}x{t}": [] for j, t in layouts}
+    load_before = os.getloadavg()[0]  # the others' work on a shared machine
     for _ in range(repeats):
         for jobs, threads in layouts:
             with tempfile.TemporaryDirectory(prefix="scvae-layout-") as out:
@@ -199,7 +209,8 @@ def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: 
     summary = {name: {"runs_s": ts, "mean_s": round(statistics.mean(ts), 2),
                       "sd_s": round(statistics.stdev(ts), 2) if len(ts) > 1 else None} for name, ts in times.items()}
     return {"stage": stage, "preset": preset, "seeds": list(seeds), "repeats": repeats, "layouts": summary,
-            "load_average_before_after": None, "machine": describe_device("cpu")}
+            "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            "machine": describe_device("cpu")}
 
 
 if __name__ == "__main__":  # python -m scvae_core.executor: time the local layouts, print them
@@ -213,8 +224,6 @@ if __name__ == "__main__":  # python -m scvae_core.executor: time the local layo
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
-    load = os.getloadavg()
     doc = time_layouts([tuple(int(v) for v in lay.split("x")) for lay in args.layouts], args.stage,
                        repeats=args.repeats, data_dir=args.data_dir)
-    doc["load_average_before_after"] = [round(load[0], 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(doc, indent=1))

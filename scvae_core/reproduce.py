@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, execute
+from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
 from .presets import get_preset, run_preset
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json
 from .zoo import check_name
@@ -158,6 +158,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: P
     runs = plan(stages, preset_name, seeds, out)  # checks every name before any work starts
     check_layout(jobs, threads)
     check_writable(out, 0)  # and the results folder: a failure must not come after the first run
+    check_scheduler(scheduler)
     # On a cluster the workers resolve the device themselves; this machine may have no GPU.
     machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
     inline = scheduler == INLINE

@@ -6,7 +6,7 @@ import sys
 
 from . import data
 from .executor import RunsFailed
-from .lock import RunLocked
+from .lock import LockError
 from .presets import PRESETS
 from .results import DEFAULT_RESULTS, MAX_SEED, ResultError, check_seed
 from .zoo import UnknownName
@@ -36,16 +36,17 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 def _executor_args(p: argparse.ArgumentParser) -> None:
     from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE
 
-    p.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+    p.add_argument("--jobs", type=int, default=None,
                    help=f"local worker processes, one run each at a time (default: {DEFAULT_JOBS}, measured fastest "
-                   "here; with --device cuda: runs sharing the GPU)")
+                   "on a 2-core CPU; with --device cuda: --runs-per-gpu)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch threads per run (default: {DEFAULT_THREADS})")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="a running Dask scheduler whose workers run the tasks (default: a local cluster of --jobs "
                    f"workers); {INLINE!r}: one run after another in this process, without Dask")
     p.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
-                   help="with --device cuda, each run asks the scheduler for 1/K of a GPU (default: 1)")
+                   help="with --device cuda, each run asks the scheduler for 1/K of a GPU, so K runs share one "
+                   "(default: 1)")
 
 
 STAGES_TEXT = "; ".join(f"{name}: {', '.join(p.stages)}" for name, p in PRESETS.items())
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (UnknownName, ResultError, data.DataError, ValueError, RunLocked, RunsFailed) as e:
+    except (UnknownName, ResultError, data.DataError, ValueError, LockError, RunsFailed) as e:
         print(f"scvae: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

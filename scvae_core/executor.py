@@ -3,7 +3,7 @@ evaluated by one worker, locally or on a cluster.
 
 - local (the default): a ``LocalCluster`` of ``jobs`` worker processes, one run at a time
   each, with ``threads`` torch threads per run (``DEFAULT_JOBS`` x ``DEFAULT_THREADS`` was
-  measured fastest on this project's 2-core machine; README, "Parallel runs");
+  measured fastest on this project's 2-core machine; README, "Parallel runs, clusters and a GPU");
 - ``tcp://HOST:PORT``: a running Dask scheduler and its workers (``dask scheduler``,
   ``dask worker``, or dask-jobqueue's ``SLURMCluster``/``PBSCluster``; book/scale.md);
 - ``inline``: one run after another in this process, without Dask (debugging, tests that
@@ -32,8 +32,8 @@ from .lock import run_lock
 from .results import RunPaths
 
 INLINE = "inline"
-# Measured on this project's 2-core machine, busy with other work, smoke table1 stage
-# (README, "Parallel runs"): two worker processes of one thread beat one of two threads.
+# Measured on this project's 2-core machine, busy with other work, smoke table1 stage (README,
+# "Parallel runs, clusters and a GPU"): two worker processes of one thread beat one of two threads.
 DEFAULT_JOBS = 2
 DEFAULT_THREADS = 1
 GPU = "GPU"  # the Dask resource a --device cuda task asks for
@@ -50,7 +50,8 @@ class RunSpec:
     device: str = "auto"
     data_dir: str | None = None
     threads: int = DEFAULT_THREADS
-    budget_s: float | None = None  # training's wall-clock budget (the GPU sprint)
+    budget_s: float | None = None  # training's wall-clock budget in seconds (the GPU sprint) ...
+    train_until: float | None = None  # ... and/or the time.time() by which training should end
     progress: bool = False
 
     @property
@@ -78,7 +79,7 @@ def run_one(spec: RunSpec) -> dict:
         with run_lock(paths.dir, wait=math.inf):
             before = _mtime(paths.eval_json)
             trained = train_run(spec.model, spec.preset, spec.seed, device=spec.device, out=spec.out,
-                                data_dir=spec.data_dir, progress=spec.progress, budget_s=spec.budget_s)
+                                data_dir=spec.data_dir, progress=spec.progress, budget_s=_budget(spec))
             evaluate_run(spec.model, spec.preset, spec.seed, device=spec.device, out=spec.out,
                          data_dir=spec.data_dir, progress=spec.progress)
             # An eval.json left untouched means both found the run complete and up to date.
@@ -88,6 +89,12 @@ def run_one(spec: RunSpec) -> dict:
     return {"model": spec.model, "seed": spec.seed, "action": action, "seconds": round(time.monotonic() - start, 2),
             "epochs_run": trained["epochs_run"], "stopped": trained["stopped"],
             "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _budget(spec: RunSpec) -> float | None:
+    """Training seconds left for this run: its own budget, cut to its deadline if that is sooner."""
+    limits = [b for b in (spec.budget_s, spec.train_until and spec.train_until - time.time()) if b is not None]
+    return max(0.0, min(limits)) if limits else None
 
 
 def _mtime(path: Path) -> int | None:
@@ -111,7 +118,8 @@ def task_resources(device: str, runs_per_gpu: int) -> dict | None:
     return {GPU: gpu_share(runs_per_gpu)} if str(device).startswith("cuda") else None
 
 
-def check_layout(jobs: int, threads: int) -> None:
+def check_layout(jobs: int, threads: int, runs_per_gpu: int = 1) -> None:
+    gpu_share(runs_per_gpu)  # checks it
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1 (worker processes), got {jobs}")
     if threads < 1:
@@ -218,12 +226,20 @@ if __name__ == "__main__":  # python -m scvae_core.executor: time the local layo
     import json
 
     parser = argparse.ArgumentParser(description="Time `scvae reproduce` of a smoke stage under --jobs x --threads "
-                                     "layouts, interleaved; prints JSON (the README's 'Parallel runs' figures).")
+                                     "layouts, interleaved; prints JSON (the README's 'Which local layout' figures). "
+                                     "Smoke only: the project's machines train nothing bigger beside other work.")
     parser.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="JOBSxTHREADS (default: 1x2 2x1)")
     parser.add_argument("--stage", default="table1")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--write", default=None, metavar="PATH",
+                        help="also write them as a result file (kind layouts, with provenance), e.g. "
+                        "results/executor/layouts.json, which book/scale.md shows")
     args = parser.parse_args()
     doc = time_layouts([tuple(int(v) for v in lay.split("x")) for lay in args.layouts], args.stage,
                        repeats=args.repeats, data_dir=args.data_dir)
     print(json.dumps(doc, indent=1))
+    if args.write:
+        from .results import provenance, write_json
+
+        write_json(Path(args.write), "layouts", {**doc, "provenance": provenance(device="cpu")})

@@ -33,7 +33,11 @@ _held: dict[str, tuple[int, int]] = {}  # lock path -> (thread id, depth), for r
 _held_guard = threading.Lock()
 
 
-class RunLocked(RuntimeError):
+class LockError(RuntimeError):
+    """The run's lock cannot be taken; the message says why and how to fix it."""
+
+
+class RunLocked(LockError):
     """Another live process (or thread) is writing this run."""
 
 
@@ -65,7 +69,7 @@ def _try_flock(fd: int, path: Path) -> bool:
         return False
     except OSError as e:
         if e.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL):
-            raise RunLocked(f"{path}: this file system does not support file locks ({e.strerror}), so two writers "
+            raise LockError(f"{path}: this file system does not support file locks ({e.strerror}), so two writers "
                             "of one run could not be kept apart. To fix: put --out on a file system with locks "
                             "(local disk, NFS with lockd, Lustre mounted with -o flock)") from None
         raise
@@ -114,8 +118,13 @@ def run_lock(run_dir: Path | str, wait: float = 0.0) -> Iterator[None]:
     until it is free). A lock file of a dead holder is taken over with a message.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))  # can we write here at all?
+    except OSError as e:
+        raise LockError(f"{run_dir}: cannot write the run's lock file ({e.strerror}: {e.filename}). To fix: "
+                        "give --out a folder you can write to") from None
     key, me = str(path.resolve()), threading.get_ident()
     with _held_guard:
         owner = _held.get(key)

@@ -147,18 +147,21 @@ def stage_times(out: Path | str = DEFAULT_RESULTS) -> str:
 
 
 def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: Path | str = DEFAULT_RESULTS,
-              data_dir=None, progress: bool = True, jobs: int = DEFAULT_JOBS, threads: int = DEFAULT_THREADS,
+              data_dir=None, progress: bool = True, jobs: int | None = None, threads: int = DEFAULT_THREADS,
               scheduler: str | None = None, runs_per_gpu: int = 1) -> dict[str, dict]:
     """Train then evaluate each model and seed of each stage, every run a task of the executor
-    (``executor.py``: ``jobs`` local worker processes of ``threads`` torch threads, a running
+    (``executor.py``: ``jobs`` local worker processes of ``threads`` torch threads (default:
+    ``DEFAULT_JOBS``, or ``runs_per_gpu`` with a CUDA device), a running
     Dask ``scheduler``, or ``inline``); returns the stage summaries, each written as soon as
     its last run is back (and, for all, when interrupted)."""
     from .train import resolve_device
 
     runs = plan(stages, preset_name, seeds, out)  # checks every name before any work starts
-    check_layout(jobs, threads)
-    check_writable(out, 0)  # and the results folder: a failure must not come after the first run
+    if jobs is None:  # on one GPU, as many workers as runs may share it
+        jobs = runs_per_gpu if str(device).startswith("cuda") else DEFAULT_JOBS
+    check_layout(jobs, threads, runs_per_gpu)
     check_scheduler(scheduler)
+    check_writable(out, 0)  # and the results folder: a failure must not come after the first run
     # On a cluster the workers resolve the device themselves; this machine may have no GPU.
     machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
     inline = scheduler == INLINE

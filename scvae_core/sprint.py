@@ -56,7 +56,7 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
     from .reproduce import write_stage_summary
     from .train import resolve_device
 
-    start = time.monotonic()
+    start, started_at = time.monotonic(), time.time()
     preset = get_preset(preset_name)
     machine = str(resolve_device(device))  # fails now, not in every worker, if the device is absent
     _check_pack_dir(Path(pack_dir))
@@ -64,7 +64,10 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
              for m in preset.stage_models(STAGE) for s in seeds]
     jobs = jobs or len(specs)
     budget_s = plan_budget(minutes, eval_minutes, len(specs), jobs)
-    specs = [replace(spec, budget_s=budget_s) for spec in specs]
+    # The deadline also counts the processes' start (imports, data, CUDA): all runs end training
+    # by then, whatever their start cost.
+    train_until = started_at + max(0.0, minutes - eval_minutes) * 60
+    specs = [replace(spec, budget_s=budget_s, train_until=train_until) for spec in specs]
     print(f"sprint: {len(specs)} runs of {preset_name}/{STAGE}, {jobs} at once on {machine}, "
           f"training budget {budget_s / 60:.1f} min each, everything within {minutes} min")
     records, failures = [], []

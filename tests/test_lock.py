@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scvae_core import lock
+from scvae_core import cli, lock
 from scvae_core.lock import LOCK_NAME, RunLocked, read_holder, run_lock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def test_reentrant_in_one_thread_exclusive_between_threads(tmp_path):
         pass
 
 
-def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir):
+def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir, capsys):
     from scvae_core.evaluate import evaluate_run
     from scvae_core.results import RunPaths
     from scvae_core.train import train_run
@@ -114,7 +114,17 @@ def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir):
         for work in (train_run, evaluate_run):
             with pytest.raises(RunLocked, match=f"PID {holder.pid}"):
                 work("vae-1l", "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+        for verb in ("train", "evaluate"):  # the command line: exit 2, naming the holder
+            assert cli.main([verb, "vae-1l", "--preset", "smoke", "--device", "cpu", "--out", str(tmp_path)]) == 2
+            assert f"another writer holds this run: PID {holder.pid}" in capsys.readouterr().err
         assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]  # nothing was written
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_unwritable_results_folder_is_named_with_the_fix(tmp_path):
+    (tmp_path / "results").write_text("a file, not a folder")
+    with pytest.raises(lock.LockError, match=r"cannot write the run's lock file .*give --out a folder"):
+        with run_lock(tmp_path / "results" / "smoke" / "vae-1l" / "seed0"):
+            pass

@@ -20,9 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 HOLD = """
 import sys, time
 from scvae_core.lock import run_lock
+from pathlib import Path
 with run_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
+    (Path(sys.argv[1]) / "finished").touch()  # the last thing it does while holding the lock
 """
 
 
@@ -53,7 +55,8 @@ def test_a_waiting_writer_gets_the_lock_when_the_holder_finishes(tmp_path, capsy
     start = time.monotonic()
     with run_lock(tmp_path, wait=30):
         assert read_holder(tmp_path)["pid"] == os.getpid()
-        assert holder.poll() == 0  # it had finished: we never held the run together
+        assert (tmp_path / "finished").exists()  # it had finished: we never held the run together
+    assert holder.wait(timeout=30) == 0
     assert time.monotonic() - start >= 0.5
     assert f"waiting for PID {holder.pid}" in capsys.readouterr().out
     assert not (tmp_path / LOCK_NAME).exists()  # released and removed

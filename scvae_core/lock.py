@@ -55,6 +55,24 @@ def read_holder(run_dir: Path | str) -> dict | None:
         return None
 
 
+def live_holder(run_dir: Path | str) -> dict | None:
+    """The holder of ``run_dir``'s lock if one is writing it now (for ``scvae status`` and
+    for cleaning a dead writer's leftovers), else None; takes nothing."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: cannot be had while a writer holds it
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        return read_holder(run_dir) or {}
+    finally:
+        os.close(fd)
+
+
 def describe(holder: dict | None) -> str:
     if not holder:
         return "an unknown process"

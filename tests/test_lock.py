@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from scvae_core import cli, lock
-from scvae_core.lock import LOCK_NAME, RunLocked, read_holder, run_lock
+from scvae_core.lock import LOCK_NAME, RunLocked, live_holder, read_holder, run_lock
 
 REPO = Path(__file__).resolve().parent.parent
 HOLD = """
@@ -75,10 +75,13 @@ def test_waiting_ends_after_the_timeout(tmp_path, monkeypatch):
 
 
 def test_a_killed_holders_lock_is_taken_over(tmp_path, capsys):
+    assert live_holder(tmp_path) is None
     holder = hold_in_subprocess(tmp_path, 60)
+    assert live_holder(tmp_path)["pid"] == holder.pid
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     assert read_holder(tmp_path)["pid"] == holder.pid  # the file is left behind, the flock is gone
+    assert live_holder(tmp_path) is None
     with run_lock(tmp_path):
         assert read_holder(tmp_path)["pid"] == os.getpid()
     assert f"took over the lock left by PID {holder.pid}" in capsys.readouterr().out

@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of which kept for evaluation after the training budgets (default: 3)")
     p.add_argument("--jobs", type=int, default=None, help="runs at once (default: all of them)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default: 1)")
+    p.add_argument("--revision", default=None,
+                   help="the checkout's git revision, recorded in sprint.json (for a copy without .git)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_sprint)
 
@@ -177,7 +179,7 @@ def _sprint(args) -> None:
     if not args.pack_dir:
         raise ValueError("scvae sprint needs --pack-dir DIR (an empty folder for the packed results), or --unpack DIR")
     sprint.sprint(args.pack_dir, args.preset, args.seeds, args.device, args.out, args.data_dir, args.minutes,
-                  args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress)
+                  args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress, revision=args.revision)
 
 
 def _status(args) -> None:

@@ -51,7 +51,7 @@ def plan_budget(minutes: float, eval_minutes: float, runs: int, jobs: int) -> fl
 
 def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device: str = "auto",
            out: Path | str = DEFAULT_RESULTS, data_dir=None, minutes: float = 9.0, eval_minutes: float = 3.0,
-           jobs: int | None = None, threads: int = 1, progress: bool = True) -> dict:
+           jobs: int | None = None, threads: int = 1, progress: bool = True, revision: str | None = None) -> dict:
     """Run the stage's runs concurrently under budgets, write the sprint summary, pack."""
     from .reproduce import write_stage_summary
     from .train import resolve_device
@@ -96,6 +96,8 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
         "within_budget": elapsed <= minutes * 60,
         "runs": sorted(records, key=lambda r: (r["model"], r["seed"])), "failures": failures,
         "tsne": tsne_note(), "provenance": provenance(device=machine),
+        # A lent machine's copy of the checkout may have no .git: the revision it was told.
+        "checkout_revision": revision,
     }
     write_json(Path(out) / preset_name / "sprint.json", "sprint", summary)
     parts = pack(out, preset_name, pack_dir)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .executor import RunsFailed, RunSpec, run_one
+from .executor import RunsFailed, RunSpec, check_layout, run_one
 from .presets import get_preset
 from .results import DEFAULT_RESULTS, provenance, write_json
 
@@ -59,11 +59,13 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
     start, started_at = time.monotonic(), time.time()
     preset = get_preset(preset_name)
     machine = str(resolve_device(device))  # fails now, not in every worker, if the device is absent
-    _check_pack_dir(Path(pack_dir))
     specs = [RunSpec(m, preset_name, s, str(out), device, data_dir and str(data_dir), threads)
              for m in preset.stage_models(STAGE) for s in seeds]
-    jobs = jobs or len(specs)
+    jobs = len(specs) if jobs is None else jobs
+    check_layout(jobs, threads)
     budget_s = plan_budget(minutes, eval_minutes, len(specs), jobs)
+    _check_data(data_dir)
+    _check_pack_dir(Path(pack_dir))
     # The deadline also counts the processes' start (imports, data, CUDA): all runs end training
     # by then, whatever their start cost.
     train_until = started_at + max(0.0, minutes - eval_minutes) * 60
@@ -107,6 +109,16 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
         raise RunsFailed(f"{len(failures)} of {len(specs)} sprint runs failed (the others are packed):\n  "
                          + "\n  ".join(f"{f['model']} seed {f['seed']}: {f['error']}" for f in failures))
     return summary
+
+
+def _check_data(data_dir) -> None:
+    """Every split and the test labels, read and verified once here: a missing or corrupt file
+    is one clear error before any process starts, not one per run."""
+    from .data import load_binarized_mnist, load_test_labels
+
+    for split in ("train", "valid", "test"):
+        load_binarized_mnist(split, data_dir)
+    load_test_labels(data_dir)
 
 
 def tsne_note() -> str:

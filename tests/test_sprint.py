@@ -112,6 +112,19 @@ def test_unpack_refuses_members_outside_the_preset(tmp_path):
     assert not (tmp_path / "evil.py").exists()
 
 
+def test_bad_layouts_and_missing_data_stop_the_sprint_before_any_run(tmp_path, capsys):
+    from scvae_core import cli
+
+    base = ["sprint", "--preset", "smoke", "--device", "cpu", "--out", str(tmp_path / "results")]
+    assert cli.main([*base, "--pack-dir", str(tmp_path / "p1"), "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1" in capsys.readouterr().err
+    (tmp_path / "nodata").mkdir()
+    assert cli.main([*base, "--pack-dir", str(tmp_path / "p2"), "--data-dir", str(tmp_path / "nodata")]) == 2
+    assert "binarized MNIST is missing" in capsys.readouterr().err
+    assert cli.main(base) == 2 and "needs --pack-dir" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 def test_budget_is_shared_by_the_waves_and_the_pack_dir_must_be_empty(tmp_path):
     assert sprint.plan_budget(9, 3, runs=18, jobs=18) == 360
     assert sprint.plan_budget(9, 3, runs=18, jobs=6) == 120

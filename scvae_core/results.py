@@ -279,7 +279,7 @@ def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = 
 # code never parses. Prose may not hold markup (the book escapes it too, where it shows it).
 NAME = re.compile(r"^[A-Za-z0-9_.+\-]*$")
 PROSE = ("provenance", "preset_config")  # top-level fields that are prose throughout
-PROSE_KEYS = ("gradient", "source")  # prose fields anywhere (fisher.py's and evaluate.py's descriptions)
+PROSE_KEYS = ("gradient", "source", "tsne_skipped")  # prose fields anywhere (fisher.py's and evaluate.py's descriptions)
 MARKUP = re.compile(r"[<>&]")
 NUMBER, INT = (int, float), int  # JSON writes 90.0 as a float and 90 as an int: both are numbers
 TYPE_NAMES = {NUMBER: "a number", INT: "an integer", list: "a list", dict: "a dict"}
@@ -293,7 +293,7 @@ FIELDS = {
     "train": [(("history",), list, None), (("best_valid_elbo",), NUMBER, None), (("best_epoch",), INT, (1, math.inf)),
               (("epochs_run",), INT, (0, math.inf)), (("wall_time_s",), NUMBER, None)],
 }
-STOPPED = ("max_epochs", "early_stopping")
+STOPPED = ("max_epochs", "early_stopping", "time_budget")  # time_budget: train_run(budget_s=...), the GPU sprint
 
 
 def _get(doc, path):

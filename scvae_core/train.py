@@ -133,7 +133,7 @@ class _Progress:
     best_epoch: int | None = None
     best_valid_elbo: float | None = None
     bad_epochs: int = 0  # epochs since the best, for early stopping
-    stopped: str | None = None  # "max_epochs" | "early_stopping" once training is over
+    stopped: str | None = None  # "max_epochs" | "early_stopping" | "time_budget" once training is over
     # each resume under other runtime settings (threads, torch, device): not bitwise any more
     resumed_under_other_settings: list = field(default_factory=list)
 
@@ -388,7 +388,7 @@ def _train_locked(paths: RunPaths, cfg: ModelConfig, preset: Preset, device, dat
     run = _Run(paths, cfg, preset, dev)
     run.resume()
     with _interrupt_between_steps() as interrupted:
-        if _train_loop(run, train_x, valid_x, max_steps, progress, interrupted):
+        if _train_loop(run, train_x, valid_x, max_steps, progress, interrupted, budget_s):
             return run.payload("max_steps")
     p = run.p
 
@@ -428,9 +428,10 @@ def _interrupt_between_steps():
 
 
 def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_steps: int | None, progress: bool,
-                interrupted: list) -> bool:
-    """Epochs until the run stops (False), ``max_steps`` steps are done (True) or Ctrl-C is
-    pressed (KeyboardInterrupt); each ends with a checkpoint."""
+                interrupted: list, budget_s: float | None = None) -> bool:
+    """Epochs until the run stops (False; also after the first epoch past ``budget_s`` seconds),
+    ``max_steps`` steps are done (True) or Ctrl-C is pressed (KeyboardInterrupt); each ends with a
+    checkpoint."""
     p, preset, bs, model_name = run.p, run.preset, run.preset.batch_size, run.paths.model
     n_batches = math.ceil(len(train_x) / bs)
     steps_here = 0  # optimisation steps of this call, for max_steps

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .results import check_writable
+
 LOCK_NAME = ".lock"
 POLL_S = 0.5  # how often a waiting writer tries again
 
@@ -129,20 +131,15 @@ def _acquire(path: Path) -> tuple[int, dict | None]:
 
 @contextmanager
 def run_lock(run_dir: Path | str, wait: float = 0.0) -> Iterator[None]:
-    """Hold the lock of ``run_dir`` (created if missing) for the ``with`` block.
+    """Hold the lock of ``run_dir`` (created if missing; refused with results.check_writable's
+    message if it cannot be written) for the ``with`` block.
 
     If another process or thread holds it: raise :class:`RunLocked` naming the holder
     (``wait`` 0), or try again every ``POLL_S`` for up to ``wait`` seconds (``float("inf")``:
     until it is free). A lock file of a dead holder is taken over with a message.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_writable(run_dir, 0)  # a folder we can write in, or a ResultError saying what is wrong
     path = run_dir / LOCK_NAME
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))  # can we write here at all?
-    except OSError as e:
-        raise LockError(f"{run_dir}: cannot write the run's lock file ({e.strerror}: {e.filename}). To fix: "
-                        "give --out a folder you can write to") from None
     key, me = str(path.resolve()), threading.get_ident()
     with _held_guard:
         owner = _held.get(key)

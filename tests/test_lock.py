@@ -15,6 +15,7 @@ import pytest
 
 from scvae_core import cli, lock
 from scvae_core.lock import LOCK_NAME, RunLocked, live_holder, read_holder, run_lock
+from scvae_core.results import ResultError
 
 REPO = Path(__file__).resolve().parent.parent
 HOLD = """
@@ -131,6 +132,6 @@ def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir, capsys):
 
 def test_an_unwritable_results_folder_is_named_with_the_fix(tmp_path):
     (tmp_path / "results").write_text("a file, not a folder")
-    with pytest.raises(lock.LockError, match=r"cannot write the run's lock file .*give --out a folder"):
+    with pytest.raises(ResultError, match=r"a file is in the way, not a folder. To fix: pass --out a writable"):
         with run_lock(tmp_path / "results" / "smoke" / "vae-1l" / "seed0"):
             pass

@@ -3,7 +3,7 @@ evaluated by one worker, locally or on a cluster.
 
 - local (the default): a ``LocalCluster`` of ``jobs`` worker processes, one run at a time
   each, with ``threads`` torch threads per run (``DEFAULT_JOBS`` x ``DEFAULT_THREADS`` was
-  measured fastest on this project's 2-core machine; README, "Parallel runs, clusters and a GPU");
+  measured fastest on this project's 2-core machine by layouts.py; README, "Parallel runs, clusters and a GPU");
 - ``tcp://HOST:PORT``: a running Dask scheduler and its workers (``dask scheduler``,
   ``dask worker``, or dask-jobqueue's ``SLURMCluster``/``PBSCluster``; book/scale.md);
 - ``inline``: one run after another in this process, without Dask (debugging, tests that
@@ -191,55 +191,3 @@ def _execute_dask(specs, scheduler, jobs, runs_per_gpu):
             except Exception as e:  # noqa: BLE001  (a task's error of any kind, or KilledWorker)
                 yield by_future[future], None, e
 
-
-# ------------------------------------------------------------------------- measuring the local default
-
-def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: str = "smoke",
-                 seeds: tuple[int, ...] = (1,), repeats: int = 3, data_dir: str | None = None) -> dict:
-    """Wall time of ``reproduce`` for each (jobs, threads) layout, each into a fresh results
-    folder, ``repeats`` times, the layouts interleaved (A B A B ...) so that a machine shared
-    with other work loads them alike. Seed 1 by default: seed 0 adds the minutes of t-SNE."""
-    import statistics
-    import tempfile
-
-    from .reproduce import reproduce
-    from .results import describe_device
-
-    times: dict[str, list[float]] = {f"{j}x{t}": [] for j, t in layouts}
-    load_before = os.getloadavg()[0]  # the others' work on a shared machine
-    for _ in range(repeats):
-        for jobs, threads in layouts:
-            with tempfile.TemporaryDirectory(prefix="scvae-layout-") as out:
-                t0 = time.monotonic()
-                reproduce([stage], preset, seeds=list(seeds), device="cpu", out=out, data_dir=data_dir,
-                          progress=False, jobs=jobs, threads=threads)
-                times[f"{jobs}x{threads}"].append(round(time.monotonic() - t0, 2))
-    summary = {name: {"runs_s": ts, "mean_s": round(statistics.mean(ts), 2),
-                      "sd_s": round(statistics.stdev(ts), 2) if len(ts) > 1 else None} for name, ts in times.items()}
-    return {"stage": stage, "preset": preset, "seeds": list(seeds), "repeats": repeats, "layouts": summary,
-            "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-            "machine": describe_device("cpu")}
-
-
-if __name__ == "__main__":  # python -m scvae_core.executor: time the local layouts, print them
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(description="Time `scvae reproduce` of a smoke stage under --jobs x --threads "
-                                     "layouts, interleaved; prints JSON (the README's 'Which local layout' figures). "
-                                     "Smoke only: the project's machines train nothing bigger beside other work.")
-    parser.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="JOBSxTHREADS (default: 1x2 2x1)")
-    parser.add_argument("--stage", default="table1")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--write", default=None, metavar="PATH",
-                        help="also write them as a result file (kind layouts, with provenance), e.g. "
-                        "results/executor/layouts.json, which book/scale.md shows")
-    args = parser.parse_args()
-    doc = time_layouts([tuple(int(v) for v in lay.split("x")) for lay in args.layouts], args.stage,
-                       repeats=args.repeats, data_dir=args.data_dir)
-    print(json.dumps(doc, indent=1))
-    if args.write:
-        from .results import provenance, write_json
-
-        write_json(Path(args.write), "layouts", {**doc, "provenance": provenance(device="cpu")})

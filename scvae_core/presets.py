@@ -2,10 +2,18 @@
 measure, never the architecture: the same named model is trained in every preset."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
+from .data import SUMS_FILE
 from .zoo import TABLE1, TABLE2, TWINS, check_name, training_changes
+
+# The data a run reads: data.py verifies every file against this list before use, so the
+# list's digest stands for the data in a result's fingerprint.
+DATA_SUMS = hashlib.sha256(SUMS_FILE.read_bytes()).hexdigest()[:16]
+# Every result written before the digest was recorded read this list (unchanged since 4c4a145).
+DATA_SUMS_BEFORE_RECORDED = "818d54e8981aed26"
 
 TWIN_STAGES = {t.stage: t.models() for t in TWINS}
 
@@ -27,6 +35,7 @@ class Preset:
     train_size: int | None = None  # None: all 50,000
     valid_size: int | None = None
     checkpoint_minutes: float = 5.0
+    data_sums: str = DATA_SUMS  # not a budget: which data, recorded with every result
     # evaluation
     test_size: int | None = None  # NLL / ELBO / active units on the first N of a fixed shuffle
     nll_samples: int = 5000
@@ -124,10 +133,12 @@ def get_preset(name: str, **overrides) -> Preset:
     return replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
 
 
-# What a result depends on: the settings training uses and those evaluation adds. A stored
-# result is reused only by a preset that agrees on these (a stage added or a budget's wording
-# changed keeps every result, including those whose checkpoints are not on this machine).
-TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_epochs", "patience", "train_size", "valid_size")
+# What a result depends on: the settings training uses (the data among them) and those
+# evaluation adds. A stored result is reused only by a preset that agrees on these (a stage
+# added or a budget's wording changed keeps every result, including those whose checkpoints
+# are not on this machine).
+TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_epochs", "patience", "train_size", "valid_size",
+                   "data_sums")
 EVAL_FIELDS = ("test_size", "nll_samples", "svm_size", "svm_folds", "fisher_points", "tsne_points", "grid_images",
                "figure_seeds", "eval_epochs", "final_nll_samples", "check_nll_samples")
 
@@ -151,8 +162,10 @@ def settings(preset: Preset, fields=TRAINING_FIELDS) -> dict:
 
 
 def _defaults() -> dict:
-    return json.loads(json.dumps({f.name: f.default_factory() if f.default_factory is not MISSING else f.default
-                                  for f in fields(Preset) if f.default is not MISSING or f.default_factory is not MISSING}))
+    """What a file written before a field existed had: the field's default, the data list for data_sums."""
+    stored = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+              for f in fields(Preset) if f.default is not MISSING or f.default_factory is not MISSING}
+    return json.loads(json.dumps({**stored, "data_sums": DATA_SUMS_BEFORE_RECORDED}))
 
 
 def changed_settings(stored: dict | None, preset: Preset, names=TRAINING_FIELDS) -> list[str]:

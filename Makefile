@@ -32,7 +32,7 @@ PARAMS_FILE := _build/notebook-params
 PM_PARAMS = -r preset $(strip $(PRESET)) -r device $(strip $(DEVICE)) -r results_dir $(strip $(RESULTS)) \
 	-p recompute $(strip $(RECOMPUTE)) -y "seeds: $(if $(strip $(SEEDS)),[$(strip $(SEEDS))],null)"
 
-.PHONY: help venv notebooks book html check-book test pytest chromium clean
+.PHONY: help venv notebooks book html check-book test test-fast pytest chromium clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -83,8 +83,11 @@ check-book: ## check the built book's tables against results/ and data/paper_rep
 chromium: ## install Debian's chromium for the browser test (needs root)
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
-test: ## build the book from the committed results, then run every test
+test: ## build the book from the committed results, then run every test (tiers unit, smoke, book)
 	@$(call timed,test,pytest)
+
+test-fast: $(STAMP) ## the unit tier only: no data, no book, no browser (under a minute)
+	$(BIN)/python -m pytest -m unit
 
 pytest: $(STAMP) chromium book
 	@test -n "$(SCVAE_DATA)" || echo "warning: no data folder (SCVAE_DATA unset, no ../shared/data, no data/):" \

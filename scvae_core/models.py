@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ACTIVATION_NAMES, INITS, SKIPS, ModelConfig, same_config  # noqa: F401 (re-exported)
+from .config import ACTIVATION_NAMES, ModelConfig
 
 IMAGE_SIDE = 28
 X_DIM = IMAGE_SIDE * IMAGE_SIDE

@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from . import data
-from .models import VAE, ModelConfig, same_config
+from .config import same_config
+from .models import VAE, ModelConfig
 from .lock import run_lock
 from .presets import Preset, changed_settings, run_preset, settings
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json

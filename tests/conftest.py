@@ -1,10 +1,34 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the test tiers: every test carries exactly one of the markers
+registered in pyproject.toml (unit, smoke, book); `make test-fast` runs the unit tier."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from scvae_core.results import REPO_ROOT
+
+TIERS = ("unit", "smoke", "book")
+NEEDS_DATA = ("data_dir", "smoke_results")  # the fixtures that a unit test may not use
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
+def pytest_collection_modifyitems(items):
+    wrong = []
+    for item in items:
+        tiers = {m.name for m in item.iter_markers()} & set(TIERS)
+        uses_data = bool(set(NEEDS_DATA) & set(item.fixturenames))  # fixturenames: with those they use
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid}: marked {sorted(tiers) or 'with no tier'}")
+        elif tiers == {"unit"} and uses_data:
+            wrong.append(f"{item.nodeid}: marked unit, but it uses the data (mark it smoke)")
+        elif tiers == {"smoke"} and not uses_data:
+            wrong.append(f"{item.nodeid}: marked smoke, but it needs no data (mark it unit)")
+    if wrong:
+        raise pytest.UsageError("each test needs exactly one tier marker (unit: no data, no book; smoke: "
+                                "needs the data; book: the built book), e.g. `pytestmark = pytest.mark.unit`:\n  "
+                                + "\n  ".join(wrong))
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +40,17 @@ def data_dir() -> Path:
         pytest.fail(f"test data not found in {path}: set SCVAE_DATA to a folder holding binarized_mnist/ "
                     "and mnist/ (the project's shared data folder), or run `scvae data download`")
     return path
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory, data_dir) -> Path:
+    """Every stage of the smoke presets (smoke, smoke-long) on the CPU, produced once per test
+    run by the CLI as a reader would. Shared: a test that changes a run copies it first."""
+    out = tmp_path_factory.mktemp("smoke-results")
+    for preset in ("smoke", "smoke-long"):
+        cmd = [sys.executable, "-m", "scvae_core.cli", "reproduce", "all", "--preset", preset, "--device", "cpu",
+               "--out", str(out), "--data-dir", str(data_dir), "--no-progress"]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
+        if done.returncode != 0:
+            pytest.fail(f"scvae reproduce all --preset {preset} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return out

@@ -11,9 +11,8 @@ from bs4 import BeautifulSoup
 from fake_results import write_eval
 
 from scvae_core.bookcheck import check_book
-from scvae_core.results import PAPER_REPORTED
+from scvae_core.results import PAPER_REPORTED, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILT = REPO_ROOT / "_build" / "html"
 
 
@@ -24,10 +23,12 @@ def built() -> Path:
     return BUILT
 
 
+@pytest.mark.book
 def test_built_book_matches_results(built):
     assert check_book(built, REPO_ROOT / "results") == []
 
 
+@pytest.mark.unit
 def test_every_notebook_is_in_the_book():
     def files(entries):  # chapters and their sections, at any depth
         for entry in entries:
@@ -40,6 +41,7 @@ def test_every_notebook_is_in_the_book():
     assert not missing, f"notebooks not listed in _toc.yml: {missing}"
 
 
+@pytest.mark.book
 def test_table1_page_shows_the_generated_table(built):
     page = built / "notebooks" / "04_table1.html"
     assert page.is_file(), f"{page} is missing: run `make book`"
@@ -77,6 +79,7 @@ def site(built, tmp_path) -> tuple[Path, Path]:
     return html, results
 
 
+@pytest.mark.book
 def test_edited_number_is_reported(site):
     html, results = site
     _edit(html, PAGE, lambda soup: _cell(soup, "SCVAE", "NLL (ours)").string.replace_with("79.00 (n=9)"))
@@ -84,6 +87,7 @@ def test_edited_number_is_reported(site):
     assert any("'SCVAE'" in p and "'NLL (ours)'" in p and "'79.00 (n=9)'" in p for p in problems), problems
 
 
+@pytest.mark.book
 def test_edited_paper_number_is_reported(site):
     html, results = site
     _edit(html, PAGE, lambda soup: _cell(soup, "SCVAE", "Acc (paper)").string.replace_with("0.9600"))
@@ -91,6 +95,7 @@ def test_edited_paper_number_is_reported(site):
     assert any("'SCVAE'" in p and "the paper printed '0.9588'" in p for p in problems), problems
 
 
+@pytest.mark.book
 def test_hand_written_table_is_reported(site):
     html, results = site
     typed = BeautifulSoup("<table><tr><th>Model</th><th>NLL</th></tr><tr><td>SCVAE</td><td>80.19</td></tr></table>",
@@ -100,6 +105,7 @@ def test_hand_written_table_is_reported(site):
     assert len(problems) == 1 and "not generated" in problems[0] and PAGE in problems[0], problems
 
 
+@pytest.mark.book
 def test_changed_result_is_reported_as_stale(site):
     html, results = site
     shown = BeautifulSoup((html / PAGE).read_text(), "html.parser").select_one("table#table1")["data-preset"]
@@ -118,5 +124,6 @@ def test_changed_result_is_reported_as_stale(site):
     assert any(f"'{display}'" in p and "stale" in p for p in problems), problems
 
 
+@pytest.mark.unit
 def test_missing_book_is_reported(tmp_path):
     assert "run `make book`" in check_book(tmp_path, tmp_path)[0]

@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from scvae_core.bookcheck import pages
+from scvae_core.results import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.book
+
 BUILT = REPO_ROOT / "_build" / "html"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,14 +9,12 @@ import pytest
 import torch
 
 from scvae_core import evaluate as ev
-from scvae_core import train
 from scvae_core.presets import get_preset, run_preset
 from scvae_core.reproduce import run_status
-from scvae_core.results import RunPaths, read_json
+from scvae_core.results import REPO_ROOT, RunPaths, read_json
 from scvae_core.runs import collect
 from scvae_core.zoo import TABLE1, TWINS, build, get_config, twin_of
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 AUTHORS = next(t for t in TWINS if t.suffix == "-authors")
 
 
@@ -26,27 +24,28 @@ def weights(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory, data_dir) -> Path:
-    """vae-1l-authors trained under smoke-long (4 epochs, evaluated at 2 and 4) and under
-    smoke (2 epochs), same seed, through the CLI as a reader would."""
+    """vae-1l-authors trained under smoke-long (4 epochs, evaluated at 2 and 4), through the
+    CLI as a reader would; the same model and seed under smoke (2 epochs) is the session's."""
     out = tmp_path_factory.mktemp("long")
     env = {**os.environ, "SCVAE_DATA": str(data_dir)}
-    for preset in ("smoke-long", "smoke"):
-        for verb in ("train", "evaluate"):
-            cmd = [sys.executable, "-m", "scvae_core.cli", verb, "vae-1l-authors", "--preset", preset, "--seed", "0",
-                   "--out", str(out), "--device", "cpu", "--no-progress"]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
-            assert proc.returncode == 0, proc.stderr
+    for verb in ("train", "evaluate"):
+        cmd = [sys.executable, "-m", "scvae_core.cli", verb, "vae-1l-authors", "--preset", "smoke-long", "--seed",
+               "0", "--out", str(out), "--device", "cpu", "--no-progress"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+        assert proc.returncode == 0, proc.stderr
     return out
 
 
 class TestWithinRunBudgets:
-    def test_the_first_epochs_of_a_long_run_are_the_short_run(self, long_run):
-        short = RunPaths(long_run, "smoke", "vae-1l-authors", 0)
+    @pytest.mark.smoke
+    def test_the_first_epochs_of_a_long_run_are_the_short_run(self, long_run, smoke_results):
+        short = RunPaths(smoke_results, "smoke", "vae-1l-authors", 0)
         long = RunPaths(long_run, "smoke-long", "vae-1l-authors", 0)
         a, b = weights(short.best_ckpt), weights(long.best_ckpt_at(2))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bitwise
         assert not all(torch.equal(a[k], v) for k, v in weights(long.best_ckpt_at(4)).items())
 
+    @pytest.mark.smoke
     def test_each_budget_has_its_own_evaluation_with_its_epoch(self, long_run):
         paths = RunPaths(long_run, "smoke-long", "vae-1l-authors", 0)
         preset = get_preset("smoke-long")
@@ -60,12 +59,14 @@ class TestWithinRunBudgets:
         last = read_json(paths.eval_json_at(4), "eval")["metrics"]
         assert last["nll_samples"] == 16 and "12" not in last["nll_by_samples"]  # nested counts only
 
-    def test_the_same_short_evaluation_is_the_cpu_comparable_one(self, long_run):
-        short = read_json(RunPaths(long_run, "smoke", "vae-1l-authors", 0).eval_json, "eval")
+    @pytest.mark.smoke
+    def test_the_same_short_evaluation_is_the_cpu_comparable_one(self, long_run, smoke_results):
+        short = read_json(RunPaths(smoke_results, "smoke", "vae-1l-authors", 0).eval_json, "eval")
         at2 = read_json(RunPaths(long_run, "smoke-long", "vae-1l-authors", 0).eval_json_at(2), "eval")
         assert short["metrics"]["nll_samples"] == at2["metrics"]["nll_samples"]
         assert short["metrics"]["nll"] == at2["metrics"]["nll"]  # same weights, same seeded estimator
 
+    @pytest.mark.smoke
     def test_tables_read_a_chosen_budget(self, long_run):
         by_epoch = {e: collect(long_run, "smoke-long", ["vae-1l-authors"], epoch=e)["vae-1l-authors"]
                     for e in (2, 4)}
@@ -74,6 +75,7 @@ class TestWithinRunBudgets:
         with pytest.raises(ValueError, match="evaluates at epochs"):
             collect(long_run, "smoke-long", ["vae-1l-authors"], epoch=3)
 
+    @pytest.mark.smoke
     def test_status_is_done_only_when_every_budget_is_evaluated(self, long_run, tmp_path):
         assert run_status(long_run, "smoke-long", "vae-1l-authors", 0) == "done"
         RunPaths(long_run, "smoke-long", "vae-1l-authors", 0).eval_json_at(2).rename(tmp_path / "moved.json")
@@ -82,11 +84,13 @@ class TestWithinRunBudgets:
         finally:
             (tmp_path / "moved.json").rename(RunPaths(long_run, "smoke-long", "vae-1l-authors", 0).eval_json_at(2))
 
+    @pytest.mark.unit
     def test_a_stage_may_train_shorter(self):
         assert run_preset("long", "enc05-plain").epochs == 30
         assert run_preset("long", "enc05-plain").eval_epochs == (10, 30)
         assert run_preset("long", "vae-1l").eval_epochs == (10, 30, 100)
 
+    @pytest.mark.smoke
     def test_an_epoch_the_preset_does_not_keep_is_refused(self, long_run, data_dir):
         with pytest.raises(ValueError, match="only at epochs"):
             ev.evaluate_run("vae-1l-authors", "smoke-long", 0, device="cpu", out=long_run, data_dir=data_dir,
@@ -94,6 +98,7 @@ class TestWithinRunBudgets:
 
 
 class TestAuthorsTwins:
+    @pytest.mark.unit
     def test_every_table1_model_has_a_twin_in_its_stage(self):
         assert AUTHORS.models() == get_preset("cpu").stage_models("authors")
         for m in TABLE1:
@@ -101,14 +106,17 @@ class TestAuthorsTwins:
             assert (cfg.activation, cfg.init) == ("relu", "he")
             assert twin_of(m + "-authors") is AUTHORS
 
+    @pytest.mark.unit
     def test_training_changes_live_with_the_twin(self):
         assert run_preset("cpu", "vae-1l-authors").lr == 1e-3
         assert run_preset("cpu", "vae-1l").lr == get_preset("cpu").lr == 5e-4
 
-    def test_the_run_records_the_lr_it_trained_with(self, long_run):
-        doc = read_json(RunPaths(long_run, "smoke", "vae-1l-authors", 0).train_json, "train")
+    @pytest.mark.smoke
+    def test_the_run_records_the_lr_it_trained_with(self, smoke_results):
+        doc = read_json(RunPaths(smoke_results, "smoke", "vae-1l-authors", 0).train_json, "train")
         assert doc["preset_config"]["lr"] == 1e-3
 
+    @pytest.mark.unit
     def test_he_init_is_kaiming_normal_fan_in(self):
         torch.manual_seed(0)
         layer = build("vae-11l-authors").encoder.mlp.layers[3]
@@ -118,8 +126,9 @@ class TestAuthorsTwins:
         default = build("vae-11l").encoder.mlp.layers[3].weight.std().item()
         assert default < 0.7 * std  # PyTorch's default: uniform with bound 1/sqrt(fan_in)
 
-    def test_every_new_evaluation_records_three_readings_and_the_robust_summary(self, long_run):
-        doc = read_json(RunPaths(long_run, "smoke", "vae-1l-authors", 0).eval_json, "eval")
+    @pytest.mark.smoke
+    def test_every_new_evaluation_records_three_readings_and_the_robust_summary(self, smoke_results):
+        doc = read_json(RunPaths(smoke_results, "smoke", "vae-1l-authors", 0).eval_json, "eval")
         assert doc["fisher"]["targets"] == "model" and doc["fisher_empirical"]["targets"] == "empirical"
         for side in ("encoder", "decoder", "model"):
             for block in ("fisher", "fisher_empirical"):

@@ -14,6 +14,8 @@ from scvae_core.presets import depth_models
 from scvae_core.runs import DEPTH_MODEL
 from scvae_core.zoo import TWINS
 
+pytestmark = pytest.mark.unit
+
 SEEDS = (0, 1, 2)
 
 

@@ -118,6 +118,7 @@ def serve(monkeypatch):
 
 # ---------------------------------------------------------------- data folder
 
+@pytest.mark.unit
 def test_resolve_data_dir_order(tmp_path, monkeypatch):
     env, arg = tmp_path / "env", tmp_path / "arg"
     env.mkdir(), arg.mkdir()
@@ -128,6 +129,7 @@ def test_resolve_data_dir_order(tmp_path, monkeypatch):
     assert resolve_data_dir() == data.REPO_ROOT / "data"
 
 
+@pytest.mark.unit
 def test_missing_folder_says_how_to_fix(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError) as e:
@@ -136,6 +138,7 @@ def test_missing_folder_says_how_to_fix(tmp_path):
         assert part in str(e.value)
 
 
+@pytest.mark.smoke
 def test_repo_checksums_match_shared_list(data_dir):
     shared = dict(reversed(line.split()) for line in (data_dir / "SHA256SUMS").read_text().splitlines())
     ours = data.load_checksums()
@@ -151,6 +154,7 @@ def splits(data_dir):
     return {split: load_binarized_mnist(split, data_dir) for split in SPLIT_SIZES}
 
 
+@pytest.mark.smoke
 def test_splits_have_standard_shapes(splits):
     assert {s: x.shape for s, x in splits.items()} == {
         "train": (50000, 784), "valid": (10000, 784), "test": (10000, 784)}
@@ -158,6 +162,7 @@ def test_splits_have_standard_shapes(splits):
         assert x.dtype == np.uint8 and x.flags.c_contiguous and x.max() == 1
 
 
+@pytest.mark.smoke
 def test_test_labels_match_mnist(data_dir):
     labels = load_test_labels(data_dir)
     gray, gray_labels = load_mnist_test(data_dir)
@@ -167,6 +172,7 @@ def test_test_labels_match_mnist(data_dir):
     assert np.bincount(labels).tolist() == np.bincount(gray_labels).tolist()
 
 
+@pytest.mark.smoke
 def test_derive_test_labels_reproduces_labels_file(data_dir, splits):
     gray, gray_labels = load_mnist_test(data_dir)
     start = time.perf_counter()
@@ -175,17 +181,20 @@ def test_derive_test_labels_reproduces_labels_file(data_dir, splits):
     assert (derived == load_test_labels(data_dir)).all()
 
 
+@pytest.mark.smoke
 def test_amat_content_hashes_are_those_of_the_mat_arrays(splits):
     sums = data.load_checksums()
     for split, x in splits.items():
         assert sums[f"binarized_mnist/binarized_mnist_{split}.amat{data.CONTENT}"] == sha(x)
 
 
+@pytest.mark.smoke
 def test_amat_file_loads_like_mat(splits, tmp_path):
     write_amat(tmp_path / "binarized_mnist/binarized_mnist_test.amat", splits["test"])
     assert (load_binarized_mnist("test", tmp_path) == splits["test"]).all()  # content hash verified
 
 
+@pytest.mark.smoke
 def test_mat_is_preferred_over_amat(data_dir, tmp_path):
     (tmp_path / "binarized_mnist").mkdir()
     shutil.copyfile(data_dir / TEST_MAT, tmp_path / TEST_MAT)
@@ -193,6 +202,7 @@ def test_mat_is_preferred_over_amat(data_dir, tmp_path):
     assert load_binarized_mnist("test", tmp_path).shape == (10000, 784)
 
 
+@pytest.mark.smoke
 def test_verification_is_cached_per_path_size_and_mtime(data_dir, tmp_path, monkeypatch):
     shutil.copyfile(data_dir / VALID_MAT, tmp_path / "v.mat")
     (tmp_path / "binarized_mnist").mkdir()
@@ -219,6 +229,7 @@ def bad_copy(data_dir, tmp_path):
     return copy_data(data_dir, tmp_path / "data")
 
 
+@pytest.mark.smoke
 def test_wrong_checksum_names_file_digests_and_fix(bad_copy):
     flip_byte(bad_copy / TRAIN_MAT)
     with pytest.raises(DataError) as e:
@@ -229,6 +240,7 @@ def test_wrong_checksum_names_file_digests_and_fix(bad_copy):
         assert part in message
 
 
+@pytest.mark.smoke
 def test_missing_files(bad_copy):
     (bad_copy / VALID_MAT).unlink()
     (bad_copy / data.LABELS).unlink()
@@ -238,6 +250,7 @@ def test_missing_files(bad_copy):
         load_test_labels(bad_copy)
 
 
+@pytest.mark.smoke
 def test_truncated_gzip(bad_copy):
     path = bad_copy / data.MNIST_IMAGES
     path.write_bytes(path.read_bytes()[:100000])
@@ -247,6 +260,7 @@ def test_truncated_gzip(bad_copy):
         load_mnist_test(bad_copy, verify=False)
 
 
+@pytest.mark.unit
 def test_bad_idx_header(tmp_path):
     for header in (b"\0\0\x0d\x01" + b"\0" * 8, b"\0\0\x08"):  # type 0x0d (floats); cut short
         (tmp_path / "x.idx").write_bytes(header)
@@ -258,6 +272,7 @@ def test_bad_idx_header(tmp_path):
         data.read_idx(tmp_path / "y.idx")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case, content, message", [
     ("wrong shape", {"X": np.zeros((10, 784), np.uint8)}, r"shape \(10, 784\), expected \(3, 784\)"),
     ("non-binary", {"X": np.full((3, 784), 2, np.uint8)}, "values other than 0 and 1 .*not statically binarized"),
@@ -278,6 +293,7 @@ def test_bad_mat_files(tmp_path, monkeypatch, case, content, message):
         load_binarized_mnist("valid", tmp_path)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("line, message", [
     ("0 1 2", r"line 2 holds '2', not a 0 or 1"),
     ("0 10 1", r"line 2 holds '10', not a 0 or 1"),
@@ -292,6 +308,7 @@ def test_bad_amat_files(tmp_path, line, message):
         load_binarized_mnist("valid", tmp_path)
 
 
+@pytest.mark.unit
 def test_amat_with_other_data_fails_content_check(tmp_path, monkeypatch):
     monkeypatch.setitem(SPLIT_SIZES, "valid", 2)
     write_amat(tmp_path / "binarized_mnist/binarized_mnist_valid.amat", np.ones((2, 784), np.uint8))
@@ -300,6 +317,7 @@ def test_amat_with_other_data_fails_content_check(tmp_path, monkeypatch):
     assert load_binarized_mnist("valid", tmp_path, verify=False).sum() == 2 * 784
 
 
+@pytest.mark.smoke
 def test_bad_labels_file(bad_copy):
     path = bad_copy / data.LABELS
     path.write_text("\n".join(["3"] * 9999) + "\n")
@@ -329,6 +347,7 @@ def fashion(tmp_path):
     return tmp_path, sets
 
 
+@pytest.mark.unit
 def test_fashion_mnist_layouts(fashion):
     root, sets = fashion
     for layout in ("debian", "torchvision"):
@@ -338,6 +357,7 @@ def test_fashion_mnist_layouts(fashion):
             assert y.dtype == np.int64 and (y == labels).all()
 
 
+@pytest.mark.unit
 def test_fashion_mnist_binarization(fashion):
     root = fashion[0] / "debian"
     a, _ = load_fashion_mnist("train", root, binarize="static", seed=1)
@@ -349,6 +369,7 @@ def test_fashion_mnist_binarization(fashion):
     assert (dynamic.epoch(3) == dynamic.epoch(3)).all() and (dynamic.epoch(3) != dynamic.epoch(4)).any()
 
 
+@pytest.mark.unit
 def test_fashion_mnist_errors(fashion, tmp_path):
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist("train", tmp_path / "empty")
@@ -358,6 +379,7 @@ def test_fashion_mnist_errors(fashion, tmp_path):
         load_fashion_mnist("test", root)
 
 
+@pytest.mark.smoke
 def test_dynamic_binarizer_samples_pixel_over_255(data_dir):
     images = np.zeros((500, 784), np.uint8)
     images[:, 100:] = 255
@@ -372,6 +394,7 @@ def test_dynamic_binarizer_samples_pixel_over_255(data_dir):
 
 # ---------------------------------------------------------------- download
 
+@pytest.mark.smoke
 def test_download_from_mirror(data_dir, tmp_path, serve):
     url, requests = serve(copy_data(data_dir, tmp_path / "served"))
     out = tmp_path / "out"
@@ -384,6 +407,7 @@ def test_download_from_mirror(data_dir, tmp_path, serve):
     assert requests == []  # present and valid files are kept
 
 
+@pytest.mark.smoke
 def test_download_short_read_leaves_no_file(data_dir, tmp_path, serve):
     url, _ = serve(copy_data(data_dir, tmp_path / "served"), truncate={TRAIN_MAT})
     out = tmp_path / "out"
@@ -393,6 +417,7 @@ def test_download_short_read_leaves_no_file(data_dir, tmp_path, serve):
     assert not (out / TRAIN_MAT).exists() and no_partial_files(out)
 
 
+@pytest.mark.smoke
 def test_download_bad_checksum_leaves_no_file(data_dir, tmp_path, serve):
     served = copy_data(data_dir, tmp_path / "served")
     flip_byte(served / data.MNIST_LABELS)
@@ -403,6 +428,7 @@ def test_download_bad_checksum_leaves_no_file(data_dir, tmp_path, serve):
     assert not (out / data.MNIST_LABELS).exists() and no_partial_files(out)
 
 
+@pytest.mark.unit
 def test_download_http_error(tmp_path, serve):
     url, _ = serve(tmp_path)
     with pytest.raises(DataError, match="download failed .*404"):
@@ -427,6 +453,7 @@ def upstream(data_dir, splits, tmp_path, monkeypatch):
     return served, tiny
 
 
+@pytest.mark.smoke
 def test_download_from_upstream_derives_labels(data_dir, splits, tmp_path, upstream, serve, monkeypatch):
     served, tiny = upstream
     url, _ = serve(served)
@@ -443,6 +470,7 @@ def test_download_from_upstream_derives_labels(data_dir, splits, tmp_path, upstr
     assert data.check(out) and no_partial_files(out)
 
 
+@pytest.mark.smoke
 def test_download_upstream_amat_with_other_data_leaves_no_file(tmp_path, upstream, serve, monkeypatch):
     served, _ = upstream
     write_amat(served / "binarized_mnist_valid.amat", np.zeros((2, 784), np.uint8))
@@ -458,6 +486,7 @@ def test_download_upstream_amat_with_other_data_leaves_no_file(tmp_path, upstrea
 
 # ---------------------------------------------------------------- CLI
 
+@pytest.mark.smoke
 def test_cli_check_reports_shapes_labels_and_checksums(data_dir, capsys):
     assert main(["data", "check", "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
@@ -466,6 +495,7 @@ def test_cli_check_reports_shapes_labels_and_checksums(data_dir, capsys):
         assert part in out
 
 
+@pytest.mark.smoke
 def test_cli_check_fails_on_problems(bad_copy, capsys):
     (bad_copy / VALID_MAT).unlink()
     flip_byte(bad_copy / data.MNIST_IMAGES)
@@ -475,6 +505,7 @@ def test_cli_check_fails_on_problems(bad_copy, capsys):
     assert main(["data", "check", "--data-dir", str(bad_copy / "nowhere")]) != 0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("argv", [["data"], ["data", "download"], ["data", "check"]])
 def test_cli_help(argv, capsys):
     with pytest.raises(SystemExit) as e:

@@ -15,10 +15,9 @@ import torch
 from scvae_core import evaluate as ev
 from scvae_core.models import VAE, ModelConfig
 from scvae_core.presets import get_preset
-from scvae_core.results import ResultError, RunPaths, read_npz
+from scvae_core.results import REPO_ROOT, ResultError, RunPaths, read_npz
 from scvae_core.zoo import get_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------- estimator on an exact model
@@ -57,6 +56,7 @@ class LinearGaussian:
         return log_joint, propose
 
 
+@pytest.mark.unit
 def test_importance_estimate_converges_to_exact_log_px():
     model = LinearGaussian()
     g = torch.Generator().manual_seed(1)
@@ -71,6 +71,7 @@ def test_importance_estimate_converges_to_exact_log_px():
     assert errors[50000] < errors[100] < errors[1], errors
 
 
+@pytest.mark.unit
 def test_chunks_combine_exactly():
     model = LinearGaussian()
     x = model.b.expand(3, -1)
@@ -86,6 +87,7 @@ def test_chunks_combine_exactly():
     torch.testing.assert_close(ev.importance_log_px(log_joint, replay, n_samples=300, chunk=7), whole)
 
 
+@pytest.mark.unit
 def test_estimates_at_fewer_samples_are_those_of_the_first_samples():
     model = LinearGaussian()
     x = model.b.expand(3, -1)
@@ -120,6 +122,7 @@ def binary_images(n, seed=0):
     return torch.bernoulli(torch.full((n, 784), 0.2), generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.unit
 def test_compiled_nll_matches_eager_and_falls_back_when_compiling_fails(monkeypatch):
     model, x = small_vae(), binary_images(8)
     def nll(compile):
@@ -136,12 +139,14 @@ def test_compiled_nll_matches_eager_and_falls_back_when_compiling_fails(monkeypa
         torch.testing.assert_close(nll(True), eager)
 
 
+@pytest.mark.unit
 def test_compiling_is_chosen_for_large_mlp_workloads_only():
     assert not ev.compiles_nll(small_vae(), ev.COMPILE_ROWS - 1)
     assert ev.compiles_nll(small_vae(), ev.COMPILE_ROWS)
     assert not ev.compiles_nll(small_vae(decoder="pixelcnn", pixel_layers=2, pixel_channels=4), 10**9)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kw", [{}, {"prior": "vamp", "pseudo_inputs": 5},
                                 {"decoder": "pixelcnn", "pixel_layers": 2, "pixel_channels": 4}],
                          ids=["bernoulli", "vamp", "pixelcnn"])
@@ -157,6 +162,7 @@ def test_nll_is_below_negative_elbo(kw):
     assert gap > -noise, (gap, noise)
 
 
+@pytest.mark.unit
 def test_bound_tightens_with_samples():
     model, x = small_vae(), binary_images(32)
     means = [np.mean([ev.importance_nll(model, x, s, generator=torch.Generator().manual_seed(r)).mean().item()
@@ -164,6 +170,7 @@ def test_bound_tightens_with_samples():
     assert means[0] > means[1] > means[2], means
 
 
+@pytest.mark.unit
 def test_active_units_counts_varying_latent_means():
     model = small_vae(latent=6)
     with torch.no_grad():
@@ -177,6 +184,7 @@ def test_active_units_counts_varying_latent_means():
 
 # --------------------------------------------------------------- SVM, figure helpers
 
+@pytest.mark.unit
 def test_svm_separable_clusters_near_perfect_and_random_labels_near_chance():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 40)
@@ -189,11 +197,13 @@ def test_svm_separable_clusters_near_perfect_and_random_labels_near_chance():
     assert 0.0 < noise["mean"] < 0.2
 
 
+@pytest.mark.unit
 def test_grid_shows_every_digit_first():
     labels = np.array([3, 3, 1, 0, 2, 1, 0, 9])
     assert ev.grid_indices(labels, 6).tolist() == [3, 2, 4, 0, 7, 1]
 
 
+@pytest.mark.unit
 def test_test_permutation_is_fixed_and_mixes_the_sorted_split():
     a = ev.permuted_test_indices()
     assert np.array_equal(a, ev.permuted_test_indices()) and sorted(a) == list(range(10000))
@@ -208,14 +218,10 @@ METRICS = ("nll", "nll_se", "nll_samples", "nll_by_samples", "elbo", "rec", "kl"
            "svm_acc", "svm_acc_std", "svm_fold_accs", "svm_size")
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, data_dir):
-    from scvae_core.train import train_run
-
-    out = tmp_path_factory.mktemp("results")
-    train_run(MODEL, "smoke", 0, device="cpu", out=out, data_dir=data_dir, progress=False)
-    doc = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", out=out, data_dir=data_dir, progress=False)
-    return out, doc
+@pytest.fixture
+def smoke_run(smoke_results):
+    """The session's smoke run of vae-1l, seed 0 (a figure seed), and its eval.json."""
+    return smoke_results, ev.load_eval(smoke_results, "smoke", MODEL, 0)
 
 
 def copy_trained(src: Path, dst: Path) -> RunPaths:
@@ -226,10 +232,10 @@ def copy_trained(src: Path, dst: Path) -> RunPaths:
     return b
 
 
+@pytest.mark.smoke
 def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     out, doc = smoke_run
     paths = RunPaths(out, "smoke", MODEL, 0)
-    assert ev.load_eval(out, "smoke", MODEL, 0) == doc
     assert (doc["model"], doc["preset"], doc["seed"]) == (MODEL, "smoke", 0)
     assert doc["preset_config"] == json.loads(json.dumps(SMOKE.to_dict()))
     assert set(doc["metrics"]) == set(METRICS)
@@ -262,12 +268,14 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     assert np.array_equal(figs["recon_truth"].reshape(k, -1), x[grid])
 
 
+@pytest.mark.smoke
 def test_up_to_date_eval_is_returned_without_work(smoke_run, capsys):
     out, doc = smoke_run
     assert ev.evaluate_run(MODEL, "smoke", 0, device="cpu", out=out, progress=False) == doc
     assert "up to date" in capsys.readouterr().out
 
 
+@pytest.mark.smoke
 def test_outdated_eval_is_not_reused(smoke_run):
     out, doc = smoke_run
     paths = RunPaths(out, "smoke", MODEL, 0)
@@ -277,6 +285,7 @@ def test_outdated_eval_is_not_reused(smoke_run):
         assert ev._reusable(paths, get_preset("smoke", epochs=3), doc["config"]) is None
 
 
+@pytest.mark.smoke
 def test_eval_survives_preset_changes_that_do_not_touch_it(smoke_run):
     # A new stage or reworded budget must not throw away results whose checkpoints may be gone.
     out, doc = smoke_run
@@ -287,6 +296,7 @@ def test_eval_survives_preset_changes_that_do_not_touch_it(smoke_run):
         assert ev._reusable(paths, SMOKE, get_config("vae-1l-xavier")) is None
 
 
+@pytest.mark.smoke
 def test_eval_written_before_a_config_field_existed_is_reused(smoke_run, tmp_path):
     # Files written before ModelConfig.init existed lack it: read as the default, not stale.
     out, doc = smoke_run
@@ -298,6 +308,7 @@ def test_eval_written_before_a_config_field_existed_is_reused(smoke_run, tmp_pat
     assert ev._reusable(paths, SMOKE, get_config(MODEL))["config"] == old["config"]
 
 
+@pytest.mark.smoke
 def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run, tmp_path, data_dir, monkeypatch):
     out, doc = smoke_run
     paths = copy_trained(out, tmp_path)
@@ -311,6 +322,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
     monkeypatch.setattr(ev, "run_preset", lambda name, model: get_preset(name, figure_seeds=()))
     with pytest.warns(UserWarning, match="not valid JSON"):
         again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+    assert again == ev.load_eval(tmp_path, "smoke", MODEL, 0)  # returned as written
     for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
         assert again[block] == doc[block], block
     figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(out, "smoke", MODEL, 0).figures_npz)
@@ -319,6 +331,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
         assert np.array_equal(figs[key], before[key]), key
 
 
+@pytest.mark.smoke
 def test_cli_evaluate_after_train(smoke_run, tmp_path, data_dir):
     copy_trained(smoke_run[0], tmp_path)  # `scvae train` then finds it trained
     env = {**os.environ, "SCVAE_DATA": str(data_dir)}

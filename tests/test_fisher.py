@@ -9,6 +9,8 @@ import torch
 from scvae_core import fisher as fi
 from scvae_core.models import VAE, ModelConfig
 
+pytestmark = pytest.mark.unit
+
 TINY = ModelConfig(hidden=16, latent=3, enc_depth=2, dec_depth=2)
 SKIP = replace(TINY, enc_skip="short", dec_skip="short")
 PIXEL = replace(TINY, decoder="pixelcnn", pixel_layers=3, pixel_channels=4)

@@ -8,10 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 
+from scvae_core.config import same_config
 from scvae_core.models import (VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits, log_mean_normal_diag,
-                               log_normal_diag, resample, same_config)
+                               log_normal_diag, resample)
 from scvae_core.presets import PRESETS, get_preset
 from scvae_core.zoo import DEEP, MODELS, UnknownName, get_config
+
+pytestmark = pytest.mark.unit
 
 
 @functools.cache

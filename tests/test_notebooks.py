@@ -1,14 +1,13 @@
-"""Every notebook runs end to end under papermill on fresh smoke results, from a temporary
-working directory, and takes the book's agreed parameters."""
-import subprocess
-import sys
+"""Every notebook runs end to end under papermill on fresh smoke results (the session's
+`smoke_results`), from a temporary working directory, and takes the book's agreed parameters."""
 from pathlib import Path
 
 import jupytext
 import papermill
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from scvae_core.results import REPO_ROOT
+
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.md"))
 PARAMETERS = {"preset", "seeds", "device", "results_dir", "recompute"}  # `make book` passes these
 
@@ -19,29 +18,19 @@ def _ipynb(source: Path, folder: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def smoke_results(tmp_path_factory, data_dir) -> Path:
-    """Every stage of the smoke presets, produced by the CLI as a reader would."""
-    out = tmp_path_factory.mktemp("results")
-    scvae = [sys.executable, "-m", "scvae_core.cli"]
-    for preset in ("smoke", "smoke-long"):
-        done = subprocess.run([*scvae, "reproduce", "all", "--preset", preset, "--out", str(out),
-                               "--data-dir", str(data_dir), "--no-progress"], capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"scvae reproduce all --preset {preset} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return out
-
-
+@pytest.mark.unit
 def test_there_are_notebooks():
     assert NOTEBOOKS, "no notebooks/*.md"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_takes_the_book_parameters(source, tmp_path):
     found = set(papermill.inspect_notebook(str(_ipynb(source, tmp_path))))
     assert PARAMETERS <= found, f"{source.name}: its `parameters` cell lacks {sorted(PARAMETERS - found)}"
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_smoke_results(source, smoke_results, tmp_path):
     # A papermill error names the failing cell and its traceback; the executed copy stays in tmp_path.

@@ -1,8 +1,11 @@
 """reproduce(): resumes an interrupted stage, plans, writes stage summaries; `scvae status`.
 Most tests replace train_run/evaluate_run by fakes that keep their contract (skip what is
-complete) and run them in this process (``scheduler="inline"``); the last one runs the real
-Table 1 stage under the smoke preset through the default local cluster of worker processes."""
+complete) and run them in this process (``scheduler="inline"``); the last one reads the
+session's real smoke runs of every stage (made by `scvae reproduce` through the default local
+cluster of worker processes) and reruns Table 1 on a copy."""
 from __future__ import annotations
+
+import shutil
 
 import pytest
 from fake_results import write_eval, write_figures, write_train
@@ -51,6 +54,7 @@ def fake(monkeypatch) -> FakeRuns:
     return runs
 
 
+@pytest.mark.unit
 def test_interrupted_stage_resumes_with_only_the_missing_runs(fake, tmp_path):
     fake.interrupt_at = (TABLE1[3], 0)  # trained, then killed while evaluating
     with pytest.raises(KeyboardInterrupt):
@@ -66,6 +70,7 @@ def test_interrupted_stage_resumes_with_only_the_missing_runs(fake, tmp_path):
     assert (summary["completed"], summary["complete"]) == (6, True)
 
 
+@pytest.mark.unit
 def test_plan_reports_done_partial_todo(tmp_path):
     write_figures(tmp_path, "smoke", "vae-1l", 0)
     write_eval(tmp_path, "smoke", "vae-1l", 0)
@@ -81,6 +86,7 @@ def test_plan_reports_done_partial_todo(tmp_path):
     assert len(statuses) == 2 * len(TABLE1)
 
 
+@pytest.mark.unit
 def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
     summary = reproduce(["table1"], "smoke", seeds=[0, 1], device="cpu", out=tmp_path, progress=False,
                         scheduler=INLINE)["table1"]
@@ -96,11 +102,13 @@ def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
     assert "no stage summaries" in stage_times(tmp_path / "empty")
 
 
+@pytest.mark.unit
 def test_all_expands_to_every_stage_once():
     assert expand_stages(["all"], "smoke") == ["table1", "depth", "table2", "activation", "init", "authors"]
     assert expand_stages(["table2", "all"], "smoke") == ["table2", "table1", "depth", "activation", "init", "authors"]
 
 
+@pytest.mark.unit
 def test_seeds_default_to_the_presets_per_stage(tmp_path):
     preset = get_preset("cpu")
     runs = plan(["table1", "depth"], "cpu", out=tmp_path)
@@ -109,12 +117,14 @@ def test_seeds_default_to_the_presets_per_stage(tmp_path):
     assert len(runs) == sum(len(preset.stages[s]) * len(preset.seeds[s]) for s in ("table1", "depth"))
 
 
+@pytest.mark.unit
 def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
     with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, all"):
         reproduce(["table3"], "smoke", out=tmp_path, progress=False, scheduler=INLINE)
     assert fake.work == []
 
 
+@pytest.mark.unit
 def test_status_command_prints_the_plan(tmp_path, capsys):
     write_figures(tmp_path, "smoke", "scvae", 0)
     write_eval(tmp_path, "smoke", "scvae", 0)
@@ -125,15 +135,19 @@ def test_status_command_prints_the_plan(tmp_path, capsys):
     assert "valid stages" in capsys.readouterr().err
 
 
-# Seed 1: seed 0 is the smoke preset's figure seed, whose t-SNE embeddings alone take minutes
-# on a 2-core CPU (the notebook tests run them); everything else is the same for every seed.
-def test_smoke_table1_end_to_end_and_rerun_skips(tmp_path, data_dir, capsys):
-    first = reproduce(["table1"], "smoke", seeds=[1], device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
-    assert first["table1"]["complete"] and all(r["action"] == "done" for r in first["table1"]["runs"])
-    assert all(r.status == "done" for r in plan(["table1"], "smoke", seeds=[1], out=tmp_path))
-    rows = table1(tmp_path, "smoke").rows
+@pytest.mark.smoke
+def test_smoke_stages_end_to_end_and_rerun_skips(smoke_results, tmp_path, capsys):
+    # The session's `scvae reproduce all --preset smoke` did every run of every stage.
+    for stage in expand_stages(["all"], "smoke"):
+        doc = read_json(stage_path(smoke_results, "smoke", stage), "stage")
+        assert doc["complete"] and all(r["action"] == "done" for r in doc["runs"]), stage
+    assert all(r.status == "done" for r in plan(["all"], "smoke", out=smoke_results))
+    rows = table1(smoke_results, "smoke").rows
     assert all("(n=1)" in row[1] for row in rows)  # every model has its NLL
 
-    again = reproduce(["table1"], "smoke", seeds=[1], device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+    for model in TABLE1:  # a rerun writes its stage summary: on a copy
+        run = RunPaths(smoke_results, "smoke", model, 0).dir
+        shutil.copytree(run, tmp_path / run.relative_to(smoke_results))
+    again = reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False)
     assert all(r["action"] == "skipped" for r in again["table1"]["runs"])
     assert "skipped" in capsys.readouterr().out

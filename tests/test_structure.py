@@ -1,11 +1,12 @@
 """How the package hangs together: what reads results must not need torch."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from scvae_core.results import REPO_ROOT
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("module", ["scvae_core.bookcheck", "scvae_core.tables", "scvae_core.claims",

@@ -4,7 +4,6 @@ The paper's numbers are read from its data file here, never typed."""
 from __future__ import annotations
 
 import json
-import math
 
 import matplotlib
 import numpy as np
@@ -18,6 +17,8 @@ from scvae_core.presets import TABLE1, TABLE2, depth_models
 from scvae_core.results import PAPER_REPORTED, PUBLISHED, ResultError, RunPaths, read_json
 from scvae_core.claims import READINGS
 from scvae_core.zoo import TWINS, UnknownName
+
+pytestmark = pytest.mark.unit
 
 matplotlib.use("Agg")
 PAPER = json.loads(PAPER_REPORTED.read_text())

@@ -44,13 +44,13 @@ def smoke(monkeypatch, **changes) -> None:
     monkeypatch.setitem(PRESETS, "smoke", replace(PRESETS["smoke"], **changes))
 
 
-@pytest.fixture(scope="module")
-def run_a(tmp_path_factory, data_dir) -> tuple[Path, dict]:
-    """One uninterrupted smoke run, shared by the tests that only read it."""
-    out = tmp_path_factory.mktemp("run_a")
-    return out, train.train_run(MODEL, "smoke", 0, device="cpu", out=out, data_dir=data_dir, progress=False)
+@pytest.fixture
+def run_a(smoke_results) -> tuple[Path, dict]:
+    """One uninterrupted smoke run (the session's), for the tests that only read it."""
+    return smoke_results, read_json(paths(smoke_results).train_json, "train", train.TRAIN_KEYS)
 
 
+@pytest.mark.unit
 def test_resolve_device():
     assert train.resolve_device("cpu") == torch.device("cpu")
     assert train.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -60,12 +60,14 @@ def test_resolve_device():
         train.resolve_device("meta")
 
 
+@pytest.mark.unit
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_resolve_device_without_cuda():
     with pytest.raises(ValueError, match="'cuda' requested but torch sees no CUDA GPU here; use --device cpu"):
         train.resolve_device("cuda")
 
 
+@pytest.mark.unit
 def test_seed_everything_repeats_every_generator():
     def draw():
         return random.random(), np.random.rand(), torch.rand(3).tolist()
@@ -76,6 +78,7 @@ def test_seed_everything_repeats_every_generator():
     assert draw() == first
 
 
+@pytest.mark.smoke
 def test_load_split_takes_the_first_rows(data_dir):
     preset = get_preset("smoke")
     x = train.load_split("train", preset, data_dir)
@@ -84,11 +87,13 @@ def test_load_split_takes_the_first_rows(data_dir):
     assert train.load_split("valid", preset, data_dir).shape == (preset.valid_size, 784)
 
 
+@pytest.mark.unit
 def test_kl_weight_rises_linearly_per_step():
     assert [train.kl_weight(s, 4) for s in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     assert train.kl_weight(0, 0) == 1.0  # no warm-up
 
 
+@pytest.mark.unit
 def test_epoch_order_depends_only_on_seed_and_epoch():
     order = train.epoch_order(0, 3, 300)
     assert torch.equal(order, train.epoch_order(0, 3, 300))
@@ -97,10 +102,9 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert not torch.equal(order, train.epoch_order(1, 3, 300))
 
 
+@pytest.mark.smoke
 def test_smoke_run_writes_a_complete_train_json(run_a, data_dir, capsys):
-    out, result = run_a
-    doc = read_json(paths(out).train_json, "train", train.TRAIN_KEYS)
-    assert doc == result
+    out, doc = run_a
     assert (doc["model"], doc["preset"], doc["seed"], doc["stopped"]) == (MODEL, "smoke", 0, "max_epochs")
     assert doc["config"] == MODELS[MODEL].to_dict() and doc["preset_config"]["name"] == "smoke"
     assert doc["provenance"]["seed"] == 0 and doc["provenance"]["device"] == "cpu"
@@ -119,6 +123,7 @@ def test_smoke_run_writes_a_complete_train_json(run_a, data_dir, capsys):
     assert paths(out).train_json.stat().st_mtime_ns == mtime
 
 
+@pytest.mark.smoke
 def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_dir):
     out_a, doc_a = run_a
 
@@ -132,6 +137,7 @@ def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_di
     assert partial["stopped"] == "max_steps" and len(partial["history"]) == 1
     assert not paths(tmp_path).train_json.exists()
     doc_b = run(None)
+    assert doc_b == read_json(paths(tmp_path).train_json, "train", train.TRAIN_KEYS)  # returned as written
 
     for part in ("model", "optimizer", "best_model"):
         a, b = weights_only(paths(out_a).last_ckpt)[part], weights_only(paths(tmp_path).last_ckpt)[part]
@@ -141,6 +147,7 @@ def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_di
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in doc_b["history"]] == strip
 
 
+@pytest.mark.smoke
 def test_checkpoints_load_with_weights_only(run_a):
     out, doc = run_a
     last = weights_only(paths(out).last_ckpt)
@@ -153,12 +160,14 @@ def test_checkpoints_load_with_weights_only(run_a):
     assert all(torch.equal(v, best["model"][k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.unit
 def test_load_trained_says_how_to_train(tmp_path):
     with pytest.raises(ResultError, match=f"not trained yet. To fix: run `scvae train {MODEL} --preset smoke "
                                           f"--seed 0 --out {tmp_path}`"):
         train.load_trained(MODEL, "smoke", 0, tmp_path, "cpu")
 
 
+@pytest.mark.smoke
 def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, data_dir,
                                                                                   monkeypatch):
     smoke(monkeypatch, checkpoint_minutes=0.0)  # a checkpoint after every step
@@ -181,6 +190,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
     assert not paths(tmp_path).train_json.exists() and not paths(tmp_path).best_ckpt.exists()
 
 
+@pytest.mark.smoke
 def test_non_finite_weights_are_never_checkpointed(tmp_path, data_dir, monkeypatch):
     smoke(monkeypatch, checkpoint_minutes=0.0)
     real_step, steps = torch.optim.Adam.step, []
@@ -198,6 +208,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, data_dir, monkeypat
     assert weights_only(paths(tmp_path).last_ckpt)["progress"]["step"] == 1
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("warmup, scores, stopped_after, best", [
     (0, [-100, -90, -95, -96, -80], 4, 2),  # 2 epochs without improvement after epoch 2
     (3, [-100, -105, -110, -120, -130, -80], 5, 1),  # epochs 2-3 are warm-up: not counted
@@ -218,6 +229,7 @@ def test_early_stopping_keeps_the_best_epoch(warmup, scores, stopped_after, best
     assert all(torch.equal(v, snapshots[best - 1][k]) for k, v in saved.items())
 
 
+@pytest.mark.smoke
 def test_changed_training_settings_refuse_the_old_checkpoint(tmp_path, data_dir, monkeypatch):
     train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False, max_steps=1)
     smoke(monkeypatch, lr=1e-3)
@@ -226,6 +238,7 @@ def test_changed_training_settings_refuse_the_old_checkpoint(tmp_path, data_dir,
         train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
 
 
+@pytest.mark.smoke
 def test_cli_train(tmp_path, data_dir):
     scvae = Path(sys.executable).parent / "scvae"
     env = {**os.environ, "SCVAE_DATA": str(data_dir)}
@@ -238,6 +251,7 @@ def test_cli_train(tmp_path, data_dir):
     assert bad.returncode == 2 and "unknown model 'vae-2l'; valid models: vae-1l" in bad.stderr
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("name", TABLE1 + TABLE2)
 def test_every_table_model_trains(name, tmp_path, data_dir):
     assert name in MODELS

@@ -45,7 +45,6 @@ TSNE_PERPLEXITY = 30.0
 # pool was measured 5x slower with n_jobs=2 than with 1 (60 s against 12 s).
 TSNE_JOBS = 1
 TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
-FIGURE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
 # Where a finished evaluation goes when its own folder cannot take it (a full disk, a lost
 # mount): the next evaluate_run of that run installs it from there instead of recomputing.
 RESCUE_ROOTS = (Path(tempfile.gettempdir()) / "scvae-rescued", Path.home() / ".cache" / "scvae-rescued")

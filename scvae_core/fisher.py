@@ -484,16 +484,16 @@ def check_proposition3(model: VAE, x: Tensor | Draw, generator=None, targets: st
     """Layer-wise Fisher with the skips on vs the same weights with the skips off.
 
     Each model is measured under its own distribution (its own z and x~ draws), since the
-    Fisher is a property of the model; with a Draw the skip-off twin redraws from the same x.
+    Fisher is a property of the model; with a Draw the skipless copy redraws from the same x.
     """
     cfg = model.cfg
     if cfg.enc_skip == "none" and cfg.dec_skip == "none":
         raise ValueError("proposition 3 compares skips on vs off; this model has no skip connections")
     d = _as_draw(model, x, targets, generator, pixel_sampling)
-    twin = VAE(replace(cfg, enc_skip="none", dec_skip="none")).to(model.device)
-    twin.load_state_dict(model.state_dict())
+    skipless = VAE(replace(cfg, enc_skip="none", dec_skip="none")).to(model.device)
+    skipless.load_state_dict(model.state_dict())
     on = layer_fisher(model, d, chunk=chunk)
-    off = layer_fisher(twin, d.x, d.targets, generator=generator, chunk=chunk, pixel_sampling=d.pixel_sampling)
+    off = layer_fisher(skipless, d.x, d.targets, generator=generator, chunk=chunk, pixel_sampling=d.pixel_sampling)
     layers = [{
         "name": a["name"], "part": a["part"], "receives_skip": _receives_skip(model, a["name"]),
         "on": a["exact"], "off": b["exact"],

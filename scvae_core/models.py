@@ -44,7 +44,7 @@ def resample(h: torch.Tensor, size: int) -> torch.Tensor:
     """The skip map g of eq. 11 where widths differ: fixed linear interpolation.
 
     Parameter-free on purpose, so a skip model has exactly the parameters of its
-    plain twin (the paper's "without changing the parameter structure").
+    plain counterpart (the paper's "without changing the parameter structure").
     """
     if h.shape[-1] == size:
         return h

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .results import ResultError, RunPaths
-from .runs import load_figures_npz, seeds_text
+from .results import TSNE_ARRAYS, ResultError, RunPaths
+from .runs import load_figures_npz, seeds_on_disk, seeds_text
 from .verdicts import VERDICTS
 from .zoo import twin_of
 
-TSNE_COLUMNS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
 TSNE_TITLES = {"tsne_raw": "raw data", "tsne_first": "first layer", "tsne_middle": "middle layer",
                "tsne_last": "last layer", "tsne_latent": "latent space"}
 SIDES = {"enc": "encoder deepened", "dec": "decoder deepened"}
@@ -70,7 +69,7 @@ def latent_tsne_grid(figs_by_model: Mapping[str, RunFigures], keys: tuple[str, .
 
 def layer_tsne_grid(figs_by_model: Mapping[str, RunFigures]) -> Figure:
     """Figure 4 (left): raw data, first, middle, last encoder layer and latent space, one row per model."""
-    return _tsne_grid(figs_by_model, TSNE_COLUMNS, models_in_rows=True, what="t-SNE layer by layer")
+    return _tsne_grid(figs_by_model, TSNE_ARRAYS, models_in_rows=True, what="t-SNE layer by layer")
 
 
 def _tsne_grid(figs_by_model: Mapping[str, RunFigures], keys: tuple[str, ...], models_in_rows: bool,
@@ -226,8 +225,7 @@ def stage_figures(out: Path | str, models: list[str], preset: str | None) -> Sta
     """For each model, the figures of the lowest seed that has figures.npz with t-SNE."""
     runs, missing = {}, []
     for model in models:
-        model_dir = Path(out) / (preset or "") / model
-        seeds = sorted(int(p.name[4:]) for p in model_dir.glob("seed*") if p.name[4:].isdigit()) if preset else []
+        seeds = seeds_on_disk(out, preset, model) if preset else []
         found = [s for s in seeds if RunPaths(Path(out), preset, model, s).figures_npz.exists()]
         if found:
             runs[model] = load_figures(out, preset, model, found[0])

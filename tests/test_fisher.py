@@ -198,11 +198,11 @@ def test_proposition3_skip_on_vs_off():
     assert [r["name"] for r in rep["layers"] if r["receives_skip"]] == [
         "encoder.mlp.layers.2", "decoder.mlp.layers.0", "decoder.mlp.layers.1"]
     # "off" is the same weights without skips, each model drawing its own targets in turn.
-    twin = VAE(replace(cfg, enc_skip="none", dec_skip="none"))
-    twin.load_state_dict(m.state_dict())
+    skipless = VAE(replace(cfg, enc_skip="none", dec_skip="none"))
+    skipless.load_state_dict(m.state_dict())
     g = gen()
     on = fi.layer_fisher(m, x, generator=g)
-    off = fi.layer_fisher(twin, x, generator=g)
+    off = fi.layer_fisher(skipless, x, generator=g)
     for r, a, b in zip(rep["layers"], on, off):
         assert r["on"] == pytest.approx(a["exact"], rel=1e-9) and r["off"] == pytest.approx(b["exact"], rel=1e-9)
         assert r["on_greater"] == (a["exact"] > b["exact"])

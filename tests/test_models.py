@@ -91,7 +91,7 @@ def test_analytic_kl_matches_monte_carlo():
 
 @pytest.mark.parametrize("skip, plain", [("scvae", "vae-11l"), ("scvae-l", "vae-11l")] + [
     (f"{side}{d:02d}-skip", f"{side}{d:02d}-plain") for side in ("enc", "dec") for d in range(1, DEEP + 1)])
-def test_skip_model_has_the_parameters_of_its_plain_twin(skip, plain):
+def test_skip_model_has_the_parameters_of_its_plain_counterpart(skip, plain):
     assert count_parameters(model(skip)) == count_parameters(model(plain))
 
 

@@ -22,9 +22,8 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .results import clean_stale_temporaries, honour_umask, temp_prefix
+from .results import REPO_ROOT, clean_stale_temporaries, honour_umask, temp_prefix
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SUMS_FILE = REPO_ROOT / "data" / "SHA256SUMS"
 SPLIT_SIZES = {"train": 50000, "valid": 10000, "test": 10000}
 N_PIXELS = 784

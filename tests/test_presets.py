@@ -32,3 +32,11 @@ def test_every_committed_result_fits_the_current_settings():
         names = TRAINING_FIELDS if doc["kind"] == "train" else (*TRAINING_FIELDS, *EVAL_FIELDS)
         preset = run_preset(doc["preset"], doc["model"])
         assert changed_settings(doc["preset_config"], preset, names) == [], (doc["preset"], doc["model"], doc["seed"])
+
+
+def test_every_stage_has_its_seeds_and_every_twin_set_its_stage():
+    for preset in presets.PRESETS.values():
+        assert set(preset.seeds) == set(preset.stages), preset.name
+    for name in ("smoke", "cpu", "paper"):
+        assert {t.stage for t in presets.TWINS} <= set(get_preset(name).stages), name
+    assert get_preset("cpu").seeds["activation"] == (0, 1, 2) and get_preset("cpu").seeds["init"] == (0,)

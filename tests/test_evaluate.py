@@ -71,35 +71,32 @@ def test_importance_estimate_converges_to_exact_log_px():
     assert errors[50000] < errors[100] < errors[1], errors
 
 
+def replayed_draws(n=300, chunk=7):
+    """log_joint, n fixed proposal draws (z, log q), a propose() handing them out in order `chunk` at a
+    time, and the original propose."""
+    model = LinearGaussian()
+    log_joint, propose = model.callables(model.b.expand(3, -1), torch.Generator().manual_seed(0))
+    z, log_q = propose(n)
+    starts = iter(range(0, n, chunk))
+
+    def replay(k):
+        i = next(starts)
+        return z[i:i + k], log_q[i:i + k]
+
+    return log_joint, z, log_q, replay, propose
+
+
 @pytest.mark.unit
 def test_chunks_combine_exactly():
-    model = LinearGaussian()
-    x = model.b.expand(3, -1)
-    log_joint, propose = model.callables(x, torch.Generator().manual_seed(0))
-    z, log_q = propose(300)
-    starts = iter(range(0, 300, 7))
-
-    def replay(n):  # hands out the same 300 draws, 7 at a time
-        i = next(starts)
-        return z[i:i + n], log_q[i:i + n]
-
+    log_joint, z, log_q, replay, _ = replayed_draws()
     whole = torch.logsumexp(log_joint(z) - log_q, 0) - math.log(300)
     torch.testing.assert_close(ev.importance_log_px(log_joint, replay, n_samples=300, chunk=7), whole)
 
 
 @pytest.mark.unit
 def test_estimates_at_fewer_samples_are_those_of_the_first_samples():
-    model = LinearGaussian()
-    x = model.b.expand(3, -1)
-    log_joint, propose = model.callables(x, torch.Generator().manual_seed(0))
-    z, log_q = propose(300)
+    log_joint, z, log_q, replay, propose = replayed_draws()
     at = (1, 7, 8, 50, 300)  # 7 and 8 end and start a chunk of 7
-    starts = iter(range(0, 300, 7))
-
-    def replay(n):
-        i = next(starts)
-        return z[i:i + n], log_q[i:i + n]
-
     got = ev.importance_log_px(log_joint, replay, n_samples=300, chunk=7, at=at)
     log_w = log_joint(z) - log_q
     want = torch.stack([torch.logsumexp(log_w[:k], 0) - math.log(k) for k in at])

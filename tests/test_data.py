@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import threading
-import time
 import types
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -175,9 +174,7 @@ def test_test_labels_match_mnist(data_dir):
 @pytest.mark.smoke
 def test_derive_test_labels_reproduces_labels_file(data_dir, splits):
     gray, gray_labels = load_mnist_test(data_dir)
-    start = time.perf_counter()
     derived = derive_test_labels(splits["test"], gray, gray_labels)
-    assert time.perf_counter() - start < 20
     assert (derived == load_test_labels(data_dir)).all()
 
 

@@ -1,4 +1,5 @@
-"""How the package hangs together: what reads results must not need torch."""
+"""How the package hangs together: what reads results must not need torch; every test has its tier."""
+import shutil
 import subprocess
 import sys
 
@@ -18,3 +19,22 @@ def test_reading_results_imports_no_torch(module, tmp_path):
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_test_without_its_tier_fails_the_run(tmp_path):
+    shutil.copy(REPO_ROOT / "tests" / "conftest.py", tmp_path)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    unit\n    smoke\n    book\n")
+    (tmp_path / "test_tiers.py").write_text(
+        "import pytest\n"
+        "def test_unmarked(): pass\n"
+        "@pytest.mark.unit\ndef test_unit_with_data(data_dir): pass\n"
+        "@pytest.mark.smoke\ndef test_smoke_without_data(): pass\n"
+        "@pytest.mark.unit\ndef test_fine(): pass\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "unit", "-p", "no:cacheprovider", "test_tiers.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    report = proc.stdout + proc.stderr
+    assert "test_unmarked: marked with no tier" in report
+    assert "test_unit_with_data: marked unit, but it uses the data" in report
+    assert "test_smoke_without_data: marked smoke, but it needs no data" in report
+    assert "test_fine" not in report

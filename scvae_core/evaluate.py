@@ -30,8 +30,8 @@ from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import Preset, run_preset
 from .results import (DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json,
                       write_npz)
-from .runs import load_eval, load_figures_npz
-from .train import TRAIN_KEYS, epoch_order, kl_weight, load_split, load_trained, resolve_device
+from .runs import TRAIN_KEYS, load_eval, load_figures_npz
+from .train import epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config
 
 SPLIT_SEED = 0  # the test permutation and the SVM folds: the same for every model and seed

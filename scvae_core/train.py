@@ -31,7 +31,7 @@ from .models import VAE, ModelConfig
 from .lock import run_lock
 from .presets import Preset, changed_settings, run_preset, settings
 from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json
-from .runs import TRAIN_KEYS, load_train
+from .runs import load_train
 from .zoo import get_config
 
 CHECKPOINT_FORMAT = 1

@@ -1,8 +1,6 @@
 """Within-run budgets (preset `long`: evaluated at epochs 10, 30 and 100 from one run) and the
-authors' protocol twins (ReLU, He init, lr 1e-3), on the smoke-sized `smoke-long` preset."""
-import os
-import subprocess
-import sys
+authors' protocol twins (ReLU, He init, lr 1e-3), on the session's smoke-sized `smoke-long` runs."""
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import torch
 from scvae_core import evaluate as ev
 from scvae_core.presets import get_preset, run_preset
 from scvae_core.reproduce import run_status
-from scvae_core.results import REPO_ROOT, RunPaths, read_json
+from scvae_core.results import RunPaths, read_json
 from scvae_core.runs import collect
 from scvae_core.zoo import TABLE1, TWINS, build, get_config, twin_of
 
@@ -22,18 +20,11 @@ def weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
-@pytest.fixture(scope="module")
-def long_run(tmp_path_factory, data_dir) -> Path:
-    """vae-1l-authors trained under smoke-long (4 epochs, evaluated at 2 and 4), through the
-    CLI as a reader would; the same model and seed under smoke (2 epochs) is the session's."""
-    out = tmp_path_factory.mktemp("long")
-    env = {**os.environ, "SCVAE_DATA": str(data_dir)}
-    for verb in ("train", "evaluate"):
-        cmd = [sys.executable, "-m", "scvae_core.cli", verb, "vae-1l-authors", "--preset", "smoke-long", "--seed",
-               "0", "--out", str(out), "--device", "cpu", "--no-progress"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
-        assert proc.returncode == 0, proc.stderr
-    return out
+@pytest.fixture
+def long_run(smoke_results) -> Path:
+    """The session's runs: vae-1l-authors under smoke-long (4 epochs, evaluated at 2 and 4)
+    beside the same model and seed under smoke (2 epochs)."""
+    return smoke_results
 
 
 class TestWithinRunBudgets:
@@ -78,11 +69,10 @@ class TestWithinRunBudgets:
     @pytest.mark.smoke
     def test_status_is_done_only_when_every_budget_is_evaluated(self, long_run, tmp_path):
         assert run_status(long_run, "smoke-long", "vae-1l-authors", 0) == "done"
-        RunPaths(long_run, "smoke-long", "vae-1l-authors", 0).eval_json_at(2).rename(tmp_path / "moved.json")
-        try:
-            assert run_status(long_run, "smoke-long", "vae-1l-authors", 0) == "partial"
-        finally:
-            (tmp_path / "moved.json").rename(RunPaths(long_run, "smoke-long", "vae-1l-authors", 0).eval_json_at(2))
+        run = RunPaths(long_run, "smoke-long", "vae-1l-authors", 0).dir
+        shutil.copytree(run, tmp_path / run.relative_to(long_run))  # changed on a copy
+        RunPaths(tmp_path, "smoke-long", "vae-1l-authors", 0).eval_json_at(2).unlink()
+        assert run_status(tmp_path, "smoke-long", "vae-1l-authors", 0) == "partial"
 
     @pytest.mark.unit
     def test_a_stage_may_train_shorter(self):

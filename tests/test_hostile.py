@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import functools
 import json
 import os
 import shutil
@@ -100,6 +99,8 @@ def book_pages(out: Path) -> dict[str, list]:
 
 
 class TestScriptInjection:
+    pytestmark = pytest.mark.unit
+
     def test_a_string_planted_in_any_field_is_refused_or_inert(self, tmp_path):
         paths = RunPaths(tmp_path, "cpu", "vae-1l", 0)
         paths.dir.mkdir(parents=True)
@@ -127,7 +128,7 @@ class TestScriptInjection:
         from scvae_core.tables import Table
 
         bad = PAYLOADS[0]
-        table = Table(f'x" onclick="{bad}', bad, (bad, "b"), ((bad, PAYLOADS[1]),), bad, (f'0" onclick="1',))
+        table = Table(f'x" onclick="{bad}', bad, (bad, "b"), ((bad, PAYLOADS[1]),), bad, ('0" onclick="1',))
         assert dom(table.to_html()) == dom(Table("x", "c", ("a", "b"), (("1", "2"),), "cpu", (0,)).to_html())
 
     def test_the_verdicts_markdown_escapes_every_value_from_a_result_file(self, tmp_path):
@@ -156,6 +157,8 @@ class TestScriptInjection:
 # ---------------------------------------------------------------- 2. a result file must agree with where it lies
 
 class TestResultFilesAgreeWithWhereTheyLie:
+    pytestmark = pytest.mark.unit
+
     def test_smoke_eval_copied_into_the_cpu_tree_is_refused(self, tmp_path):
         src = write_eval(tmp_path, "smoke", "scvae", 0, nll=162.15)
         write_figures(tmp_path, "smoke", "scvae", 0)
@@ -250,6 +253,8 @@ class TestResultFilesAgreeWithWhereTheyLie:
 # ---------------------------------------------------------------- 3. truncated or malformed files
 
 class TestTruncatedOrMalformedFiles:
+    pytestmark = pytest.mark.unit
+
     def test_truncated_figures_npz_is_invalid_stale_and_refused_with_the_fix(self, tmp_path):
         write_eval(tmp_path, "cpu", "scvae", 0)
         npz = write_figures(tmp_path, "cpu", "scvae", 0)
@@ -326,6 +331,8 @@ class TestTruncatedOrMalformedFiles:
 # ---------------------------------------------------------------- 4. failures that come late
 
 class TestFailuresComeFirst:
+    pytestmark = pytest.mark.unit
+
     @pytest.fixture(autouse=True)
     def no_work(self, monkeypatch):
         """Loading data or a model is the work: a refused --out must come before it."""
@@ -396,6 +403,8 @@ class TestFailuresComeFirst:
 # ---------------------------------------------------------------- 5. resume across thread counts
 
 class TestResumeAcrossThreadCounts:
+    pytestmark = pytest.mark.unit
+
     def test_checkpoint_records_threads_and_torch_and_a_resume_under_others_is_loud_and_recorded(self, tmp_path,
                                                                                                     capsys):
         threads = torch.get_num_threads()
@@ -428,6 +437,7 @@ class TestResumeAcrossThreadCounts:
 # ---------------------------------------------------------------- 7. leftovers and permissions
 
 class TestLeftoversAndPermissions:
+    @pytest.mark.unit
     def test_stale_temporaries_of_dead_writers_are_removed(self, tmp_path):
         last = RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt
         last.parent.mkdir(parents=True)
@@ -443,6 +453,7 @@ class TestLeftoversAndPermissions:
         assert not dead.exists() and not untagged_old.exists()
         assert live.exists() and elsewhere.exists() and untagged_new.exists() and last.is_file()
 
+    @pytest.mark.unit
     def test_stale_part_files_are_removed_by_the_next_download(self, tmp_path):
         dest = tmp_path / data.LABELS
         dest.parent.mkdir(parents=True)
@@ -452,6 +463,7 @@ class TestLeftoversAndPermissions:
             data._install(tmp_path, data.LABELS, "test", lambda f: f.write(b"x"))
         assert not dead.exists() and not list(tmp_path.rglob("*.part"))
 
+    @pytest.mark.unit
     def test_a_mirror_that_streams_forever_is_cut_at_the_expected_size(self, tmp_path, monkeypatch):
         monkeypatch.setenv("no_proxy", "127.0.0.1")
         monkeypatch.setitem(data.FILE_BYTES, data.MNIST_LABELS, 3 << 20)
@@ -480,6 +492,7 @@ class TestLeftoversAndPermissions:
             server.server_close()
         assert not list(tmp_path.rglob("*.part")) and not (tmp_path / data.MNIST_LABELS).exists()
 
+    @pytest.mark.smoke
     def test_written_files_honour_the_umask(self, tmp_path, data_dir):
         old = os.umask(0o002)  # a group-shared folder
         try:
@@ -498,6 +511,7 @@ class TestLeftoversAndPermissions:
 # ---------------------------------------------------------------- 8. smaller messages
 
 class TestSmallerMessages:
+    @pytest.mark.unit
     @pytest.mark.parametrize("argv", [["train", MODEL, "--seed", "-1"], ["evaluate", MODEL, "--seed", "x"],
                                       ["reproduce", "table1", "--seeds", "0", "-1"], ["status", "all", "--seeds", "2**32"]])
     def test_bad_seed_names_the_option(self, argv, tmp_path, capsys):
@@ -508,11 +522,13 @@ class TestSmallerMessages:
         assert f"argument {option}: must be an integer in 0..4294967295" in capsys.readouterr().err
         assert not list(tmp_path.iterdir())  # no junk stage file
 
+    @pytest.mark.unit
     def test_reproduce_with_a_bad_seed_writes_nothing(self, tmp_path):
         with pytest.raises(ValueError, match=r"--seed must be an integer in 0..4294967295, got -1"):
             reproduce.reproduce(["table1"], "smoke", seeds=[-1], device="cpu", out=tmp_path, progress=False)
         assert not list(tmp_path.iterdir())
 
+    @pytest.mark.unit
     @pytest.mark.parametrize("params, message", [
         ({"preset": "nonsense"}, r"preset 'nonsense' \(make PRESET=\): choose one of auto, smoke, cpu, paper, cpu-long"),
         ({"seeds": ["abc"]}, r"seeds \['abc'\] \(make SEEDS=\): integers in 0..4294967295"),
@@ -533,6 +549,7 @@ class TestSmallerMessages:
             reproduce.ensure_results(["table1"], bad["preset"], bad["seeds"], bad["device"], bad["results_dir"],
                                      bad["recompute"])
 
+    @pytest.mark.unit
     def test_a_notebook_fails_on_bad_parameters(self, tmp_path, monkeypatch):
         import jupytext
         import papermill
@@ -549,6 +566,7 @@ class TestSmallerMessages:
                                                    "results_dir": "/nonexistent"},
                                        cwd=str(tmp_path), progress_bar=False)
 
+    @pytest.mark.unit
     def test_divergence_guard_beside_the_nan_guard(self, tmp_path):
         run = untrained_run(tmp_path, "vae-1l")
         with torch.no_grad():
@@ -559,12 +577,14 @@ class TestSmallerMessages:
                                                          r"is no result"):
             run.end_epoch(valid)
 
+    @pytest.mark.unit
     def test_divergence_message_does_not_contradict_itself(self, tmp_path):
         run = untrained_run(tmp_path)
         assert run._kept() == "no checkpoint was written yet, so running again starts from scratch"
         run.save()
         assert "is kept and running again resumes there" in run._kept()
 
+    @pytest.mark.smoke
     def test_ctrl_c_checkpoints_before_exiting(self, tmp_path, data_dir, monkeypatch):
         step = train._Run.step
 

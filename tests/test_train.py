@@ -16,6 +16,7 @@ from scvae_core.data import load_binarized_mnist
 from scvae_core.models import VAE
 from scvae_core.presets import PRESETS, TABLE1, TABLE2, get_preset
 from scvae_core.results import ResultError, RunPaths, read_json
+from scvae_core.runs import TRAIN_KEYS
 from scvae_core.zoo import MODELS
 
 MODEL = "vae-1l"
@@ -47,7 +48,7 @@ def smoke(monkeypatch, **changes) -> None:
 @pytest.fixture
 def run_a(smoke_results) -> tuple[Path, dict]:
     """One uninterrupted smoke run (the session's), for the tests that only read it."""
-    return smoke_results, read_json(paths(smoke_results).train_json, "train", train.TRAIN_KEYS)
+    return smoke_results, read_json(paths(smoke_results).train_json, "train", TRAIN_KEYS)
 
 
 @pytest.mark.unit
@@ -137,7 +138,7 @@ def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_di
     assert partial["stopped"] == "max_steps" and len(partial["history"]) == 1
     assert not paths(tmp_path).train_json.exists()
     doc_b = run(None)
-    assert doc_b == read_json(paths(tmp_path).train_json, "train", train.TRAIN_KEYS)  # returned as written
+    assert doc_b == read_json(paths(tmp_path).train_json, "train", TRAIN_KEYS)  # returned as written
 
     for part in ("model", "optimizer", "best_model"):
         a, b = weights_only(paths(out_a).last_ckpt)[part], weights_only(paths(tmp_path).last_ckpt)[part]
@@ -245,7 +246,7 @@ def test_cli_train(tmp_path, data_dir):
     cmd = [str(scvae), "train", MODEL, "--preset", "smoke", "--seed", "0", "--out", str(tmp_path), "--no-progress"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert read_json(paths(tmp_path).train_json, "train", train.TRAIN_KEYS)["epochs_run"] == 2
+    assert read_json(paths(tmp_path).train_json, "train", TRAIN_KEYS)["epochs_run"] == 2
     bad = subprocess.run([str(scvae), "train", "vae-2l", "--out", str(tmp_path)], env=env, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "unknown model 'vae-2l'; valid models: vae-1l" in bad.stderr

@@ -15,7 +15,7 @@ import torch
 from scvae_core import evaluate as ev
 from scvae_core.models import VAE, ModelConfig
 from scvae_core.presets import get_preset
-from scvae_core.results import REPO_ROOT, TSNE_ARRAYS, ResultError, RunPaths, read_npz
+from scvae_core.results import REPO_ROOT, TSNE_ARRAYS, ResultError, RunPaths, read_json, read_npz
 from scvae_core.zoo import get_config
 
 
@@ -320,7 +320,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
     monkeypatch.setattr(ev, "run_preset", lambda name, model: get_preset(name, figure_seeds=()))
     with pytest.warns(UserWarning, match="not valid JSON"):
         again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
-    assert again == ev.load_eval(tmp_path, "smoke", MODEL, 0)  # returned as written
+    assert again == read_json(paths.eval_json, "eval")  # returned as written
     for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
         assert again[block] == doc[block], block
     figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(out, "smoke", MODEL, 0).figures_npz)

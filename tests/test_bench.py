@@ -18,6 +18,8 @@ from scvae_core.models import VAE, ModelConfig, count_parameters
 from scvae_core.results import ResultError
 from scvae_core.zoo import get_config
 
+pytestmark = pytest.mark.unit
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCVAE = [sys.executable, "-m", "scvae_core.cli"]
 TINY = ModelConfig(hidden=4, latent=2)  # enc 784->4, mu 4->2, logvar 4->2; dec 2->4, out 4->784

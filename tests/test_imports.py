@@ -4,6 +4,10 @@ counts, at module level or inside a function, since a lazy import closes a cycle
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 PACKAGE = Path(__file__).resolve().parent.parent / "scvae_core"
 
 

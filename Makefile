@@ -87,7 +87,7 @@ test: ## build the book from the committed results, then run every test (tiers u
 	@$(call timed,test,pytest)
 
 # One torch thread: the unit tests' tensors are tiny, and threads only add contention
-# (measured: 38 s wall with one thread, 83 s with two, on a loaded 2-core machine).
+# (measured on a loaded 2-core machine: 38 s wall with one thread, 83 s with two).
 test-fast: $(STAMP) ## the unit tier only: no data, no book, no browser (under a minute)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -m unit
 

@@ -10,7 +10,8 @@ import pytest
 from scvae_core.results import REPO_ROOT
 
 TIERS = ("unit", "smoke", "book")
-NEEDS_DATA = ("data_dir", "smoke_results")  # the fixtures that a unit test may not use
+# The fixtures that need the data or run a workload: a smoke test uses one, a unit test none.
+HEAVY = ("data_dir", "smoke_results", "quick_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
@@ -18,16 +19,16 @@ def pytest_collection_modifyitems(items):
     wrong = []
     for item in items:
         tiers = {m.name for m in item.iter_markers()} & set(TIERS)
-        uses_data = bool(set(NEEDS_DATA) & set(item.fixturenames))  # fixturenames: with those they use
+        heavy = bool(set(HEAVY) & set(item.fixturenames))  # fixturenames: with those they use
         if len(tiers) != 1:
             wrong.append(f"{item.nodeid}: marked {sorted(tiers) or 'with no tier'}")
-        elif tiers == {"unit"} and uses_data:
-            wrong.append(f"{item.nodeid}: marked unit, but it uses the data (mark it smoke)")
-        elif tiers == {"smoke"} and not uses_data:
-            wrong.append(f"{item.nodeid}: marked smoke, but it needs no data (mark it unit)")
+        elif tiers == {"unit"} and heavy:
+            wrong.append(f"{item.nodeid}: marked unit, but it uses the data or runs a workload (mark it smoke)")
+        elif tiers == {"smoke"} and not heavy:
+            wrong.append(f"{item.nodeid}: marked smoke, but it uses neither data nor a workload (mark it unit)")
     if wrong:
-        raise pytest.UsageError("each test needs exactly one tier marker (unit: no data, no book; smoke: "
-                                "needs the data; book: the built book), e.g. `pytestmark = pytest.mark.unit`:\n  "
+        raise pytest.UsageError("each test needs exactly one tier marker (unit: no data, no book; smoke: the "
+                                "data or a workload; book: the built book), e.g. `pytestmark = pytest.mark.unit`:\n  "
                                 + "\n  ".join(wrong))
 
 

@@ -18,13 +18,13 @@ from scvae_core.models import VAE, ModelConfig, count_parameters
 from scvae_core.results import ResultError
 from scvae_core.zoo import get_config
 
-pytestmark = pytest.mark.unit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCVAE = [sys.executable, "-m", "scvae_core.cli"]
 TINY = ModelConfig(hidden=4, latent=2)  # enc 784->4, mu 4->2, logvar 4->2; dec 2->4, out 4->784
 
 
+@pytest.mark.unit
 def test_flop_model_matches_a_hand_count():
     forward = 2 * (784 * 4 + 4 * 2 + 4 * 2 + 2 * 4 + 4 * 784)  # 12,592
     weight_grads = forward
@@ -39,6 +39,7 @@ def test_flop_model_matches_a_hand_count():
     assert bench.flops(bench.training_ops(TINY, 3)) == 3 * 31504
 
 
+@pytest.mark.unit
 def test_vampprior_flops_count_the_pseudo_inputs_and_the_mixture_product():
     cfg = replace(TINY, prior="vamp", pseudo_inputs=3)
     encoder = 2 * (784 * 4 + 4 * 2 + 4 * 2)
@@ -50,6 +51,7 @@ def test_vampprior_flops_count_the_pseudo_inputs_and_the_mixture_product():
     assert fm["nll_per_call"] == 3 * encoder  # encoded once per NLL call
 
 
+@pytest.mark.unit
 def test_pixelcnn_flops_count_every_convolution():
     cfg = replace(TINY, decoder="pixelcnn", pixel_layers=3, pixel_channels=2)
     per_map = 2 * 28 * 28
@@ -64,6 +66,7 @@ def test_pixelcnn_flops_count_every_convolution():
         ("decoder.pixelcnn.out", 1)}
 
 
+@pytest.mark.unit
 def test_ceiling_is_the_flop_weighted_harmonic_mean():
     a, b = bench.Gemm("forward", 10, 10, 10), bench.Gemm("forward", 20, 10, 10)  # 2,000 and 4,000 FLOPs
     c = bench.Conv("forward", 1, 1, 1, 1)  # 1,568 FLOPs
@@ -71,6 +74,7 @@ def test_ceiling_is_the_flop_weighted_harmonic_mean():
     assert bench.ceiling([a, b, c], rates) == pytest.approx(7568 / 4)
 
 
+@pytest.mark.unit
 def test_step_bytes_match_a_hand_count():
     per_row = (4 * 4 + 20 * 4) + 4 * 2 + 4 * 2 + (4 * 4 + 20 * 4) + 4 * 784 + 28 * 784 + 120 * 2  # 25,536
     assert bench.step_bytes(TINY, 5) == {"update": 28 * count_parameters(VAE(TINY)), "activations": 5 * per_row}
@@ -78,6 +82,7 @@ def test_step_bytes_match_a_hand_count():
     assert bench.step_bytes(skips, 5)["activations"] == 5 * (per_row + 2 * 24 * 4)
 
 
+@pytest.mark.unit
 def test_the_pixelcnn_nll_is_timed_at_evaluate_pys_pass_and_a_larger_one():
     per_pass = rows_per_pass(VAE(get_config(bench.PIXEL)), torch.device("cpu"))
     evaluate_py, larger = [v for v in bench.nll_variants(bench.FULL) if v.model == bench.PIXEL]
@@ -85,6 +90,7 @@ def test_the_pixelcnn_nll_is_timed_at_evaluate_pys_pass_and_a_larger_one():
     assert bench.nll_pass(larger, bench.FULL, per_pass) == (1, bench.FULL.pixel_chunk) and per_pass < 1024
 
 
+@pytest.mark.unit
 def test_machine_slug_names_hardware_not_hosts():
     assert bench.machine_slug({"gpu": None, "cpu": "AMD EPYC", "logical_cores": 2}) == "amd-epyc-2cpu"
     assert bench.machine_slug({"gpu": "NVIDIA H100 80GB HBM3", "cpu": "x", "logical_cores": 16}) \
@@ -93,6 +99,7 @@ def test_machine_slug_names_hardware_not_hosts():
         == "intel-xeon-gold-6338-8cpu"
 
 
+@pytest.mark.unit
 def test_timing_round_trip(tmp_path):
     assert timing.recorded(tmp_path) == {"book": None, "test": None}
     timing.record("test", 123.456, tmp_path)
@@ -105,6 +112,7 @@ def test_timing_round_trip(tmp_path):
             timing.record(target, seconds, tmp_path)
 
 
+@pytest.mark.unit
 def test_timing_script_loads_neither_torch_nor_numpy(tmp_path):
     code = ("import runpy, sys\n"
             f"sys.argv = ['timing', 'book', '42', '--root', {str(tmp_path)!r}]\n"
@@ -119,6 +127,7 @@ def test_timing_script_loads_neither_torch_nor_numpy(tmp_path):
     assert done.returncode == 2 and "soon" in done.stderr
 
 
+@pytest.mark.unit
 def test_the_appendix_renders_without_torch():
     code = ("import sys\nfrom scvae_core import bench_tables\n"
             "bench_tables.bench_table('results').to_html()\n"  # the committed benchmark files
@@ -139,6 +148,7 @@ def quick_run(tmp_path_factory):
     return bench_tables.read_bench(files[0]), done.stdout, files[0]
 
 
+@pytest.mark.smoke
 def test_quick_bench_times_every_workload(quick_run):
     doc, stdout, path = quick_run
     assert doc["kind"] == "bench" and doc["quick"] is True and doc["machine"] == bench.machine_slug(
@@ -174,6 +184,7 @@ def test_quick_bench_times_every_workload(quick_run):
     assert set(doc["make"]) == set(timing.MAKE_TARGETS) and str(path) in stdout
 
 
+@pytest.mark.smoke
 def test_every_target_has_a_verdict_that_follows_from_its_numbers(quick_run):
     doc, stdout, _ = quick_run
     assert set(doc["targets"]) == {f"training:{m}" for m in bench.MODELS} | {
@@ -187,6 +198,7 @@ def test_every_target_has_a_verdict_that_follows_from_its_numbers(quick_run):
     assert "ms" in doc["targets"]["training:scvae"]["in_the_way"]
 
 
+@pytest.mark.smoke
 def test_the_appendix_table_shows_each_machine_and_marks_busy_ones(quick_run, tmp_path):
     doc, _, path = quick_run
     assert bench_tables.load_benches(tmp_path) == []  # no folder at all: "no benchmark yet"
@@ -210,6 +222,7 @@ def test_the_appendix_table_shows_each_machine_and_marks_busy_ones(quick_run, tm
         bench_tables.load_benches(tmp_path)
 
 
+@pytest.mark.smoke
 def test_bookcheck_verifies_the_appendix_table(quick_run, tmp_path):
     doc, _, _ = quick_run
     results = tmp_path / "results"
@@ -228,6 +241,7 @@ def test_bookcheck_verifies_the_appendix_table(quick_run, tmp_path):
     assert len(problems) == 1 and "stale or edited" in problems[0]
 
 
+@pytest.mark.unit
 def test_bench_help_and_argument_errors():
     def scvae(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*SCVAE, "bench", *args], capture_output=True, text=True, cwd=REPO_ROOT)

@@ -35,6 +35,6 @@ def test_a_test_without_its_tier_fails_the_run(tmp_path):
     assert proc.returncode != 0
     report = proc.stdout + proc.stderr
     assert "test_unmarked: marked with no tier" in report
-    assert "test_unit_with_data: marked unit, but it uses the data" in report
-    assert "test_smoke_without_data: marked smoke, but it needs no data" in report
+    assert "test_unit_with_data: marked unit, but it uses the data or runs a workload" in report
+    assert "test_smoke_without_data: marked smoke, but it uses neither data nor a workload" in report
     assert "test_fine" not in report

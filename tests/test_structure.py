@@ -11,7 +11,8 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("module", ["scvae_core.bookcheck", "scvae_core.tables", "scvae_core.claims",
-                                    "scvae_core.runs", "scvae_core.plots", "scvae_core.presets", "scvae_core.zoo"])
+                                    "scvae_core.runs", "scvae_core.plots", "scvae_core.presets", "scvae_core.zoo",
+                                    "scvae_core.verdicts", "scvae_core.config"])
 def test_reading_results_imports_no_torch(module, tmp_path):
     code = (f"import sys, {module}\n"
             "from scvae_core import tables\n"

@@ -95,6 +95,7 @@ def dask_cluster(tmp_path):
             log.close()
 
 
+@pytest.mark.smoke
 def test_a_killed_worker_is_replaced_and_every_run_completes_once_as_locally(dask_cluster, data_dir):
     address, workers, tmp = dask_cluster
     out = tmp / "distributed"
@@ -157,6 +158,7 @@ def test_a_killed_worker_is_replaced_and_every_run_completes_once_as_locally(das
         assert deterministic(paths) == deterministic(mine), f"{paths.dir} differs from {mine.dir}"
 
 
+@pytest.mark.unit
 def test_gpu_shares_add_up_to_one_gpu_exactly():
     for k in range(1, 65):
         left = 1.0
@@ -169,6 +171,7 @@ def test_gpu_shares_add_up_to_one_gpu_exactly():
         gpu_share(0)
 
 
+@pytest.mark.unit
 def test_bad_layouts_and_addresses_are_refused_before_any_work(tmp_path, capsys):
     for argv, message in ((["--jobs", "0"], "--jobs must be >= 1"), (["--threads", "0"], "--threads must be >= 1"),
                           (["--scheduler", "localhost:8786"], "give a Dask scheduler address")):
@@ -177,6 +180,7 @@ def test_bad_layouts_and_addresses_are_refused_before_any_work(tmp_path, capsys)
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.unit
 def test_a_failing_run_does_not_stop_the_others(tmp_path, monkeypatch):
     from scvae_core import evaluate, train
 
@@ -195,6 +199,7 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, monkeypatch):
     assert done == ["scvae"]
 
 
+@pytest.mark.unit
 def test_cli_help_names_the_executor_options(capsys):
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "--help"])

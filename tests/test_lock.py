@@ -37,6 +37,7 @@ def hold_in_subprocess(run_dir: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.unit
 def test_second_writer_is_refused_with_the_holders_host_and_pid(tmp_path):
     holder = hold_in_subprocess(tmp_path, 60)
     try:
@@ -50,6 +51,7 @@ def test_second_writer_is_refused_with_the_holders_host_and_pid(tmp_path):
         holder.wait()
 
 
+@pytest.mark.unit
 def test_a_waiting_writer_gets_the_lock_when_the_holder_finishes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(lock, "POLL_S", 0.05)
     holder = hold_in_subprocess(tmp_path, 1.0)
@@ -63,6 +65,7 @@ def test_a_waiting_writer_gets_the_lock_when_the_holder_finishes(tmp_path, capsy
     assert not (tmp_path / LOCK_NAME).exists()  # released and removed
 
 
+@pytest.mark.unit
 def test_waiting_ends_after_the_timeout(tmp_path, monkeypatch):
     monkeypatch.setattr(lock, "POLL_S", 0.05)
     holder = hold_in_subprocess(tmp_path, 60)
@@ -75,6 +78,7 @@ def test_waiting_ends_after_the_timeout(tmp_path, monkeypatch):
         holder.wait()
 
 
+@pytest.mark.unit
 def test_a_killed_holders_lock_is_taken_over(tmp_path, capsys):
     assert live_holder(tmp_path) is None
     holder = hold_in_subprocess(tmp_path, 60)
@@ -88,6 +92,7 @@ def test_a_killed_holders_lock_is_taken_over(tmp_path, capsys):
     assert f"took over the lock left by PID {holder.pid}" in capsys.readouterr().out
 
 
+@pytest.mark.unit
 def test_reentrant_in_one_thread_exclusive_between_threads(tmp_path):
     errors = []
 
@@ -110,6 +115,7 @@ def test_reentrant_in_one_thread_exclusive_between_threads(tmp_path):
         pass
 
 
+@pytest.mark.smoke
 def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir, capsys):
     from scvae_core.evaluate import evaluate_run
     from scvae_core.results import RunPaths
@@ -130,6 +136,7 @@ def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir, capsys):
         holder.wait()
 
 
+@pytest.mark.unit
 def test_an_unwritable_results_folder_is_named_with_the_fix(tmp_path):
     (tmp_path / "results").write_text("a file, not a folder")
     with pytest.raises(ResultError, match=r"a file is in the way, not a folder. To fix: pass --out a writable"):

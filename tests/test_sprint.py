@@ -34,6 +34,7 @@ def scvae(args: list[str], tmp_path: Path, data_dir: Path) -> subprocess.Complet
                           text=True, timeout=900)
 
 
+@pytest.mark.smoke
 def test_sprint_dry_run_trains_budgeted_packs_and_unpacks(tmp_path, data_dir):
     results, pack_dir, back = tmp_path / "results", tmp_path / "pack", tmp_path / "unpacked"
     # --minutes 1 all kept for evaluation: a training budget of 0 s, so every run stops after its first epoch.
@@ -71,6 +72,7 @@ def test_sprint_dry_run_trains_budgeted_packs_and_unpacks(tmp_path, data_dir):
     assert not list(back.rglob("*.pt")) and any(results.rglob("*.pt"))  # checkpoints stay behind
 
 
+@pytest.mark.unit
 def test_pack_splits_into_parts_and_unpack_checks_them(tmp_path, monkeypatch):
     monkeypatch.setattr(sprint, "MAX_FILE_BYTES", 4096)
     run = tmp_path / "results" / "smoke" / "scvae" / "seed0"
@@ -92,6 +94,7 @@ def test_pack_splits_into_parts_and_unpack_checks_them(tmp_path, monkeypatch):
         sprint.pack(tmp_path / "results", "smoke", tmp_path / "pack3")
 
 
+@pytest.mark.unit
 def test_unpack_refuses_members_outside_the_preset(tmp_path):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -112,6 +115,7 @@ def test_unpack_refuses_members_outside_the_preset(tmp_path):
     assert not (tmp_path / "evil.py").exists()
 
 
+@pytest.mark.unit
 def test_bad_layouts_and_missing_data_stop_the_sprint_before_any_run(tmp_path, capsys):
     from scvae_core import cli
 
@@ -125,6 +129,7 @@ def test_bad_layouts_and_missing_data_stop_the_sprint_before_any_run(tmp_path, c
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.unit
 def test_budget_is_shared_by_the_waves_and_the_pack_dir_must_be_empty(tmp_path):
     assert sprint.plan_budget(9, 3, runs=18, jobs=18) == 360
     assert sprint.plan_budget(9, 3, runs=18, jobs=6) == 120

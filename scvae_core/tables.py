@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import claims
@@ -52,17 +53,33 @@ class Table:
             body = f'<a class="badge-link" href="{html.escape(self.evidence)}-{_slug(row[0])}">{body}</a>'
         return f'<td class="verdict verdict-{word.replace(" ", "-")}">{body}</td>'
 
+    def shown(self) -> Table:
+        """The table as the book shows it: one line per cell, so each cell's "(n=k)" is left out
+        where k is the table's most common number of seeds, which the caption states instead."""
+        counts = Counter(n for row in self.rows for cell in row for n in SEEDS_IN_CELL.findall(cell))
+        if not counts:
+            return self
+        n = counts.most_common(1)[0][0]
+        rows = tuple(tuple(SEEDS_IN_CELL.sub(lambda m: "" if m.group(1) == n else m.group(0), c) for c in row)
+                     for row in self.rows)
+        note = f"n = {n} seeds wherever a cell does not say (n=k)."
+        return replace(self, rows=rows, caption=f"{self.caption} {note}")
+
     def to_html(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        shown = self.shown()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
         body = "".join(f'<tr id="{html.escape(self.row_id(row))}">' + "".join(self._cell(c, row) for c in row)
-                       + "</tr>\n" for row in self.rows)
+                       + "</tr>\n" for row in shown.rows)
         # The scroll box keeps a table wider than the page from widening the page (phones).
         return (
             f'<div class="scvae-scroll"><table class="scvae-table" id="{html.escape(self.id)}" '
             f'data-preset="{html.escape(self.preset or "")}" data-seeds="{html.escape(",".join(map(str, self.seeds)))}">\n'
-            f"<caption>{html.escape(self.caption)}</caption>\n"
+            f"<caption>{html.escape(shown.caption)}</caption>\n"
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table></div>"
         )
+
+
+SEEDS_IN_CELL = re.compile(r" \(n=(\d+)\)")
 
 
 def _slug(text: str) -> str:

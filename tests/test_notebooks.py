@@ -1,22 +1,63 @@
 """Every notebook runs end to end under papermill on fresh smoke results, from a temporary
-working directory, and takes the book's agreed parameters."""
+working directory, and takes the book's agreed parameters; no executed page, neither these nor
+the book's own (notebooks/*.ipynb from `make book`), shows a "no results yet" fallback where the
+results it needs exist."""
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import jupytext
+import nbformat
 import papermill
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.md"))
 PARAMETERS = {"preset", "seeds", "device", "results_dir", "recompute"}  # `make book` passes these
+# What a page prints instead of a table or figure when its results are missing: "No figure data
+# yet.", "No Table 2 results yet.", "no results yet for depth: ...", "No benchmark yet: ...".
+FALLBACK = re.compile(r"\bno\b[^.\n]{0,80}\byet\b", re.I)
+# Pages that show results of other presets than the one they are given: the folder under the
+# results root whose absence makes their fallbacks right. Every other page shows its preset's.
+OTHER_RESULTS = {"07_performance": "bench", "09_budget": "long"}
 
 
 def _ipynb(source: Path, folder: Path) -> Path:
     path = folder / f"{source.stem}.ipynb"
     jupytext.write(jupytext.read(source), path)
     return path
+
+
+def fallbacks(notebook: Path) -> list[str]:
+    """The "no ... yet" texts among an executed notebook's outputs."""
+    found = []
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for out in cell.get("outputs", []):
+            texts = [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k.startswith("text/")]
+            found += [m.group(0) for t in texts for m in FALLBACK.finditer(t if isinstance(t, str) else "".join(t))]
+    return found
+
+
+def _stages_missing(notebook: Path, results: Path) -> list[str]:
+    """00_setup's "no results yet for STAGE, ...": the named stages that do have results."""
+    from scvae_core.runs import pick_preset
+
+    text = "".join(o.get("text", "") for c in nbformat.read(notebook, as_version=4).cells for o in c.get("outputs", []))
+    named = [s.strip() for m in re.finditer(r"no results yet for ([^:]+):", text) for s in m.group(1).split(",")]
+    return [stage for stage in named if pick_preset(results, stage) is not None]
+
+
+def assert_no_false_fallback(notebook: Path, page: str, results: Path, preset: str | None = None) -> None:
+    if page == "00_setup" and preset is None:  # a status page: it names the stages without results
+        wrong = _stages_missing(notebook, results)
+        assert not wrong, f"{page} says stages {wrong} have no results, but {results} holds some"
+        return
+    needs = OTHER_RESULTS.get(page)
+    if needs and not any((results / needs).glob("*")):
+        return  # the page's results really are missing: its fallback says so, rightly
+    shown = fallbacks(notebook)
+    assert not shown, f"{page} shows {shown} although {results / (needs or '')} holds its results"
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +86,25 @@ def test_notebook_takes_the_book_parameters(source, tmp_path):
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_smoke_results(source, smoke_results, tmp_path):
     # A papermill error names the failing cell and its traceback; the executed copy stays in tmp_path.
+    executed = tmp_path / f"{source.stem}.executed.ipynb"
     papermill.execute_notebook(
-        str(_ipynb(source, tmp_path)), str(tmp_path / f"{source.stem}.executed.ipynb"),
+        str(_ipynb(source, tmp_path)), str(executed),
         parameters={"preset": "smoke", "results_dir": str(smoke_results)},
         kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
     )
+    assert_no_false_fallback(executed, source.stem, smoke_results, preset="smoke")
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_book_pages_show_results_where_they_exist(source):
+    executed = source.with_suffix(".ipynb")
+    assert executed.is_file(), f"{executed} is missing: run `make book` (`make test` does)"
+    assert_no_false_fallback(executed, source.stem, REPO_ROOT / "results")
+
+
+def test_a_fallback_is_noticed(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+        "display_data", data={"text/markdown": "No figure data yet.", "text/plain": "<Markdown>"})])])
+    nbformat.write(nb, tmp_path / "page.ipynb")
+    with pytest.raises(AssertionError, match="No figure data yet"):
+        assert_no_false_fallback(tmp_path / "page.ipynb", "04_table1", tmp_path)

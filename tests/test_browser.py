@@ -25,17 +25,20 @@ LOCAL_SCHEMES = ("file", "data", "blob", "about")
 # A known equation: eq. 4 of the paper (the Fisher information), labelled eq-fisher.
 EQUATION_PAGE, EQUATION_ID = "notebooks/02_fisher_derivations.html", "equation-eq-fisher"
 
-# Every element that must fit the page, unless it sits in a box that scrolls sideways.
+# Every table, figure and equation must fit the page. Only a table may scroll sideways, inside
+# a box that fits (div.scvae-scroll for generated tables, the theme's for prose ones); a figure
+# or an equation must fit as it is.
 OVERFLOW_JS = """() => {
   const width = document.documentElement.clientWidth;
-  const scrolls = el => { for (let e = el.parentElement; e; e = e.parentElement) {
+  const scrolls = el => { if (el.tagName !== 'TABLE') return false;
+    for (let e = el.parentElement; e; e = e.parentElement) {
       const o = getComputedStyle(e).overflowX;
       if ((o === 'auto' || o === 'scroll') && e.getBoundingClientRect().right <= width + 1) return true; }
     return false; };
   const found = [];
   if (document.documentElement.scrollWidth > width + 1)
     found.push(`the page is ${document.documentElement.scrollWidth}px wide in a ${width}px window`);
-  for (const el of document.querySelectorAll('main table, main figure, main img, main mjx-container, main div.math')) {
+  for (const el of document.querySelectorAll('main table, main figure, main img, main mjx-container')) {
     const r = el.getBoundingClientRect();
     if (r.width > 0 && (r.right > width + 1 || r.left < -1) && !scrolls(el))
       found.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} spans ${Math.round(r.left)}..${Math.round(r.right)}px`);

@@ -18,9 +18,11 @@ PARAMETERS = {"preset", "seeds", "device", "results_dir", "recompute"}  # `make 
 # What a page prints instead of a table or figure when its results are missing: "No figure data
 # yet.", "No Table 2 results yet.", "no results yet for depth: ...", "No benchmark yet: ...".
 FALLBACK = re.compile(r"\bno\b[^.\n]{0,80}\byet\b", re.I)
-# Pages that show results of other presets than the one they are given: the folder under the
-# results root whose absence makes their fallbacks right. Every other page shows its preset's.
-OTHER_RESULTS = {"07_performance": "bench", "09_budget": "long"}
+# Pages that show results of other presets than the one they are given: per preset given, the
+# folder under the results root whose absence makes their fallbacks right. Every other page
+# shows its own preset's results.
+OTHER_RESULTS = {"07_performance": {None: "bench", "smoke": "bench"},
+                 "09_budget": {None: "long", "smoke": "smoke-long"}}
 
 
 def _ipynb(source: Path, folder: Path) -> Path:
@@ -53,7 +55,7 @@ def assert_no_false_fallback(notebook: Path, page: str, results: Path, preset: s
         wrong = _stages_missing(notebook, results)
         assert not wrong, f"{page} says stages {wrong} have no results, but {results} holds some"
         return
-    needs = OTHER_RESULTS.get(page)
+    needs = OTHER_RESULTS.get(page, {}).get(preset)
     if needs and not any((results / needs).glob("*")):
         return  # the page's results really are missing: its fallback says so, rightly
     shown = fallbacks(notebook)

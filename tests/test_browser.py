@@ -1,7 +1,7 @@
 """Open every page of the built book from disk (file://) in a real browser, as a reader without
 a network would, at a desktop width and at a phone's.
 
-A page fails on: a request that leaves file:// (MathJax, fonts and scripts must all be in the
+A page fails on: a parameter cell shown, a request that leaves file:// (MathJax, fonts and scripts must all be in the
 site), a console or script error, an image that does not load, maths left as raw TeX, and a
 table, figure or equation wider than the page (a wide table may scroll inside its own box,
 div.scvae-scroll, as long as the page itself does not). Full-page screenshots of every page at
@@ -100,6 +100,10 @@ def _visit(page, path: Path) -> tuple[list[str], dict]:
     broken = page.eval_on_selector_all("img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0))"
                                                ".map(i => i.currentSrc || i.src)")
     problems += [f"image not loaded: {src}" for src in broken]
+    # Parameter cells are for papermill: neither ours nor papermill's injected copy is shown.
+    params = page.evaluate("[...document.querySelectorAll('.tag_parameters, .tag_injected-parameters')]"
+                           ".filter(c => c.getClientRects().length).length")
+    problems += [f"{params} parameter cell(s) shown"] if params else []
     math = page.evaluate(MATH_JS)
     problems += [f"maths not rendered: {tex!r}" for tex in math["raw"]]
     return problems, math

@@ -32,7 +32,7 @@ PARAMS_FILE := _build/notebook-params
 PM_PARAMS = -r preset $(strip $(PRESET)) -r device $(strip $(DEVICE)) -r results_dir $(strip $(RESULTS)) \
 	-p recompute $(strip $(RECOMPUTE)) -y "seeds: $(if $(strip $(SEEDS)),[$(strip $(SEEDS))],null)"
 
-.PHONY: help venv notebooks book html check-book test test-fast pytest chromium clean
+.PHONY: help venv notebooks book html pdf check-book test test-fast pytest chromium poppler clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -77,13 +77,22 @@ book: ## execute the notebooks, then build the book into _build/html
 html: notebooks
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 
+# The whole book as one page (jupyter-book's singlehtml builder), printed by headless Chromium.
+# After `make book` the builder reuses its parsed pages; -W fails on any warning as `html` does.
+pdf: notebooks chromium ## build the whole book as one PDF: _build/pdf/book.pdf
+	$(BIN)/jupyter-book build . --builder singlehtml -W -n --keep-going
+	$(BIN)/python -m scvae_core.bookpdf _build/singlehtml _build/pdf/book.pdf
+
 check-book: ## check the built book's tables against results/ and data/paper_reported.json
 	$(BIN)/python -m scvae_core.bookcheck _build/html
 
 chromium: ## install Debian's chromium for the browser test (needs root)
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
-test: ## build the book from the committed results, then run every test (tiers unit, smoke, book)
+poppler: ## install Debian's poppler-utils (pdftotext, pdfinfo) for the PDF test (needs root)
+	@command -v pdftotext >/dev/null || { apt-get update && apt-get install -y --no-install-recommends poppler-utils; }
+
+test: ## build the book and its PDF from the committed results, then run every test (tiers unit, smoke, book)
 	@$(call timed,test,pytest)
 
 # One torch thread: the unit tests' tensors are tiny, and threads only add contention
@@ -91,7 +100,7 @@ test: ## build the book from the committed results, then run every test (tiers u
 test-fast: $(STAMP) ## the unit tier only: no data, no book, no browser (under a minute)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -m unit
 
-pytest: $(STAMP) chromium book
+pytest: $(STAMP) chromium poppler book pdf
 	@test -n "$(SCVAE_DATA)" || echo "warning: no data folder (SCVAE_DATA unset, no ../shared/data, no data/):" \
 		"the tests that train will fail; set SCVAE_DATA or run \`scvae data download\`" >&2
 	$(BIN)/python -m pytest

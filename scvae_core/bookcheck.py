@@ -4,6 +4,9 @@ Every table on a notebook page must be a generated one (``<table class="scvae-ta
 data-preset=...>``, written by :mod:`scvae_core.tables`): a hand-typed table could drift from
 the results unnoticed. Each generated table, wherever it is, is rebuilt from the result files
 and compared cell by cell, and its paper columns against ``data/paper_reported.json``.
+Every number pasted into a notebook page's prose (``{glue:text}`key:format``` in
+``notebooks/<page>.md``, shown as ``<span class="pasted-text">``) is recomputed with
+:data:`scvae_core.glued.NUMBERS` and that format, and compared with the page.
 
     python -m scvae_core.bookcheck _build/html [--results results]
 """
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +29,8 @@ GENERATED = "scvae-table"
 NOTEBOOK_PAGES = "notebooks"  # pages built from notebooks/*.ipynb
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
 FIX = "run `make book` to rebuild the pages from the current results"
+SOURCES = Path(__file__).resolve().parent.parent / "notebooks"  # the pages' jupytext sources
+PASTE = re.compile(r"\{glue:text\}`([^`:]+)(?::([^`]*))?`")  # same-page pastes: key, format
 
 
 def _text(el) -> str:
@@ -92,6 +99,9 @@ def check_table(where: str, table, results_root: Path, paper_file: Path) -> list
     where = f"{where}: table {table_id!r} (preset {preset or 'none'!r})"
     try:
         expected = build_table(table_id, results_root, preset or None)
+        # As the page shows it: tables.Table states its common n in the caption (Table.shown);
+        # a table of another kind is shown as built.
+        expected = expected.shown() if hasattr(expected, "shown") else expected
     except (UnknownName, ResultError) as e:  # report it and go on checking the other tables
         return [f"{where}: cannot rebuild it from {results_root}: {e}"]
     columns, rows = _rows(table)
@@ -116,8 +126,48 @@ def check_table(where: str, table, results_root: Path, paper_file: Path) -> list
     return problems + _check_paper_columns(where, table_id, columns, rows, paper_file)
 
 
+def _paste_format(value: float, fmt: str) -> str:
+    """As MyST-NB formats a pasted number: integer formats take int(value)."""
+    if not fmt:
+        return str(value)
+    return format(int(value) if fmt[-1] in "bcdoxX" and not math.isnan(value) else value, fmt)
+
+
+def check_glued(page: str, soup, results_root: Path, sources: Path = SOURCES) -> list[str]:
+    """The numbers pasted into a notebook page's prose, against a recomputation from results.
+    Pastes are matched to the source's ``{glue:text}`` roles in order; the preset is that of
+    the page's first generated table (the one the page was built with), else the default."""
+    from .glued import NUMBERS
+
+    shown = [_text(s) for s in (soup.find("main") or soup).select("span.pasted-text")]
+    name = Path(page).stem
+    source = sources / f"{name}.md"
+    if not source.is_file():
+        return [f"{page}: {len(shown)} pasted number(s) but no source {source} to check them against"] if shown else []
+    pastes = PASTE.findall(source.read_text(encoding="utf-8"))
+    if not pastes and not shown:
+        return []
+    if name not in NUMBERS:
+        return [f"{page}: pastes numbers but scvae_core.glued.NUMBERS has no entry {name!r} to recompute them"]
+    if len(pastes) != len(shown):
+        return [f"{page}: {len(shown)} pasted numbers but {source.name} pastes {len(pastes)} ({FIX})"]
+    table = soup.find("table", class_=GENERATED)
+    preset = (table.get("data-preset") or None) if table is not None else None
+    numbers = NUMBERS[name](results_root, preset)
+    problems = []
+    for (key, fmt), got in zip(pastes, shown):
+        if key not in numbers:
+            problems.append(f"{page}: pastes {key!r}, which scvae_core.glued.NUMBERS[{name!r}] does not compute")
+            continue
+        want = _paste_format(numbers[key], fmt)
+        if got != want:
+            problems.append(f"{page}: the prose shows {key!r} as {got!r} but the results in {results_root} "
+                            f"give {want!r}: stale or edited ({FIX})")
+    return problems
+
+
 def check_book(html_dir: Path | str, results_root: Path | str = DEFAULT_RESULTS,
-               paper_file: Path | str = PAPER_REPORTED) -> list[str]:
+               paper_file: Path | str = PAPER_REPORTED, sources: Path | str = SOURCES) -> list[str]:
     """Every problem found in the built book at ``html_dir``; an empty list means it is fine."""
     html_dir, results_root, paper_file = Path(html_dir), Path(results_root), Path(paper_file)
     if not (html_dir / "index.html").is_file():
@@ -129,6 +179,11 @@ def check_book(html_dir: Path | str, results_root: Path | str = DEFAULT_RESULTS,
         elif page.startswith(NOTEBOOK_PAGES + "/"):
             problems.append(f"{page}: a table not generated by scvae_core.tables ({_text(table)[:60]!r}...): "
                             "notebook pages may only show tables built from results")
+    for path in pages(html_dir):
+        page = path.relative_to(html_dir).as_posix()
+        if page.startswith(NOTEBOOK_PAGES + "/"):
+            problems += check_glued(page, BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser"),
+                                    results_root, Path(sources))
     return problems
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .results import TSNE_ARRAYS, ResultError, RunPaths
-from .runs import load_figures_npz, seeds_on_disk, seeds_text
+from .results import TSNE_ARRAYS, ResultError, RunPaths, read_json
+from .runs import display_name, load_figures_npz, seeds_on_disk, seeds_text
 from .verdicts import VERDICTS
 from .zoo import OURS, TWINS, twin_of
 
@@ -30,6 +30,8 @@ class RunFigures:
     preset: str
     seed: int
     arrays: dict[str, np.ndarray]
+    active_units: int | None = None  # from the run's eval.json (None: not recorded)
+    au_threshold: float | None = None  # the variance a latent mean must exceed to be active
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self.arrays:
@@ -41,7 +43,8 @@ class RunFigures:
 def load_figures(out: Path | str, preset: str, model: str, seed: int) -> RunFigures:
     paths = RunPaths(Path(out), preset, model, seed)
     arrays = load_figures_npz(paths)
-    return RunFigures(model, preset, seed, arrays)
+    metrics = read_json(paths.eval_json, "eval").get("metrics", {}) if paths.eval_json.exists() else {}
+    return RunFigures(model, preset, seed, arrays, metrics.get("active_units"), metrics.get("au_threshold"))
 
 
 def _source(preset: str | None, seeds: Iterable[int]) -> str:
@@ -80,12 +83,29 @@ def _tsne_grid(figs_by_model: Mapping[str, RunFigures], keys: tuple[str, ...], m
     for m, (name, run) in enumerate(figs_by_model.items()):
         for k, key in enumerate(keys):
             ax = axes[m, k] if models_in_rows else axes[k, m]
-            _scatter(ax, run[key], run["labels"])
-            ax.set_title(f"{name}: {TSNE_TITLES.get(key, key)}", fontsize="medium")
+            ax.set_title(f"{display_name(name)}: {TSNE_TITLES.get(key, key)}", fontsize="medium")
+            why = _empty_panel_reason(run, key)
+            if why:  # an empty box would look like a plotting failure: say what happened
+                ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize="large")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            else:
+                _scatter(ax, run[key], run["labels"])
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, title="digit", loc="outside right center", markerscale=4)
     fig.suptitle(f"{what} ({_runs_source(figs_by_model.values())})")
     return fig
+
+
+def _empty_panel_reason(run: RunFigures, key: str) -> str | None:
+    """Why a t-SNE panel shows no embedding: a collapsed posterior (no active latent unit: the
+    latent means hardly vary, so t-SNE has nothing to separate) or an undefined embedding."""
+    if key == "tsne_latent" and run.active_units == 0:
+        limit = f"\n(variance of every\nlatent mean < {run.au_threshold:g})" if run.au_threshold else ""
+        return f"posterior collapsed:\nno active latent unit{limit}"
+    if not np.isfinite(run[key]).all():
+        return "no embedding:\nthe layer's outputs are\n(nearly) identical for every image"
+    return None
 
 
 def interleave(truth: np.ndarray, model: np.ndarray, pairs: int) -> np.ndarray:
@@ -110,7 +130,7 @@ def recon_grid(figs_by_model: Mapping[str, RunFigures]) -> Figure:
         truth = run["recon_truth"]
         ax.imshow(interleave(truth, run["recon_model"], math.ceil(math.sqrt(len(truth)))), cmap="gray_r",
                   vmin=0, vmax=1)
-        ax.set_title(name)
+        ax.set_title(display_name(name))
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"ground truth (odd columns) and reconstruction (even columns) "

@@ -7,8 +7,10 @@ Results are read through :mod:`scvae_core.runs`; verdicts come from :mod:`scvae_
 from __future__ import annotations
 
 import html
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import claims
@@ -16,6 +18,7 @@ from .bench_tables import bench_table
 from .presets import TABLE1, get_preset
 from .runs import (DEPTH_MODEL, citation, collect, md_text, metric, paper_reported, paper_rows, per_seed,
                    published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
+from .verdicts import VERDICTS
 from .zoo import OURS, TWINS, Twin, check_name
 
 NLL_DECIMALS, ACC_DECIMALS = 2, 4  # as the paper prints them
@@ -32,16 +35,55 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
     preset: str | None
     seeds: tuple[int, ...]
+    # Where each row's evidence is: the URL of another table ("page.html#verdicts"); a verdict
+    # cell then links to that table's row of the same name.
+    evidence: str = ""
+
+    def row_id(self, row: tuple[str, ...]) -> str:
+        """The HTML id of a row: the table's id and a slug of its first cell."""
+        return f"{self.id}-{_slug(row[0])}"
+
+    def _cell(self, text: str, row: tuple[str, ...]) -> str:
+        # A verdict cell ("holds: ..." or "holds") is coloured by its verdict (_static/scvae.css).
+        word = text.split(":", 1)[0]
+        if word not in VERDICTS:
+            return f"<td>{html.escape(text)}</td>"
+        body = html.escape(text)
+        if self.evidence:
+            body = f'<a class="badge-link" href="{html.escape(self.evidence)}-{_slug(row[0])}">{body}</a>'
+        return f'<td class="verdict verdict-{word.replace(" ", "-")}">{body}</td>'
+
+    def shown(self) -> Table:
+        """The table as the book shows it: one line per cell, so each cell's "(n=k)" is left out
+        where k is the table's most common number of seeds, which the caption states instead."""
+        counts = Counter(n for row in self.rows for cell in row for n in SEEDS_IN_CELL.findall(cell))
+        if not counts:
+            return self
+        n = counts.most_common(1)[0][0]
+        rows = tuple(tuple(SEEDS_IN_CELL.sub(lambda m: "" if m.group(1) == n else m.group(0), c) for c in row)
+                     for row in self.rows)
+        note = f"n = {n} seeds wherever a cell does not say (n=k)."
+        return replace(self, rows=rows, caption=f"{self.caption} {note}")
 
     def to_html(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n" for row in self.rows)
+        shown = self.shown()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
+        body = "".join(f'<tr id="{html.escape(self.row_id(row))}">' + "".join(self._cell(c, row) for c in row)
+                       + "</tr>\n" for row in shown.rows)
+        # The scroll box keeps a table wider than the page from widening the page (phones).
         return (
-            f'<table class="scvae-table" id="{html.escape(self.id)}" data-preset="{html.escape(self.preset or "")}" '
-            f'data-seeds="{html.escape(",".join(map(str, self.seeds)))}">\n'
-            f"<caption>{html.escape(self.caption)}</caption>\n"
-            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
+            f'<div class="scvae-scroll"><table class="scvae-table" id="{html.escape(self.id)}" '
+            f'data-preset="{html.escape(self.preset or "")}" data-seeds="{html.escape(",".join(map(str, self.seeds)))}">\n'
+            f"<caption>{html.escape(shown.caption)}</caption>\n"
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table></div>"
         )
+
+
+SEEDS_IN_CELL = re.compile(r" \(n=(\d+)\)")
+
+
+def _slug(text: str) -> str:
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 COLUMNS = ("Model", "NLL (ours)", "NLL (paper)", "NLL ours − paper", "Acc (ours)", "Acc (paper)",
@@ -354,6 +396,23 @@ def verdicts_table(out: Path | str, preset: str | None = None) -> Table:
 
 
 TABLES["verdicts"] = verdicts_table
+
+
+def glance_table(out: Path | str, preset: str | None = None, evidence: str = "") -> Table:
+    """The front page's "results at a glance": each row of :func:`verdicts_table` with the
+    claim in words and only the verdict per column; with ``evidence`` (the verdicts table's
+    URL) each verdict links to its row there. ``preset`` is unused."""
+    full = verdicts_table(out)
+    statements = {c.id: c.statement for c in claims.CLAIMS}
+    rows = tuple((row[0], statements[row[0].split(" [")[0]], *(cell.split(":", 1)[0] for cell in row[2:]))
+                 for row in full.rows)
+    caption = ("Every claim of the paper and its verdict per preset, within-run budget and twin set; each verdict "
+               "links to its effects, estimates and 95% intervals in the verdicts table. A Fisher claim has one row "
+               f"per reading of Fisher information. '—': not judged for that column. {full.caption.rsplit('. ', 1)[-1]}")
+    return Table("glance", caption, ("Claim", "Statement", *full.columns[2:]), rows, None, full.seeds, evidence)
+
+
+TABLES["glance"] = glance_table
 
 
 # ------------------------------------------------------------------------- training ten times longer

@@ -127,3 +127,33 @@ def test_changed_result_is_reported_as_stale(site):
 @pytest.mark.unit
 def test_missing_book_is_reported(tmp_path):
     assert "run `make book`" in check_book(tmp_path, tmp_path)[0]
+
+
+# ---- numbers pasted into prose (MyST-NB glue) are checked too
+
+GLUED_PAGE = "notebooks/04_table1.html"  # "In words: SCVAE's test NLL is ... nats ..."
+
+
+@pytest.mark.book
+def test_edited_pasted_number_is_reported(site):
+    html, results = site
+    _edit(html, GLUED_PAGE, lambda soup: soup.select("span.pasted-text")[0].string.replace_with("12.34"))
+    problems = check_book(html, results)
+    assert any("'scvae_nll'" in p and "'12.34'" in p for p in problems), problems
+
+
+@pytest.mark.book
+def test_removed_pasted_number_is_reported(site):
+    html, results = site
+    _edit(html, GLUED_PAGE, lambda soup: soup.select("span.pasted-text")[0].decompose())
+    problems = check_book(html, results)
+    assert any("pasted numbers but" in p for p in problems), problems
+
+
+@pytest.mark.book
+def test_front_page_verdicts_are_checked(site):
+    html, results = site
+    _edit(html, "book/intro.html", lambda soup: soup.select_one("table#glance td.verdict a").string.replace_with("holds"
+          if soup.select_one("table#glance td.verdict a").get_text() != "holds" else "contradicted"))
+    problems = check_book(html, results)
+    assert any("book/intro.html: table 'glance'" in p for p in problems), problems

@@ -1,14 +1,12 @@
-"""Open every page of the built book in a real browser: no console or script errors, every
-image loads. Keeps a full-page screenshot of the Table 1 page in _build/artifacts/table1.png.
+"""Open every page of the built book from disk (file://) in a real browser, as a reader without
+a network would, at a desktop width and at a phone's.
 
-Offline by design: every request that does not go to the local server is aborted, and only
-failures of local resources count. The theme's own assets are local; MathJax is fetched from
-its CDN (Sphinx's default) on pages with math, which render their TeX source when offline.
-A remote <img> would fail here on purpose: the book's figures must be files in the book.
+A page fails on: a parameter cell shown, a request that leaves file:// (MathJax, fonts and scripts must all be in the
+site), a console or script error, an image that does not load, maths left as raw TeX, and a
+table, figure or equation wider than the page (a wide table may scroll inside its own box,
+div.scvae-scroll, as long as the page itself does not). Full-page screenshots of every page at
+both widths are kept in _build/artifacts/<width>px/ for a person to look at.
 """
-import functools
-import http.server
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,30 +18,53 @@ from scvae_core.results import REPO_ROOT
 pytestmark = pytest.mark.book
 
 BUILT = REPO_ROOT / "_build" / "html"
+ARTIFACTS = REPO_ROOT / "_build" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOT = REPO_ROOT / "_build" / "artifacts" / "table1.png"
-TABLE1_PAGE = "notebooks/04_table1.html"
-FALLBACK_PAGE = "book/intro.html"  # until the Table 1 page exists
+WIDTHS = {"desktop": 1280, "phone": 390}
+LOCAL_SCHEMES = ("file", "data", "blob", "about")
+# A known equation: eq. 4 of the paper (the Fisher information), labelled eq-fisher.
+EQUATION_PAGE, EQUATION_ID = "notebooks/02_fisher_derivations.html", "equation-eq-fisher"
 
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest's output for failures
-        pass
+# Every table, figure and equation must fit the page. Only a table may scroll sideways, inside
+# a box that fits (div.scvae-scroll for generated tables, the theme's for prose ones); a figure
+# or an equation must fit as it is.
+OVERFLOW_JS = """() => {
+  const width = document.documentElement.clientWidth;
+  const scrolls = el => { if (el.tagName !== 'TABLE') return false;
+    for (let e = el.parentElement; e; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX;
+      if ((o === 'auto' || o === 'scroll') && e.getBoundingClientRect().right <= width + 1) return true; }
+    return false; };
+  const found = [];
+  if (document.documentElement.scrollWidth > width + 1)
+    found.push(`the page is ${document.documentElement.scrollWidth}px wide in a ${width}px window`);
+  for (const el of document.querySelectorAll('main table, main figure, main img, main mjx-container')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && (r.right > width + 1 || r.left < -1) && !scrolls(el))
+      found.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} spans ${Math.round(r.left)}..${Math.round(r.right)}px`);
+  }
+  return found;
+}"""
+# Maths is typeset when every .math element holds MathJax's output (mjx-container).
+MATH_JS = """async () => {
+  const maths = [...document.querySelectorAll('.math')];
+  if (!maths.length) return {count: 0, raw: []};
+  for (let i = 0; i < 100 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++)
+    await new Promise(r => setTimeout(r, 100));
+  if (!(window.MathJax && MathJax.startup)) return {count: maths.length, raw: ['MathJax did not load']};
+  await MathJax.startup.promise;
+  return {count: maths.length,
+          raw: maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60))};
+}"""
 
 
 @pytest.fixture(scope="module")
-def server():
+def built() -> Path:
     if not (BUILT / "index.html").is_file():
         pytest.fail(f"no built book in {BUILT}: run `make book` first (`make test` does)")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(BUILT)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    return BUILT
 
 
 @pytest.fixture(scope="module")
@@ -58,59 +79,100 @@ def browser():
         browser.close()
 
 
-def _is_local(url: str, base: str) -> bool:
-    return url.startswith(base) or urlsplit(url).scheme in ("data", "blob", "about")
+def _is_local(url: str) -> bool:
+    return urlsplit(url).scheme in LOCAL_SCHEMES
 
 
-def _visit(page, url: str, base: str) -> list[str]:
-    """Problems seen while loading ``url``: console errors, script errors, failed local requests."""
+def _visit(page, path: Path) -> tuple[list[str], dict]:
+    """Problems seen while loading ``path`` (console errors, script errors, failed requests,
+    broken images, raw TeX), and what MathJax rendered."""
     problems = []
-
-    def on_console(msg):
-        source = (msg.location or {}).get("url", "")
-        if msg.type == "error" and (not source or _is_local(source, base)):
-            problems.append(f"console error: {msg.text} ({source})")
-
-    def on_response(response):
-        if response.status >= 400 and _is_local(response.url, base):
-            problems.append(f"HTTP {response.status}: {response.url}")
-
-    def on_request_failed(request):
-        if _is_local(request.url, base):
-            problems.append(f"request failed: {request.url} ({request.failure})")
-
-    page.on("console", on_console)
+    page.on("console", lambda msg: problems.append(f"console error: {msg.text}") if msg.type == "error" else None)
     page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
-    page.on("requestfailed", on_request_failed)
-    page.on("response", on_response)
-    page.goto(url, wait_until="networkidle")
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})")
+            if _is_local(r.url) else None)
+    if 'http-equiv="refresh"' in path.read_text(encoding="utf-8").lower():  # index.html: a redirect to the front page
+        page.goto(path.as_uri())
+        page.wait_for_url(lambda url: url != path.as_uri(), wait_until="load")
+    else:
+        page.goto(path.as_uri(), wait_until="load")
     # Lazy images load only when scrolled to: load them all, then wait until each is settled.
     page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
     page.wait_for_function("[...document.images].every(i => i.complete)", timeout=15_000)
     broken = page.eval_on_selector_all("img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0))"
                                                ".map(i => i.currentSrc || i.src)")
     problems += [f"image not loaded: {src}" for src in broken]
-    return problems
+    # Parameter cells are for papermill: neither ours nor papermill's injected copy is shown.
+    params = page.evaluate("[...document.querySelectorAll('.tag_parameters, .tag_injected-parameters')]"
+                           ".filter(c => c.getClientRects().length).length")
+    problems += [f"{params} parameter cell(s) shown"] if params else []
+    math = page.evaluate(MATH_JS)
+    problems += [f"maths not rendered: {tex!r}" for tex in math["raw"]]
+    return problems, math
 
 
-def test_every_page_loads_cleanly(server, browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    # Offline: anything not served by the local server is aborted (see the module docstring).
-    context.route("**/*", lambda route: route.continue_() if _is_local(route.request.url, server) else route.abort())
-    shot = TABLE1_PAGE if (BUILT / TABLE1_PAGE).exists() else FALLBACK_PAGE
-    failures = {}
-    try:
-        for path in pages(BUILT):
-            name = path.relative_to(BUILT).as_posix()
-            page = context.new_page()
-            problems = _visit(page, server + name, server)
-            if problems:
-                failures[name] = problems
-            if name == shot:
-                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(SCREENSHOT), full_page=True)
-            page.close()
-    finally:
-        context.close()
-    assert not failures, "\n".join(f"{page}:\n  " + "\n  ".join(p) for page, p in failures.items())
-    assert SCREENSHOT.stat().st_size > 0
+@pytest.fixture(scope="module")
+def visits(built, browser) -> dict[str, dict]:
+    """Every page at every width: problems, overflow, maths; screenshots as a side effect."""
+    outside = []  # every request that tried to leave file://, from any page
+
+    def route(r):
+        if _is_local(r.request.url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    results = {}
+    for label, width in WIDTHS.items():
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        context.route("**/*", route)
+        try:
+            for path in pages(built):
+                name = path.relative_to(built).as_posix()
+                page = context.new_page()
+                before = len(outside)
+                problems, math = _visit(page, path)
+                problems += [f"request left file://: {url}" for url in outside[before:]]
+                overflow = page.evaluate(OVERFLOW_JS)
+                shot = ARTIFACTS / f"{width}px" / name.replace("/", "__").replace(".html", ".png")
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot), full_page=True)
+                equation = page.evaluate(f"!!document.querySelector('#{EQUATION_ID} mjx-container')") \
+                    if name == EQUATION_PAGE else None
+                results[(label, name)] = {"problems": problems, "overflow": overflow, "math": math,
+                                          "shot": shot, "equation": equation}
+                page.close()
+        finally:
+            context.close()
+    return results
+
+
+def _report(visits, key: str) -> str:
+    return "\n".join(f"{name} at {WIDTHS[label]}px:\n  " + "\n  ".join(v[key])
+                     for (label, name), v in visits.items() if v[key])
+
+
+def test_every_page_loads_offline_and_cleanly(visits):
+    assert visits, "no pages visited"
+    assert not any(v["problems"] for v in visits.values()), _report(visits, "problems")
+
+
+def test_known_equation_is_typeset(visits):
+    for label in WIDTHS:
+        v = visits.get((label, EQUATION_PAGE))
+        assert v is not None, f"{EQUATION_PAGE} is not in the built book"
+        assert v["math"]["count"] > 0 and v["equation"], \
+            f"{EQUATION_PAGE} at {WIDTHS[label]}px: no MathJax output (mjx-container) in #{EQUATION_ID}"
+
+
+def test_nothing_overflows_the_page(visits):
+    assert not any(v["overflow"] for v in visits.values()), _report(visits, "overflow")
+
+
+def test_screenshots_of_every_page_at_both_widths(visits):
+    from PIL import Image
+
+    for (label, name), v in visits.items():
+        with Image.open(v["shot"]) as img:
+            assert img.width == WIDTHS[label], f"{v['shot']}: {img.width}px wide, expected {WIDTHS[label]}"

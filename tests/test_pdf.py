@@ -1,0 +1,76 @@
+"""The PDF of the whole book (`make pdf`, which `make test` runs first): it opens, has a page or
+more per chapter, holds every chapter, and its text (pdftotext, Debian's poppler-utils) shows
+Table 1 as the results give it, cell by cell."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.book  # reads the built PDF
+import yaml
+
+from scvae_core.tables import table1
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PDF = REPO_ROOT / "_build" / "pdf" / "book.pdf"
+SHOWN = REPO_ROOT / "_build" / "html" / "notebooks" / "04_table1.html"  # says which preset the book shows
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: `apt-get install -y --no-install-recommends poppler-utils` (`make test` does)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def pdf() -> Path:
+    if not PDF.is_file():
+        pytest.fail(f"no {PDF}: run `make pdf` (`make test` does)")
+    return PDF
+
+
+@pytest.fixture(scope="module")
+def text(pdf) -> str:
+    done = subprocess.run([_tool("pdftotext"), "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True)
+    assert done.returncode == 0, f"pdftotext cannot read {pdf}: {done.stderr}"
+    # Sphinx prints typographic quotes (paper’s); the sources and tables have straight ones.
+    return " ".join(done.stdout.replace("\u2019", "'").replace("\u2018", "'").split())
+
+
+def _chapters() -> list[str]:
+    def files(entries):
+        for entry in entries:
+            yield entry["file"]
+            yield from files(entry.get("sections", []))
+
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    return [toc["root"], *files(toc.get("chapters", []))]
+
+
+def _title(doc: str) -> str:
+    source = REPO_ROOT / f"{doc}.md"
+    return next(line[2:].strip() for line in source.read_text(encoding="utf-8").splitlines() if line.startswith("# "))
+
+
+def test_pdf_has_a_page_or_more_per_chapter(pdf):
+    info = subprocess.run([_tool("pdfinfo"), str(pdf)], capture_output=True, text=True)
+    assert info.returncode == 0, f"pdfinfo cannot read {pdf}: {info.stderr}"
+    pages = int(next(line.split()[-1] for line in info.stdout.splitlines() if line.startswith("Pages:")))
+    assert pages >= len(_chapters()), f"{pdf}: {pages} pages for {len(_chapters())} chapters"
+
+
+def test_pdf_holds_every_chapter(text):
+    missing = [doc for doc in _chapters() if " ".join(_title(doc).split()) not in text]
+    assert not missing, f"chapters whose title is not in the PDF: {missing}"
+
+
+def test_pdf_shows_table1_as_the_results_give_it(text):
+    from bs4 import BeautifulSoup
+
+    assert SHOWN.is_file(), f"{SHOWN} is missing: run `make book`"
+    preset = BeautifulSoup(SHOWN.read_text(), "html.parser").select_one("table#table1")["data-preset"] or None
+    expected = table1(REPO_ROOT / "results", preset).shown()
+    missing = [(row[0], cell) for row in expected.rows for cell in row if " ".join(cell.split()) not in text]
+    assert not missing, f"Table 1 cells not in the PDF's text (stale PDF? run `make pdf`): {missing[:8]}"

@@ -7,13 +7,14 @@ Results are read through :mod:`scvae_core.runs`; verdicts come from :mod:`scvae_
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import claims
+from . import claims, verdicts
 from .bench_tables import bench_table
 from .presets import TABLE1, get_preset
 from .runs import (DEPTH_MODEL, citation, collect, md_text, metric, paper_reported, paper_rows, per_seed,
@@ -500,6 +501,13 @@ def gap_text(out: Path | str, preset: str = "cpu") -> str:
     authors = collect(out, long_name, ["vae-1l-authors"], epoch=last)["vae-1l-authors"]
     if authors:
         b = seed_summary(per_seed(authors, metric("nll")))["mean"]
+        ours = {e["seed"]: e for e in long}
+        gaps = [verdicts.Est(ours[e["seed"]]["metrics"]["nll"], ours[e["seed"]]["metrics"]["nll_se"])
+                - verdicts.Est(e["metrics"]["nll"], e["metrics"]["nll_se"]) for e in authors if e["seed"] in ours]
+        iv = verdicts.interval(gaps)
+        judged = "" if not gaps or math.isnan(iv["low"]) else (
+            f" (95% interval [{iv['low']:+.2f}, {iv['high']:+.2f}], n = {iv['n']}: "
+            f"{verdicts.verdict(iv, +1, 0.0, verdicts.THRESHOLDS['nll'][0])} against the 1-nat threshold)")
         lines.append(f"- Protocol: the authors' protocol (ReLU, He init, lr 1e-3) reaches {b:.2f} at epoch {last}, "
-                     f"{nll - b:+.2f} nats against ours.")
+                     f"{nll - b:+.2f} nats against ours{judged}.")
     return "\n".join(lines)

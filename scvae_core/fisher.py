@@ -363,9 +363,10 @@ def _over_batches(per_batch: list[float | None]) -> dict | None:
     if any(v is None for v in per_batch):
         return None
     logs = [math.log10(v) if v > 0 else LOG10_FLOOR for v in per_batch]
-    sd = lambda xs: stdev(xs) if len(xs) > 1 else math.nan  # noqa: E731
-    return {"value": per_batch[-1], "mean": fmean(per_batch), "sd": sd(per_batch), "values": per_batch,
-            "log10_mean": fmean(logs), "log10_se": sd(logs) / math.sqrt(len(logs))}
+    many = len(per_batch) > 1
+    return {"value": per_batch[-1], "mean": fmean(per_batch), "sd": stdev(per_batch) if many else math.nan,
+            "values": per_batch, "log10_mean": fmean(logs),
+            "log10_se": stdev(logs) / math.sqrt(len(logs)) if many else math.nan}
 
 
 def authors_report(model: VAE, batches: Iterable[Tensor], beta: float) -> dict:
@@ -374,8 +375,6 @@ def authors_report(model: VAE, batches: Iterable[Tensor], beta: float) -> dict:
     modules = model.linear_layers()
     per_layer: dict[str, list[float]] = {n: [] for names in parts.values() for n in names}
     sizes = []
-    was_training = model.training
-    model.train()
     try:
         for x in batches:
             sizes.append(len(x))
@@ -388,7 +387,6 @@ def authors_report(model: VAE, batches: Iterable[Tensor], beta: float) -> dict:
                 per_layer[name].append(authors_layer_value(w, m.weight.grad))
     finally:
         model.zero_grad(set_to_none=True)
-        model.train(was_training)
     n = len(sizes)
     sides = {}
     for part, names in parts.items():

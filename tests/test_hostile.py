@@ -576,10 +576,15 @@ class TestSmallerMessages:
         run.p.sums["n"] = 1.0  # as after a step, so the epoch's means exist
         run.p.beta = 0.5  # during warm-up an absurd ELBO may still recover: no verdict yet
         run.end_epoch(valid)
-        assert run.p.history[-1]["valid_elbo"] < train.DIVERGED_ELBO
-        run.p.beta = 1.0  # warm-up over: the objective is the ELBO, and this one is no result
-        with pytest.raises(train.TrainingDiverged, match=r"validation ELBO -\d.*e\+\d+ after epoch 2 .*below -5434 "
-                                                         r"after warm-up is no result"):
+        run.p.sums["n"], run.p.beta = 1.0, 1.0  # warm-up over: absurd but improving goes on
+        with torch.no_grad():
+            for p in run.model.parameters():
+                p.mul_(0.9)
+        run.end_epoch(valid)
+        assert train.DIVERGED_ELBO > run.p.history[-1]["valid_elbo"] > run.p.history[0]["valid_elbo"]
+        run.p.sums["n"] = 1.0  # absurd and no better than the best: no result
+        with pytest.raises(train.TrainingDiverged, match=r"validation ELBO -\d.*e\+\d+ after epoch 3 .*below -5434 "
+                                                         r"after warm-up and no better than epoch 2's is no result"):
             run.end_epoch(valid)
 
     @pytest.mark.unit

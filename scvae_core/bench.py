@@ -50,6 +50,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import timing
+from .bench_tables import BUSY_CORES
 from .evaluate import compiles_nll, importance_nll, rows_per_pass
 from .fisher import draw_targets, layer_fisher
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits
@@ -498,6 +499,30 @@ def _load_average() -> list[float] | None:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(busy CPU seconds of the whole machine, including time the hypervisor stole; this
+    process's CPU seconds; wall clock), or None where there is no /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.perf_counter()
+
+
+def other_work(before: tuple | None, after: tuple | None) -> dict | None:
+    """The mean number of cores that other work (other processes, stolen time) kept busy between
+    two snapshots. The load average cannot tell: it lags by a minute, so it still shows work
+    paused just before the bench, and counts the bench itself."""
+    if before is None or after is None:
+        return None
+    wall = after[2] - before[2]
+    others = max(0.0, (after[0] - before[0]) - (after[1] - before[1]))
+    return {"core_seconds": round(others, 2), "wall_s": round(wall, 2), "cores": round(others / wall, 3)}
+
+
 # ------------------------------------------------------------------------- the benchmark
 
 def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAULT_RESULTS,
@@ -512,7 +537,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
     if cpu_clock and (dev.type != "cpu" or torch.get_num_threads() != 1):
         raise ValueError("--cpu-clock times one thread's CPU time: use it with --threads 1 on the CPU")
     s = replace(QUICK if quick else FULL, cpu_clock=cpu_clock)
-    load_start = _load_average()
+    load_start, cpu_start = _load_average(), cpu_snapshot()
     b0 = s.batches[0]
     cfgs = {name: get_config(name) for name in (*MODELS, VAMP, PIXEL)}
     plan = [(n, b, o) for n in MODELS for b in s.batches for o in OPTIMIZERS]
@@ -533,7 +558,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
                     key=lambda op: (type(op).__name__, *asdict(op).values()))
     triad_sizes = sorted({2**16 if quick else 2**24} | {activation_elements(cfgs[n], b0) for n in roofed}
                          | {count_parameters(VAE(cfgs[n])) for n in roofed})
-    tasks = len(shapes) + len(triad_sizes) + len(plan) + len(compiled_plan) + len(roofed) + 2 + len(variants) + 1
+    tasks = 2 * len(shapes) + len(triad_sizes) + len(plan) + len(compiled_plan) + len(roofed) + 2 + len(variants) + 1
     bar = tqdm(total=tasks, desc="bench", unit="task", disable=not progress)
 
     def task(label: str, fn: Callable[[], object]):
@@ -542,9 +567,16 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
         bar.update()
         return result
 
-    # 1. the multiplies and convolutions alone, and the memory bandwidth
-    rates = {op: op.flops / task(f"{type(op).__name__} {' '.join(map(str, asdict(op).values()))}",
-                                 lambda op=op: best_time(_op_call(op, dev), dev, s)) for op in shapes}
+    # 1. the multiplies and convolutions alone, and the memory bandwidth. Two passes over the
+    # shapes, a pass apart, and each shape's faster one: a stall of a few seconds (another
+    # process, the hypervisor) was seen to slow three neighbouring shapes 30-fold in one pass.
+    def op_rate(op: Op) -> float:
+        return op.flops / best_time(_op_call(op, dev), dev, s)
+
+    first_pass = {op: task(f"{type(op).__name__} {' '.join(map(str, asdict(op).values()))}",
+                           lambda op=op: op_rate(op)) for op in shapes}
+    rates = {op: max(rate, task(f"again {type(op).__name__}", lambda op=op: op_rate(op)))
+             for op, rate in first_pass.items()}
     bandwidth = {n: task(f"triad {n:,} floats", lambda n=n: triad_bandwidth(n, dev, s)) for n in triad_sizes}
     ceilings = {key: ceiling(w, rates) for key, w in train_work.items()}
     best_ceiling = {name: max((ceilings[name, b], b) for b in s.batches) for name in MODELS}
@@ -642,6 +674,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
         "machine": machine_slug(desc), "machine_description": desc, "device": str(dev), "quick": quick,
         "settings": asdict(s), "provenance": provenance(device=str(dev)),
         "load_average": {"start": load_start, "end": _load_average()},
+        "other_work": other_work(cpu_start, cpu_snapshot()),
         "flop_model": {name: flop_model(cfg) for name, cfg in cfgs.items()},
         "gemm": {"peak_gflops": max(r for op, r in rates.items() if isinstance(op, Gemm)) / 1e9,
                  "shapes": [{"kind": type(op).__name__.lower(), **asdict(op), "gflops": rates[op] / 1e9}
@@ -717,12 +750,17 @@ def noise_warnings(doc: dict) -> tuple[list[str], bool]:
     verdicts can still be trusted (the CPU-time clock discounts a busy machine)."""
     found = []
     cores = doc["machine_description"]["logical_cores"]
+    effect = ("the CPU-time clock discounts it, but caches and memory bandwidth were shared"
+              if doc["settings"]["cpu_clock"] else
+              "rates are lower bounds and fractions unreliable: re-run on a quiet machine (or with --threads 1 "
+              "--cpu-clock)")
+    others = doc.get("other_work")
     busiest = max((load[0] for load in doc["load_average"].values() if load), default=0.0)
-    if doc["device"] == "cpu" and busiest > cores:
-        effect = ("the CPU-time clock discounts it, but caches and memory bandwidth were shared"
-                  if doc["settings"]["cpu_clock"] else
-                  "rates are lower bounds and fractions unreliable: re-run on a quiet machine (or with --threads 1 "
-                  "--cpu-clock)")
+    if doc["device"] == "cpu" and others is not None:  # measured: what other work took meanwhile
+        if others["cores"] > BUSY_CORES:
+            found.append(f"busy machine: other work kept {others['cores']:.2f} of {cores} cores busy on average "
+                         f"({others['core_seconds']:.0f} core-seconds in {others['wall_s']:.0f} s); {effect}")
+    elif doc["device"] == "cpu" and busiest > cores:  # no /proc/stat, or an older file: the lagging load
         found.append(f"busy machine: load average up to {busiest:.1f} on {cores} cores, other work competed; {effect}")
     fractions = [r["fraction"] for r in [*doc["training"]["runs"], *doc["nll"]["runs"]]]
     if over := sum(f > 1.05 for f in fractions):

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from .results import read_json
 
+BUSY_CORES = 0.1  # other work's mean cores above which a CPU benchmark is called busy (bench.py)
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -103,6 +105,8 @@ MEASURES: list[tuple[str, Callable[[dict], str]]] = [
     ("measured", lambda d: f"{d['provenance']['written_at'][:10]}, {d['provenance']['git_revision'][:10]}"),
     ("load average (1 min) at start, end", lambda d: f"{d['load_average']['start'][0]:.1f}, "
                                                      f"{d['load_average']['end'][0]:.1f}"),
+    ("other work while measured (mean cores)", lambda d: f"{d['other_work']['cores']:.2f}"
+     if d.get("other_work") else "not measured"),
     ("GEMM: fastest single shape", lambda d: f"{d['gemm']['peak_gflops']:.0f} GFLOP/s"),
     ("memory bandwidth (triad)", lambda d: f"{d['memory']['gb_per_s']:.0f} GB/s"),
     *((f"train {m} b100 (train.py)", _training(m)) for m in ("vae-1l", "scvae")),
@@ -162,7 +166,8 @@ def bench_table(results_dir: str | Path, preset: str | None = None) -> BenchTabl
     docs = load_benches(results_dir)
     busy = [d["machine"] for d in docs if is_busy(d)]
     caption = ("scvae bench on each machine; fractions are of the machine's own measured ceilings. "
-               + (f"Busy while measured (load average above the cores; rates are lower bounds): {', '.join(busy)}."
+               + (f"Busy while measured (other work kept more than {BUSY_CORES} cores busy, or, where that was not "
+                  f"measured, the load average exceeded the cores; rates are lower bounds): {', '.join(busy)}."
                   if busy else "No machine was busy while measured."))
     rows = tuple((label, *(_cell(d, get) for d in docs)) for label, get in MEASURES)
     return BenchTable(caption, ("Measure", *(column_name(d) for d in docs)), rows)
@@ -196,7 +201,9 @@ def format_table(doc: dict) -> str:
     lines = [f"{doc['machine']}: {doc['provenance']['device_name']} on {doc['device']}"
              + (", timed by one thread's CPU time" if doc["settings"]["cpu_clock"] else "")
              + (" (QUICK: test sizes, the numbers mean nothing)" if doc["quick"] else ""),
-             f"load average (1, 5, 15 min) at start {doc['load_average']['start']}, end {doc['load_average']['end']}",
+             f"load average (1, 5, 15 min) at start {doc['load_average']['start']}, end {doc['load_average']['end']}; "
+             + (f"other work kept {doc['other_work']['cores']:.2f} cores busy on average" if doc.get("other_work")
+                else "other work not measured"),
              f"GEMM: fastest single shape {doc['gemm']['peak_gflops']:.1f} GFLOP/s; memory (triad) "
              + ", ".join(f"{t['gb_per_s']:.0f} GB/s at {t['elements']:,} floats" for t in doc["memory"]["triad"]),
              f"{'workload':44s} {'rate':>19s} {'GFLOP/s':>8s} {'ceiling':>8s} {'fraction':>8s} {'roofline':>8s}"]

@@ -5,6 +5,7 @@ is asserted: the speed targets live in the benchmark's output."""
 import json
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,6 +98,45 @@ def test_machine_slug_names_hardware_not_hosts():
         == "nvidia-h100-80gb-hbm3"
     assert bench.machine_slug({"gpu": None, "cpu": "Intel(R) Xeon(R) Gold 6338", "logical_cores": 8}) \
         == "intel-xeon-gold-6338-8cpu"
+
+
+def _noise_doc(load: float, other_cores: float | None) -> dict:
+    """The fields noise_warnings reads, for a quiet-looking 2-core CPU run."""
+    return {"device": "cpu", "machine_description": {"logical_cores": 2}, "settings": {"cpu_clock": False},
+            "load_average": {"start": [load, load, load], "end": [load, load, load]},
+            "other_work": None if other_cores is None else {"cores": other_cores, "core_seconds": other_cores * 100,
+                                                            "wall_s": 100.0},
+            "training": {"runs": [{"fraction": 0.7}]}, "nll": {"runs": [{"fraction": 0.8}]}}
+
+
+@pytest.mark.unit
+class TestOtherWork:
+    """Whether other work competed is measured (CPU time not ours), not read off the lagging load."""
+
+    def test_other_work_is_the_machines_busy_time_less_our_own(self):
+        assert bench.other_work((100.0, 10.0, 0.0), (130.0, 35.0, 20.0)) == {
+            "core_seconds": 5.0, "wall_s": 20.0, "cores": 0.25}
+        assert bench.other_work(None, (1.0, 1.0, 1.0)) is None  # no /proc/stat
+
+    def test_snapshots_see_our_own_work(self):
+        before = bench.cpu_snapshot()
+        if not Path("/proc/stat").exists():  # no Linux: the load average is the fallback (tested below)
+            assert before is None
+            return
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        after = bench.cpu_snapshot()
+        own, machine = after[1] - before[1], after[0] - before[0]
+        assert own >= 0.25 and machine >= own - 0.05
+
+    def test_busy_is_decided_by_other_work_where_measured(self):
+        lagging = bench.noise_warnings(_noise_doc(load=2.9, other_cores=0.02))  # paused just before
+        assert lagging == ([], True)
+        warnings, trusted = bench.noise_warnings(_noise_doc(load=0.5, other_cores=0.6))
+        assert not trusted and warnings[0].startswith("busy machine: other work kept 0.60 of 2 cores")
+        warnings, trusted = bench.noise_warnings(_noise_doc(load=9.0, other_cores=None))  # an older file
+        assert not trusted and warnings[0].startswith("busy machine: load average up to 9.0")
 
 
 @pytest.mark.unit

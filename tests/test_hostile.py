@@ -538,7 +538,7 @@ class TestSmallerMessages:
         ({"seeds": ["abc"]}, r"seeds \['abc'\] \(make SEEDS=\): integers in 0..4294967295"),
         ({"seeds": [-1]}, r"seeds \[-1\] \(make SEEDS=\)"),
         ({"device": "tpu"}, r"device 'tpu' \(make DEVICE=\): choose one of auto, cpu, cuda, cuda:N"),
-        ({"results_dir": "/nonexistent"}, r"results_dir '/nonexistent' \(make RESULTS=\): no such folder"),
+        ({"results_dir": "/nonexistent"}, r"results_dir '/nonexistent' \(make RESULTS_DIR=\): no such folder"),
         ({"recompute": "yes"}, r"recompute 'yes' \(make RECOMPUTE=\): choose one of False, True, missing"),
     ])
     def test_bad_notebook_parameters_fail_with_the_valid_values(self, params, message, tmp_path):

@@ -1,10 +1,10 @@
 # The book and its checks. `make help` lists the targets.
 # Notebook parameters, passed to every notebook by papermill:
-PRESET    ?= auto     # auto | smoke | cpu | paper (auto: paper where its results exist, else cpu)
-SEEDS     ?=          # comma-separated, e.g. SEEDS=0,1 (empty: each stage's preset seeds)
-DEVICE    ?= auto     # auto | cpu | cuda | cuda:N
-RESULTS   ?= results  # results root, relative to the repository
-RECOMPUTE ?= False    # False | True | missing (run a page's stages when its results are missing)
+PRESET      ?= auto     # auto | smoke | cpu | paper (auto: paper where its results exist, else cpu)
+SEEDS       ?=          # comma-separated, e.g. SEEDS=0,1 (empty: each stage's preset seeds)
+DEVICE      ?= auto     # auto | cpu | cuda | cuda:N
+RESULTS_DIR ?= results  # results root, relative to the repository
+RECOMPUTE   ?= False    # False | True | missing (run a page's stages when its results are missing)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -26,17 +26,17 @@ NB_EXECUTED := $(NB_SOURCES:.md=.ipynb)
 # An executed notebook is out of date when its source, the package, a result file or a
 # parameter changes. Checkpoints are excluded: they change during training, not results.
 PY_SOURCES := $(wildcard scvae_core/*.py)
-RESULT_FILES := $(shell find $(RESULTS) -path '*/checkpoints' -prune -o -type f -print 2>/dev/null)
+RESULT_FILES := $(shell find $(RESULTS_DIR) -path '*/checkpoints' -prune -o -type f -print 2>/dev/null)
 PARAMS_FILE := _build/notebook-params
 # -r passes strings raw (no YAML surprises with cuda:0), -p turns True/False into booleans.
-PM_PARAMS = -r preset $(strip $(PRESET)) -r device $(strip $(DEVICE)) -r results_dir $(strip $(RESULTS)) \
+PM_PARAMS = -r preset $(strip $(PRESET)) -r device $(strip $(DEVICE)) -r results_dir $(strip $(RESULTS_DIR)) \
 	-p recompute $(strip $(RECOMPUTE)) -y "seeds: $(if $(strip $(SEEDS)),[$(strip $(SEEDS))],null)"
 
 .PHONY: help venv notebooks book html pdf check-book test test-fast pytest chromium poppler clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@echo "usage: make TARGET [PRESET=auto|smoke|cpu|paper] [SEEDS=0,1] [DEVICE=auto|cpu|cuda] [RESULTS=results] [RECOMPUTE=False|True|missing]"
+	@echo "usage: make TARGET [PRESET=auto|smoke|cpu|paper] [SEEDS=0,1] [DEVICE=auto|cpu|cuda] [RESULTS_DIR=results] [RECOMPUTE=False|True|missing]"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## create .venv with the package and its book and test extras
@@ -59,7 +59,7 @@ $(PARAMS_FILE): FORCE
 # executed copy replaces notebooks/<name>.ipynb only when every cell succeeded.
 notebooks/%.ipynb: notebooks/%.md $(STAMP) $(PY_SOURCES) $(RESULT_FILES) $(PARAMS_FILE)
 	@mkdir -p _build/nb
-	@echo "==> executing $<: preset=$(strip $(PRESET)) seeds=$(or $(strip $(SEEDS)),default) device=$(strip $(DEVICE)) results=$(strip $(RESULTS)) recompute=$(strip $(RECOMPUTE))"
+	@echo "==> executing $<: preset=$(strip $(PRESET)) seeds=$(or $(strip $(SEEDS)),default) device=$(strip $(DEVICE)) results_dir=$(strip $(RESULTS_DIR)) recompute=$(strip $(RECOMPUTE))"
 	@$(BIN)/jupytext --quiet --to ipynb --output _build/nb/$*.ipynb $<
 	@$(BIN)/papermill --cwd . --progress-bar --kernel python3 $(PM_PARAMS) \
 		_build/nb/$*.ipynb _build/nb/$*.run.ipynb \

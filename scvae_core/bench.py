@@ -55,7 +55,7 @@ from .evaluate import compiles_nll, importance_nll, rows_per_pass
 from .fisher import draw_targets, layer_fisher
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits
 from .presets import get_preset
-from .results import DEFAULT_RESULTS, REPO_ROOT, describe_device, provenance, write_json
+from .results import DEFAULT_RESULTS_DIR, REPO_ROOT, describe_device, provenance, write_json
 from .train import STAT_NAMES, resolve_device
 from .zoo import build, get_config
 
@@ -525,10 +525,10 @@ def other_work(before: tuple | None, after: tuple | None) -> dict | None:
 
 # ------------------------------------------------------------------------- the benchmark
 
-def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAULT_RESULTS,
+def run_bench(device: str = "auto", quick: bool = False, results_dir: str | Path = DEFAULT_RESULTS_DIR,
               threads: int | None = None, cpu_clock: bool = False, progress: bool = True,
               timings: Path = TIMINGS) -> tuple[Path, dict]:
-    """Measure everything and write ``<out>/bench/<machine>.json`` (``-quick.json`` for
+    """Measure everything and write ``<results_dir>/bench/<machine>.json`` (``-quick.json`` for
     ``quick``, so a test run never replaces a real one); returns its path and content."""
     start = time.perf_counter()
     dev = resolve_device(device)
@@ -693,7 +693,7 @@ def run_bench(device: str = "auto", quick: bool = False, out: str | Path = DEFAU
         tg["met"] = ((tg["best"] >= tg["target"]) if tg["sense"] == "at least" else (tg["best"] <= tg["target"])) \
             if trusted else None  # None: too noisy to say
     doc["total_s"] = time.perf_counter() - start
-    path = Path(out) / "bench" / f"{doc['machine']}{'-quick' * quick}.json"
+    path = Path(results_dir) / "bench" / f"{doc['machine']}{'-quick' * quick}.json"
     write_json(path, "bench", doc)
     return path, doc
 

@@ -8,7 +8,7 @@ Every number pasted into a notebook page's prose (``{glue:text}`key:format``` in
 ``notebooks/<page>.md``, shown as ``<span class="pasted-text">``) is recomputed with
 :data:`scvae_core.glued.NUMBERS` and that format, and compared with the page.
 
-    python -m scvae_core.bookcheck _build/html [--results results]
+    python -m scvae_core.bookcheck _build/html [--results-dir results]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup
 
-from .results import DEFAULT_RESULTS, PAPER_REPORTED, ResultError
+from .results import DEFAULT_RESULTS_DIR, PAPER_REPORTED, ResultError
 from .zoo import UnknownName
 
 GENERATED = "scvae-table"
@@ -89,7 +89,7 @@ def _check_paper_columns(where: str, table_id: str, columns, rows, paper_file: P
     return problems
 
 
-def check_table(where: str, table, results_root: Path, paper_file: Path) -> list[str]:
+def check_table(where: str, table, results_dir: Path, paper_file: Path) -> list[str]:
     """Problems of one generated table: its attributes, its cells against a rebuild from results."""
     from .tables import build_table  # imports torch: only when there is a table to check
 
@@ -98,12 +98,12 @@ def check_table(where: str, table, results_root: Path, paper_file: Path) -> list
         return [f"{where}: a {GENERATED} table needs id and data-preset attributes"]
     where = f"{where}: table {table_id!r} (preset {preset or 'none'!r})"
     try:
-        expected = build_table(table_id, results_root, preset or None)
+        expected = build_table(table_id, results_dir, preset or None)
         # As the page shows it: tables.Table states its common n in the caption (Table.shown);
         # a table of another kind is shown as built.
         expected = expected.shown() if hasattr(expected, "shown") else expected
     except (UnknownName, ResultError) as e:  # report it and go on checking the other tables
-        return [f"{where}: cannot rebuild it from {results_root}: {e}"]
+        return [f"{where}: cannot rebuild it from {results_dir}: {e}"]
     columns, rows = _rows(table)
     want_cols = [_norm(c) for c in expected.columns]
     want_rows = [[_norm(c) for c in row] for row in expected.rows]
@@ -120,7 +120,7 @@ def check_table(where: str, table, results_root: Path, paper_file: Path) -> list
             for name, got, want in zip(columns, got_row, want_row):
                 if got != want:
                     problems.append(f"{where}: row {want_row[0]!r} column {name!r} shows {got!r} but the "
-                                    f"results in {results_root} give {want!r}: stale or edited ({FIX})")
+                                    f"results in {results_dir} give {want!r}: stale or edited ({FIX})")
             if len(got_row) != len(want_row):
                 problems.append(f"{where}: row {want_row[0]!r} has {len(got_row)} cells, expected {len(want_row)}")
     return problems + _check_paper_columns(where, table_id, columns, rows, paper_file)
@@ -133,7 +133,7 @@ def _paste_format(value: float, fmt: str) -> str:
     return format(int(value) if fmt[-1] in "bcdoxX" and not math.isnan(value) else value, fmt)
 
 
-def check_glued(page: str, soup, results_root: Path, sources: Path = SOURCES) -> list[str]:
+def check_glued(page: str, soup, results_dir: Path, sources: Path = SOURCES) -> list[str]:
     """The numbers pasted into a notebook page's prose, against a recomputation from results.
     Pastes are matched to the source's ``{glue:text}`` roles in order; the preset is that of
     the page's first generated table (the one the page was built with), else the default."""
@@ -153,7 +153,7 @@ def check_glued(page: str, soup, results_root: Path, sources: Path = SOURCES) ->
         return [f"{page}: {len(shown)} pasted numbers but {source.name} pastes {len(pastes)} ({FIX})"]
     table = soup.find("table", class_=GENERATED)
     preset = (table.get("data-preset") or None) if table is not None else None
-    numbers = NUMBERS[name](results_root, preset)
+    numbers = NUMBERS[name](results_dir, preset)
     problems = []
     for (key, fmt), got in zip(pastes, shown):
         if key not in numbers:
@@ -161,21 +161,21 @@ def check_glued(page: str, soup, results_root: Path, sources: Path = SOURCES) ->
             continue
         want = _paste_format(numbers[key], fmt)
         if got != want:
-            problems.append(f"{page}: the prose shows {key!r} as {got!r} but the results in {results_root} "
+            problems.append(f"{page}: the prose shows {key!r} as {got!r} but the results in {results_dir} "
                             f"give {want!r}: stale or edited ({FIX})")
     return problems
 
 
-def check_book(html_dir: Path | str, results_root: Path | str = DEFAULT_RESULTS,
+def check_book(html_dir: Path | str, results_dir: Path | str = DEFAULT_RESULTS_DIR,
                paper_file: Path | str = PAPER_REPORTED, sources: Path | str = SOURCES) -> list[str]:
     """Every problem found in the built book at ``html_dir``; an empty list means it is fine."""
-    html_dir, results_root, paper_file = Path(html_dir), Path(results_root), Path(paper_file)
+    html_dir, results_dir, paper_file = Path(html_dir), Path(results_dir), Path(paper_file)
     if not (html_dir / "index.html").is_file():
         return [f"{html_dir}: no built book here (no index.html): run `make book`"]
     problems = []
     for page, table in tables(html_dir):
         if GENERATED in (table.get("class") or []):
-            problems += check_table(page, table, results_root, paper_file)
+            problems += check_table(page, table, results_dir, paper_file)
         elif page.startswith(NOTEBOOK_PAGES + "/"):
             problems.append(f"{page}: a table not generated by scvae_core.tables ({_text(table)[:60]!r}...): "
                             "notebook pages may only show tables built from results")
@@ -183,17 +183,17 @@ def check_book(html_dir: Path | str, results_root: Path | str = DEFAULT_RESULTS,
         page = path.relative_to(html_dir).as_posix()
         if page.startswith(NOTEBOOK_PAGES + "/"):
             problems += check_glued(page, BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser"),
-                                    results_root, Path(sources))
+                                    results_dir, Path(sources))
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scvae_core.bookcheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("html_dir", help="the built book, e.g. _build/html")
-    parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR), help="results root (default: results/)")
     parser.add_argument("--paper", default=str(PAPER_REPORTED), help="the paper's numbers (default: %(default)s)")
     args = parser.parse_args(argv)
-    problems = check_book(args.html_dir, args.results, args.paper)
+    problems = check_book(args.html_dir, args.results_dir, args.paper)
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

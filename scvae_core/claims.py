@@ -307,7 +307,7 @@ def judge_claim(claim: Claim, runs: Runs, reading: str = "model") -> dict:
             "status": claim_verdict([e["status"] for e in effects]), "effects": effects}
 
 
-def verdict_evidence(out: Path | str, preset: str | None = None, twin: Twin | str = OURS,
+def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: Twin | str = OURS,
                      epoch: int | None = None) -> dict[str, dict]:
     """Every claim of :data:`CLAIMS`, measured on the results of its stage.
 
@@ -320,10 +320,10 @@ def verdict_evidence(out: Path | str, preset: str | None = None, twin: Twin | st
     claims = [c for c in CLAIMS if not twin.suffix or c.stage == "table1"]
     by_stage: dict[str, tuple[str | None, Runs]] = {}
     for stage in {c.stage for c in claims}:
-        p = resolve_preset(out, twin.stage if twin.suffix else stage, preset)
+        p = resolve_preset(results_dir, twin.stage if twin.suffix else stage, preset)
         stages = get_preset(p).stages if p else {}
         models = stages.get(stage, ())
-        runs = collect(out, p, [m + twin.suffix for m in models], epoch=epoch) if models else {}
+        runs = collect(results_dir, p, [m + twin.suffix for m in models], epoch=epoch) if models else {}
         by_stage[stage] = (p, {m.removesuffix(twin.suffix) if twin.suffix else m: v
                                for m, v in by_seed(runs).items()})
     evidence = {}
@@ -344,13 +344,13 @@ def _twin(twin: Twin | str) -> Twin:
     return found[0]
 
 
-def budgets(out: Path | str, presets=("cpu", "long", "paper")) -> list[tuple[str, int | None]]:
+def budgets(results_dir: Path | str, presets=("cpu", "long", "paper")) -> list[tuple[str, int | None]]:
     """(preset, epoch) of every budget with results: cpu, each eval epoch of long, paper."""
     found = []
     for name in presets:
         p = get_preset(name)
         for epoch in p.eval_epochs or (None,):
-            if collect(out, name, p.stages.get("table1", ()), epoch=epoch).get("vae-1l"):
+            if collect(results_dir, name, p.stages.get("table1", ()), epoch=epoch).get("vae-1l"):
                 found.append((name, epoch))
     return found
 

@@ -8,7 +8,7 @@ from . import data
 from .executor import RunsFailed
 from .lock import LockError
 from .presets import PRESETS
-from .results import DEFAULT_RESULTS, MAX_SEED, ResultError, check_seed
+from .results import DEFAULT_RESULTS_DIR, MAX_SEED, ResultError, check_seed
 from .zoo import UnknownName
 
 
@@ -20,10 +20,15 @@ def seed_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, got {text!r}") from None
 
 
+def _results_dir_arg(p: argparse.ArgumentParser) -> None:
+    # The second name is the old one, kept so that scripts written against it still run.
+    p.add_argument("--results-dir", "--out", default=str(DEFAULT_RESULTS_DIR), help="results root (default: results/)")
+
+
 def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
     p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    _results_dir_arg(p)
     p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     if stage:
@@ -88,15 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sprint", help="a GPU loan in one command: Table 1 x seeds 0-2 at once, budgeted, packed",
                        description="Train and evaluate the preset's Table 1 models for the seeds all at once, each "
                        "run's training cut at a wall-clock budget so that everything ends within --minutes (train.json "
-                       "says the epochs reached and why training stopped), then pack OUT/<preset>/ without checkpoints "
-                       "into at most 8 files of at most 16 MiB in --pack-dir. Runs without Dask or openTSNE (t-SNE is "
-                       "then skipped and eval.json says so). --unpack DIR puts a pack back under --out.")
+                       "says the epochs reached and why training stopped), then pack RESULTS_DIR/<preset>/ without "
+                       "checkpoints into at most 8 files of at most 16 MiB in --pack-dir. Runs without Dask or "
+                       "openTSNE (t-SNE is then skipped and eval.json says so). --unpack DIR puts a pack back "
+                       "under --results-dir.")
     p.add_argument("--pack-dir", default=None, help="empty folder for the packed results (required unless --unpack)")
-    p.add_argument("--unpack", default=None, metavar="DIR", help="only unpack DIR (from an earlier sprint) into --out")
+    p.add_argument("--unpack", default=None, metavar="DIR",
+                   help="only unpack DIR (from an earlier sprint) into --results-dir")
     p.add_argument("--preset", default="paper", help=f"budget: {' | '.join(PRESETS)} (default: paper)")
     p.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    _results_dir_arg(p)
     p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
     p.add_argument("--minutes", type=float, default=9.0, help="everything ends within this (default: 9)")
     p.add_argument("--eval-minutes", type=float, default=3.0,
@@ -115,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "checkpoint) or todo. Runs nothing.")
     p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
     p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
-    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    _results_dir_arg(p)
     p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
                    help="seeds (default: the preset's seeds for each stage)")
     p.set_defaults(func=_status)
@@ -124,11 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time the models' float32 matrix multiplies and convolutions alone (the ceiling) "
                        "and the memory bandwidth (a roofline), then training (vae-1l, scvae, vae-1l+vamp, pixelvae), "
                        "importance-sampled NLL and per-example Fisher against them; print a table and "
-                       "write OUT/bench/<machine>.json for the book's performance appendix. About 5 minutes on a "
-                       "2-core CPU; needs no data.")
+                       "write RESULTS_DIR/bench/<machine>.json for the book's performance appendix. About 5 minutes "
+                       "on a 2-core CPU; needs no data.")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests: the numbers mean nothing")
-    p.add_argument("--out", default=str(DEFAULT_RESULTS), help="results root (default: results/)")
+    _results_dir_arg(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--cpu-clock", action="store_true",
                    help="time by the thread's CPU time (needs --threads 1): per-core figures on a shared machine")
@@ -150,21 +157,21 @@ def _models(args) -> None:
 def _train(args) -> None:
     from .train import train_run
 
-    train_run(args.model, args.preset, args.seed, device=args.device, out=args.out,
+    train_run(args.model, args.preset, args.seed, device=args.device, results_dir=args.results_dir,
               data_dir=args.data_dir, progress=not args.no_progress)
 
 
 def _evaluate(args) -> None:
     from .evaluate import evaluate_run
 
-    evaluate_run(args.model, args.preset, args.seed, device=args.device, out=args.out,
+    evaluate_run(args.model, args.preset, args.seed, device=args.device, results_dir=args.results_dir,
                  data_dir=args.data_dir, progress=not args.no_progress)
 
 
 def _reproduce(args) -> None:
     from .reproduce import reproduce
 
-    reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, out=args.out,
+    reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, results_dir=args.results_dir,
               data_dir=args.data_dir, progress=not args.no_progress, jobs=args.jobs, threads=args.threads,
               scheduler=args.scheduler, runs_per_gpu=args.runs_per_gpu)
 
@@ -173,21 +180,21 @@ def _sprint(args) -> None:
     from . import sprint
 
     if args.unpack:
-        files = sprint.unpack(args.unpack, args.out)
-        print(f"unpacked {len(files)} files from {args.unpack} into {args.out}")
+        files = sprint.unpack(args.unpack, args.results_dir)
+        print(f"unpacked {len(files)} files from {args.unpack} into {args.results_dir}")
         return
     if not args.pack_dir:
         raise ValueError("scvae sprint needs --pack-dir DIR (an empty folder for the packed results), or --unpack DIR")
-    sprint.sprint(args.pack_dir, args.preset, args.seeds, args.device, args.out, args.data_dir, args.minutes,
+    sprint.sprint(args.pack_dir, args.preset, args.seeds, args.device, args.results_dir, args.data_dir, args.minutes,
                   args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress, revision=args.revision)
 
 
 def _status(args) -> None:
     from .reproduce import format_plan, plan, stage_times
 
-    print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, out=args.out)))
+    print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, results_dir=args.results_dir)))
     print("\nstage summaries (wall time = the runs' own train + evaluate times):")
-    print(stage_times(args.out))
+    print(stage_times(args.results_dir))
 
 
 def _bench(args) -> int:
@@ -202,7 +209,7 @@ def _bench(args) -> int:
         except subprocess.CalledProcessError as e:
             print(f"scvae: error: `make book` failed (exit {e.returncode}); its output is above", file=sys.stderr)
             return 1
-    path, doc = bench.run_bench(args.device, args.quick, args.out, args.threads, args.cpu_clock,
+    path, doc = bench.run_bench(args.device, args.quick, args.results_dir, args.threads, args.cpu_clock,
                                 progress=not args.no_progress)
     print(format_table(doc))
     print(f"wrote {path}")

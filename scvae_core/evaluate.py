@@ -28,7 +28,7 @@ from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_
 from .lock import run_lock
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import Preset, run_preset
-from .results import (DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json,
+from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json,
                       write_npz)
 from .runs import TRAIN_KEYS, load_eval, load_figures_npz
 from .train import epoch_order, kl_weight, load_split, load_trained, resolve_device
@@ -47,7 +47,7 @@ TSNE_JOBS = 1
 TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
 # Where a finished evaluation goes when its own folder cannot take it (a full disk, a lost
 # mount): the next evaluate_run of that run installs it from there instead of recomputing.
-RESCUE_ROOTS = (Path(tempfile.gettempdir()) / "scvae-rescued", Path.home() / ".cache" / "scvae-rescued")
+RESCUE_DIRS = (Path(tempfile.gettempdir()) / "scvae-rescued", Path.home() / ".cache" / "scvae-rescued")
 RESULT_BYTES = 16 * 2**20  # eval.json and figures.npz of the largest preset, with a margin
 
 
@@ -344,8 +344,8 @@ def _write_result(paths: RunPaths, figures: dict[str, np.ndarray], doc: dict, ep
     except OSError as e:
         error = e
     failures = [f"{paths.dir}: {error.strerror or error}"]
-    for root in RESCUE_ROOTS:
-        rescue = RunPaths(root, paths.preset, paths.model, paths.seed)
+    for rescue_dir in RESCUE_DIRS:
+        rescue = RunPaths(rescue_dir, paths.preset, paths.model, paths.seed)
         try:
             write_npz(rescue.figures_npz_at(epoch), **figures)
             write_json(rescue.eval_json_at(epoch), "eval", doc)
@@ -365,12 +365,12 @@ def _write_result(paths: RunPaths, figures: dict[str, np.ndarray], doc: dict, ep
 def _install_rescued(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> None:
     """Move a result that :func:`_write_result` had to put aside into the run's folder, if it is
     valid and not older than the checkpoint it was computed from."""
-    for root in RESCUE_ROOTS:
-        rescue = RunPaths(root, paths.preset, paths.model, paths.seed)
+    for rescue_dir in RESCUE_DIRS:
+        rescue = RunPaths(rescue_dir, paths.preset, paths.model, paths.seed)
         if not rescue.eval_json_at(epoch).exists():
             continue
         try:
-            doc = load_eval(root, paths.preset, paths.model, paths.seed, epoch, preset, config)
+            doc = load_eval(rescue_dir, paths.preset, paths.model, paths.seed, epoch, preset, config)
             figures = load_figures_npz(rescue, epoch)
         except ResultError as e:
             warnings.warn(f"{e} Ignoring it.", stacklevel=3)
@@ -391,7 +391,7 @@ def _reusable(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int |
     if not paths.eval_json_at(epoch).exists():
         return None
     try:
-        doc = load_eval(paths.root, paths.preset, paths.model, paths.seed, epoch, preset, config)
+        doc = load_eval(paths.results_dir, paths.preset, paths.model, paths.seed, epoch, preset, config)
         reason = _stale_reason(paths, epoch)
     except ResultError as e:
         reason = str(e)
@@ -423,7 +423,7 @@ def evaluate_run(
     preset_name: str,
     seed: int,
     device: str = "auto",
-    out: str | Path = DEFAULT_RESULTS,
+    results_dir: str | Path = DEFAULT_RESULTS_DIR,
     data_dir: str | Path | None = None,
     progress: bool = True,
     epoch: int | None = None,
@@ -434,20 +434,20 @@ def evaluate_run(
     and returns the last."""
     preset, config = run_preset(preset_name, model_name), get_config(model_name)
     if preset.eval_epochs and epoch is None:
-        docs = [evaluate_run(model_name, preset_name, seed, device, out, data_dir, progress, e)
+        docs = [evaluate_run(model_name, preset_name, seed, device, results_dir, data_dir, progress, e)
                 for e in preset.eval_epochs]
         return docs[-1]
     if epoch is not None and epoch not in preset.eval_epochs:
         raise ValueError(f"epoch {epoch}: preset {preset_name!r} keeps weights for evaluation only at epochs "
                          f"{list(preset.eval_epochs) or 'none (it evaluates the final weights)'}")
-    paths = RunPaths(Path(out), preset_name, model_name, seed)
+    paths = RunPaths(Path(results_dir), preset_name, model_name, seed)
     with run_lock(paths.dir):  # one writer per run (lock.py)
         return _evaluate_locked(paths, preset, config, device, data_dir, progress, epoch)
 
 
 def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, device, data_dir, progress: bool,
                      epoch: int | None) -> dict:
-    model_name, preset_name, seed, out = paths.model, paths.preset, paths.seed, paths.root
+    model_name, preset_name, seed, results_dir = paths.model, paths.preset, paths.seed, paths.results_dir
     _install_rescued(paths, preset, config, epoch)
     doc = _reusable(paths, preset, config, epoch)
     if doc is not None:
@@ -457,7 +457,7 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
 
     start = time.perf_counter()
     dev = resolve_device(device)
-    model = load_trained(model_name, preset_name, seed, out, dev, epoch)
+    model = load_trained(model_name, preset_name, seed, results_dir, dev, epoch)
     best_epoch, trained = _snapshot_epoch(paths, epoch)
     final = epoch is None or epoch == preset.eval_epochs[-1]
     x_test = torch.from_numpy(load_binarized_mnist("test", data_dir)).to(dev, torch.float32)
@@ -522,4 +522,4 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
     if tsne_skipped:
         doc["tsne_skipped"] = tsne_skipped  # a figure seed without embeddings, and why
     _write_result(paths, figures, doc, epoch)
-    return load_eval(out, preset_name, model_name, seed, epoch, preset, config)
+    return load_eval(results_dir, preset_name, model_name, seed, epoch, preset, config)

@@ -46,7 +46,7 @@ class RunSpec:
     model: str
     preset: str
     seed: int
-    out: str
+    results_dir: str
     device: str = "auto"
     data_dir: str | None = None
     threads: int = DEFAULT_THREADS
@@ -73,14 +73,14 @@ def run_one(spec: RunSpec) -> dict:
     start = time.monotonic()
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
-    paths = RunPaths(Path(spec.out), spec.preset, spec.model, spec.seed)
+    paths = RunPaths(Path(spec.results_dir), spec.preset, spec.model, spec.seed)
     try:
         # wait: a task retried while its first worker is only cut off, not dead, waits for it.
         with run_lock(paths.dir, wait=math.inf):
             before = _mtime(paths.eval_json)
-            trained = train_run(spec.model, spec.preset, spec.seed, device=spec.device, out=spec.out,
+            trained = train_run(spec.model, spec.preset, spec.seed, device=spec.device, results_dir=spec.results_dir,
                                 data_dir=spec.data_dir, progress=spec.progress, budget_s=_budget(spec))
-            evaluate_run(spec.model, spec.preset, spec.seed, device=spec.device, out=spec.out,
+            evaluate_run(spec.model, spec.preset, spec.seed, device=spec.device, results_dir=spec.results_dir,
                          data_dir=spec.data_dir, progress=spec.progress)
             # An eval.json left untouched means both found the run complete and up to date.
             action = "skipped" if before is not None and _mtime(paths.eval_json) == before else "done"

@@ -23,10 +23,10 @@ def _mean(evals: list[dict], key: str) -> float:
     return s["mean"] if s["n"] else NAN
 
 
-def table1_numbers(out: Path | str, preset: str | None = None) -> dict[str, float]:
+def table1_numbers(results_dir: Path | str, preset: str | None = None) -> dict[str, float]:
     """SCVAE's and VAE(1L)'s NLL and accuracy, ours (mean over seeds) and the paper's."""
-    preset = resolve_preset(out, "table1", preset)
-    runs = collect(out, preset, TABLE1_QUOTED) if preset else {m: [] for m in TABLE1_QUOTED}
+    preset = resolve_preset(results_dir, "table1", preset)
+    runs = collect(results_dir, preset, TABLE1_QUOTED) if preset else {m: [] for m in TABLE1_QUOTED}
     paper = paper_rows("table1")
     found = {}
     for model, key in TABLE1_QUOTED.items():
@@ -36,9 +36,9 @@ def table1_numbers(out: Path | str, preset: str | None = None) -> dict[str, floa
     return found
 
 
-def derivation_numbers(out: Path | str, preset: str | None = None) -> dict[str, float]:
+def derivation_numbers(results_dir: Path | str, preset: str | None = None) -> dict[str, float]:
     """The estimates of the Proposition 1, Remark 2 and Proposition 3 effects (claims.CLAIMS)."""
-    evidence = claims.verdict_evidence(out, preset)
+    evidence = claims.verdict_evidence(results_dir, preset)
     effects = {"prop1_within_2x": ("prop1-eq6", 0), "remark2_decreasing": ("prop1-remark2", 0),
                "prop3_mean_log10": ("prop3-skip-adds", 0), "prop3_min_log10": ("prop3-skip-adds", 1)}
     return {key: evidence[cid]["effects"][i]["estimate"] for key, (cid, i) in effects.items()}
@@ -51,9 +51,9 @@ NUMBERS: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
-def glue_numbers(page: str, out: Path | str, preset: str | None = None) -> None:
+def glue_numbers(page: str, results_dir: Path | str, preset: str | None = None) -> None:
     """Glue a page's numbers into its notebook (not displayed: the prose pastes them)."""
     from myst_nb import glue
 
-    for key, value in NUMBERS[page](out, preset).items():
+    for key, value in NUMBERS[page](results_dir, preset).items():
         glue(key, value, display=False)

@@ -26,9 +26,9 @@ def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: 
     load_before = os.getloadavg()[0]  # the others' work on a shared machine
     for _ in range(repeats):
         for jobs, threads in layouts:
-            with tempfile.TemporaryDirectory(prefix="scvae-layout-") as out:
+            with tempfile.TemporaryDirectory(prefix="scvae-layout-") as results_dir:
                 t0 = time.monotonic()
-                reproduce([stage], preset, seeds=list(seeds), device="cpu", out=out, data_dir=data_dir,
+                reproduce([stage], preset, seeds=list(seeds), device="cpu", results_dir=results_dir, data_dir=data_dir,
                           progress=False, jobs=jobs, threads=threads)
                 times[f"{jobs}x{threads}"].append(round(time.monotonic() - t0, 2))
     summary = {name: {"runs_s": ts, "mean_s": round(statistics.mean(ts), 2),

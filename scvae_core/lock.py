@@ -90,7 +90,7 @@ def _try_flock(fd: int, path: Path) -> bool:
     except OSError as e:
         if e.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL):
             raise LockError(f"{path}: this file system does not support file locks ({e.strerror}), so two writers "
-                            "of one run could not be kept apart. To fix: put --out on a file system with locks "
+                            "of one run could not be kept apart. To fix: put --results-dir on a file system with locks "
                             "(local disk, NFS with lockd, Lustre mounted with -o flock)") from None
         raise
 

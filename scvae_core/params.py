@@ -1,4 +1,4 @@
-"""The notebooks' parameters (make's PRESET, SEEDS, DEVICE, RESULTS, RECOMPUTE), checked in one
+"""The notebooks' parameters (make's PRESET, SEEDS, DEVICE, RESULTS_DIR, RECOMPUTE), checked in one
 place: every notebook calls :func:`check_notebook_params` first, so that a wrong value fails
 the page with the valid ones instead of rendering empty tables."""
 from __future__ import annotations
@@ -35,14 +35,14 @@ def check_notebook_params(preset, seeds, device, results_dir, recompute) -> None
     if recompute not in RECOMPUTE:
         problems.append(f"recompute {recompute!r} (make RECOMPUTE=): choose one of False, True, missing")
     if not isinstance(results_dir, (str, Path)) or not str(results_dir):
-        problems.append(f"results_dir {results_dir!r} (make RESULTS=): a folder, e.g. results")
+        problems.append(f"results_dir {results_dir!r} (make RESULTS_DIR=): a folder, e.g. results")
     elif recompute:
         try:
-            check_writable(results_dir, 0, option="results_dir (make RESULTS=)")
+            check_writable(results_dir, 0, option="results_dir (make RESULTS_DIR=)")
         except ResultError as e:
             problems.append(str(e))
     elif not Path(results_dir).is_dir():
-        problems.append(f"results_dir {str(results_dir)!r} (make RESULTS=): no such folder; pass the results "
+        problems.append(f"results_dir {str(results_dir)!r} (make RESULTS_DIR=): no such folder; pass the results "
                         "root (default: results), or RECOMPUTE=missing to create it by running the stages")
     if problems:
         raise ValueError("bad notebook parameters: " + "; ".join(problems))

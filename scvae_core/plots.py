@@ -40,8 +40,8 @@ class RunFigures:
         return self.arrays[key]
 
 
-def load_figures(out: Path | str, preset: str, model: str, seed: int) -> RunFigures:
-    paths = RunPaths(Path(out), preset, model, seed)
+def load_figures(results_dir: Path | str, preset: str, model: str, seed: int) -> RunFigures:
+    paths = RunPaths(Path(results_dir), preset, model, seed)
     arrays = load_figures_npz(paths)
     metrics = read_json(paths.eval_json, "eval").get("metrics", {}) if paths.eval_json.exists() else {}
     return RunFigures(model, preset, seed, arrays, metrics.get("active_units"), metrics.get("au_threshold"))
@@ -241,14 +241,14 @@ class StageFigures:
     missing: list[str]
 
 
-def stage_figures(out: Path | str, models: list[str], preset: str | None) -> StageFigures:
+def stage_figures(results_dir: Path | str, models: list[str], preset: str | None) -> StageFigures:
     """For each model, the figures of the lowest seed that has figures.npz with t-SNE."""
     runs, missing = {}, []
     for model in models:
-        seeds = seeds_on_disk(out, preset, model) if preset else []
-        found = [s for s in seeds if RunPaths(Path(out), preset, model, s).figures_npz.exists()]
+        seeds = seeds_on_disk(results_dir, preset, model) if preset else []
+        found = [s for s in seeds if RunPaths(Path(results_dir), preset, model, s).figures_npz.exists()]
         if found:
-            runs[model] = load_figures(out, preset, model, found[0])
+            runs[model] = load_figures(results_dir, preset, model, found[0])
         else:
             missing.append(model)
     return StageFigures(runs, missing)

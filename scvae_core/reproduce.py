@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
 from .presets import get_preset, run_preset
-from .results import DEFAULT_RESULTS, ResultError, RunPaths, check_writable, provenance, read_json, write_json
+from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json
 from .zoo import check_name
 
 ALL = "all"
@@ -49,22 +49,22 @@ def stage_seeds(stage: str, preset_name: str, seeds=None) -> tuple[int, ...]:
     return tuple(seeds) if seeds is not None else tuple(get_preset(preset_name).seeds[stage])
 
 
-def run_status(out: Path | str, preset_name: str, model: str, seed: int) -> str:
+def run_status(results_dir: Path | str, preset_name: str, model: str, seed: int) -> str:
     """What the files of one run amount to; an "invalid" one is refused by the book, and
     `scvae evaluate` / `scvae train` compute it again."""
-    return run_state(out, preset_name, model, seed)[0]
+    return run_state(results_dir, preset_name, model, seed)[0]
 
 
-def run_state(out: Path | str, preset_name: str, model: str, seed: int) -> tuple[str, str | None]:
+def run_state(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[str, str | None]:
     """:func:`run_status` and, for an invalid run, why."""
     from .runs import load_eval, load_figures_npz, load_train
 
-    paths = RunPaths(Path(out), preset_name, model, seed)
+    paths = RunPaths(Path(results_dir), preset_name, model, seed)
     epochs = run_preset(preset_name, model).eval_epochs or (None,)  # every evaluation the run owes
     try:
         present = [e for e in epochs if paths.eval_json_at(e).exists()]
         for e in present:
-            load_eval(out, preset_name, model, seed, e)
+            load_eval(results_dir, preset_name, model, seed, e)
             load_figures_npz(paths, e)
         if len(present) == len(epochs):
             return "done", None
@@ -75,11 +75,11 @@ def run_state(out: Path | str, preset_name: str, model: str, seed: int) -> tuple
     return ("partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"), None
 
 
-def plan(stages, preset_name: str, seeds=None, out: Path | str = DEFAULT_RESULTS) -> list[PlannedRun]:
+def plan(stages, preset_name: str, seeds=None, results_dir: Path | str = DEFAULT_RESULTS_DIR) -> list[PlannedRun]:
     """Every (stage, model, seed) the stages consist of, with what is already on disk."""
     preset = get_preset(preset_name)
     return [
-        PlannedRun(stage, model, seed, *run_state(out, preset_name, model, seed))
+        PlannedRun(stage, model, seed, *run_state(results_dir, preset_name, model, seed))
         for stage in expand_stages(stages, preset_name)
         for model in preset.stage_models(stage)
         for seed in stage_seeds(stage, preset_name, seeds)
@@ -96,27 +96,27 @@ def format_plan(runs: list[PlannedRun]) -> str:
     return "\n".join(lines)
 
 
-def stage_path(out: Path | str, preset_name: str, stage: str) -> Path:
-    return Path(out) / preset_name / f"stage-{stage}.json"
+def stage_path(results_dir: Path | str, preset_name: str, stage: str) -> Path:
+    return Path(results_dir) / preset_name / f"stage-{stage}.json"
 
 
 def _wall_time(path: Path, kind: str) -> float | None:
     return read_json(path, kind).get("wall_time_s") if path.exists() else None
 
 
-def write_stage_summary(out, preset_name: str, stage: str, seeds, actions: dict, invocation_s: float,
+def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, actions: dict, invocation_s: float,
                         device: str) -> dict:
     """stage-<stage>.json: each run's state and wall times, the stage's totals, the machine."""
     models = get_preset(preset_name).stage_models(stage)
     runs, files_s = [], 0.0
     for model in models:
         for seed in seeds:
-            paths = RunPaths(Path(out), preset_name, model, seed)
+            paths = RunPaths(Path(results_dir), preset_name, model, seed)
             train_s, eval_s = _wall_time(paths.train_json, "train"), _wall_time(paths.eval_json, "eval")
             files_s += (train_s or 0.0) + (eval_s or 0.0)
             action, seconds = actions.get((model, seed), ("not reached", 0.0))
             runs.append({
-                "model": model, "seed": seed, "status": run_status(out, preset_name, model, seed),
+                "model": model, "seed": seed, "status": run_status(results_dir, preset_name, model, seed),
                 "action": action, "invocation_s": round(seconds, 2),
                 "train_wall_time_s": train_s, "eval_wall_time_s": eval_s,
             })
@@ -130,23 +130,24 @@ def write_stage_summary(out, preset_name: str, stage: str, seeds, actions: dict,
         "wall_time_s": {"this_invocation": round(invocation_s, 2), "runs_from_files": round(files_s, 2)},
         "provenance": provenance(device=device),
     }
-    write_json(stage_path(out, preset_name, stage), "stage", payload)
+    write_json(stage_path(results_dir, preset_name, stage), "stage", payload)
     return payload
 
 
-def stage_times(out: Path | str = DEFAULT_RESULTS) -> str:
-    """Every stage summary under ``out`` as text: preset, stage, runs done, the runs' own wall
+def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
+    """Every stage summary under ``results_dir`` as text: preset, stage, runs done, the runs' own wall
     times added up (train + evaluate, every invocation), and the machine that ran them."""
     lines = []
-    for path in sorted(Path(out).glob("*/stage-*.json")):
+    for path in sorted(Path(results_dir).glob("*/stage-*.json")):
         doc = read_json(path, "stage", ("runs", "wall_time_s", "provenance"))
         lines.append(f"{doc['preset']:9s} {doc['stage']:10s} {doc['completed']:3d}/{doc['total']:<3d} runs "
                      f"{doc['wall_time_s']['runs_from_files'] / 60:7.1f} min  (written "
                      f"{doc['provenance'].get('written_at', '?')[:16]}, {doc['provenance'].get('device_name', '?')})")
-    return "\n".join(lines) or f"no stage summaries under {out} yet: `scvae reproduce STAGE --preset PRESET` writes them"
+    return "\n".join(lines) or (f"no stage summaries under {results_dir} yet: "
+                                 "`scvae reproduce STAGE --preset PRESET` writes them")
 
 
-def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: Path | str = DEFAULT_RESULTS,
+def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", results_dir: Path | str = DEFAULT_RESULTS_DIR,
               data_dir=None, progress: bool = True, jobs: int | None = None, threads: int = DEFAULT_THREADS,
               scheduler: str | None = None, runs_per_gpu: int = 1) -> dict[str, dict]:
     """Train then evaluate each model and seed of each stage, every run a task of the executor
@@ -156,17 +157,18 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: P
     its last run is back (and, for all, when interrupted)."""
     from .train import resolve_device
 
-    runs = plan(stages, preset_name, seeds, out)  # checks every name before any work starts
+    runs = plan(stages, preset_name, seeds, results_dir)  # checks every name before any work starts
     if jobs is None:  # on one GPU, as many workers as runs may share it
         jobs = runs_per_gpu if str(device).startswith("cuda") else DEFAULT_JOBS
     check_layout(jobs, threads, runs_per_gpu)
     check_scheduler(scheduler)
-    check_writable(out, 0)  # and the results folder: a failure must not come after the first run
+    check_writable(results_dir, 0)  # and the results folder: a failure must not come after the first run
     # On a cluster the workers resolve the device themselves; this machine may have no GPU.
     machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
     inline = scheduler == INLINE
-    specs = {(r.model, r.seed): RunSpec(r.model, preset_name, r.seed, str(out), device, data_dir and str(data_dir),
-                                        threads, progress=progress and inline) for r in runs}
+    specs = {(r.model, r.seed): RunSpec(r.model, preset_name, r.seed, str(results_dir), device,
+                                        data_dir and str(data_dir), threads, progress=progress and inline)
+             for r in runs}
     stage_order = expand_stages(stages, preset_name)
     pending = {s: {(r.model, r.seed) for r in runs if r.stage == s} for s in stage_order}
     actions: dict[tuple[str, int], tuple[str, float]] = {}
@@ -174,7 +176,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: P
     start = time.monotonic()
 
     def summarise(stage: str) -> None:
-        summaries[stage] = write_stage_summary(out, preset_name, stage, stage_seeds(stage, preset_name, seeds),
+        summaries[stage] = write_stage_summary(results_dir, preset_name, stage, stage_seeds(stage, preset_name, seeds),
                                                actions, time.monotonic() - start, machine)
 
     with tqdm(total=len(specs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:
@@ -199,7 +201,8 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", out: P
 
 
 def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto",
-                   out: Path | str = DEFAULT_RESULTS, recompute: bool | str = False) -> dict[str, str | None]:
+                   results_dir: Path | str = DEFAULT_RESULTS_DIR,
+                   recompute: bool | str = False) -> dict[str, str | None]:
     """What a notebook shows, per stage: the preset whose results it renders.
 
     ``recompute`` False renders what is on disk; True or ``"missing"`` first runs the stages
@@ -210,7 +213,7 @@ def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto
     from .params import check_notebook_params
     from .runs import resolve_preset
 
-    check_notebook_params(preset, seeds, device, out, recompute)
+    check_notebook_params(preset, seeds, device, results_dir, recompute)
     if recompute:
-        reproduce(stages, "cpu" if preset == "auto" else preset, seeds=seeds, device=device, out=out)
-    return {stage: resolve_preset(out, stage, preset) for stage in stages}
+        reproduce(stages, "cpu" if preset == "auto" else preset, seeds=seeds, device=device, results_dir=results_dir)
+    return {stage: resolve_preset(results_dir, stage, preset) for stage in stages}

@@ -24,7 +24,7 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RESULTS = REPO_ROOT / "results"
+DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
 PAPER_REPORTED = REPO_ROOT / "data" / "paper_reported.json"
 PUBLISHED = REPO_ROOT / "data" / "published_nll.json"  # other papers' numbers, for comparison
 
@@ -35,9 +35,9 @@ class ResultError(Exception):
 
 @dataclass(frozen=True)
 class RunPaths:
-    """Files of one (preset, model, seed) run under ``root/<preset>/<model>/seed<k>/``."""
+    """Files of one (preset, model, seed) run under ``results_dir/<preset>/<model>/seed<k>/``."""
 
-    root: Path
+    results_dir: Path
     preset: str
     model: str
     seed: int
@@ -47,7 +47,7 @@ class RunPaths:
 
     @property
     def dir(self) -> Path:
-        return Path(self.root) / self.preset / self.model / f"seed{self.seed}"
+        return Path(self.results_dir) / self.preset / self.model / f"seed{self.seed}"
 
     train_json = property(lambda self: self.dir / "train.json")
     eval_json = property(lambda self: self.dir / "eval.json")
@@ -211,7 +211,7 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def check_writable(folder: Path | str, need_bytes: int, option: str = "--out") -> Path:
+def check_writable(folder: Path | str, need_bytes: int, option: str = "--results-dir") -> Path:
     """Fail now, not after an hour of work, if results cannot be written under ``folder``:
     it must be (or become) a folder we can create files in, with ``need_bytes`` free."""
     folder = Path(folder)

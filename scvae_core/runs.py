@@ -62,13 +62,13 @@ def citation() -> str:
     return f"{c['authors'][0]} et al. ({c['year']})"
 
 
-def load_eval(out: str | Path, preset: str, model: str, seed: int, epoch: int | None = None, settings=None,
+def load_eval(results_dir: str | Path, preset: str, model: str, seed: int, epoch: int | None = None, settings=None,
               config=None) -> dict:
     """A run's eval.json (``epoch``: its eval-eNNN.json), checked for schema, for the keys and
     types the tables need, and for agreement with where it lies, the model's config and the
     preset's settings (``results.check_run``; ``settings``, a Preset, and ``config`` default to
     the registry's)."""
-    paths = RunPaths(Path(out), preset, model, seed)
+    paths = RunPaths(Path(results_dir), preset, model, seed)
     return read_run(paths.eval_json_at(epoch), paths, "eval", EVAL_REQUIRED, (*TRAINING_FIELDS, *EVAL_FIELDS),
                     paths.command("evaluate"), settings, config)
 
@@ -95,36 +95,36 @@ def default_epoch(preset: str, epoch: int | None = None) -> int | None:
     return epoch
 
 
-def seeds_on_disk(out: Path | str, preset: str, model: str) -> list[int]:
-    model_dir = Path(out) / preset / model
+def seeds_on_disk(results_dir: Path | str, preset: str, model: str) -> list[int]:
+    model_dir = Path(results_dir) / preset / model
     if not model_dir.is_dir():
         return []
     return sorted(int(m.group(1)) for p in model_dir.iterdir() if (m := re.fullmatch(r"seed(\d+)", p.name)))
 
 
-def evaluated_seeds(out: Path | str, preset: str, model: str, seeds: Iterable[int] | None = None,
+def evaluated_seeds(results_dir: Path | str, preset: str, model: str, seeds: Iterable[int] | None = None,
                     epoch: int | None = None) -> list[int]:
     """The seeds (all on disk unless ``seeds``) whose evaluation at ``epoch`` exists."""
-    seeds = seeds_on_disk(out, preset, model) if seeds is None else seeds
+    seeds = seeds_on_disk(results_dir, preset, model) if seeds is None else seeds
     epoch = default_epoch(preset, epoch)
-    return [s for s in seeds if RunPaths(Path(out), preset, model, s).eval_json_at(epoch).exists()]
+    return [s for s in seeds if RunPaths(Path(results_dir), preset, model, s).eval_json_at(epoch).exists()]
 
 
-def pick_preset(out: Path | str, stage: str) -> str | None:
+def pick_preset(results_dir: Path | str, stage: str) -> str | None:
     """``paper`` if it has any evaluated run of ``stage``, else ``cpu``, else None."""
     for preset in PREFERRED_PRESETS:
         models = get_preset(preset).stages.get(stage, ())  # a preset may lack the stage (cpu-long)
-        if any(evaluated_seeds(out, preset, m) for m in models):
+        if any(evaluated_seeds(results_dir, preset, m) for m in models):
             return preset
     return None
 
 
-def resolve_preset(out: Path | str, stage: str, preset: str | None) -> str | None:
+def resolve_preset(results_dir: Path | str, stage: str, preset: str | None) -> str | None:
     """``preset`` itself, or :func:`pick_preset`'s choice when it is None or ``auto``."""
-    return pick_preset(out, stage) if preset in (None, AUTO) else preset
+    return pick_preset(results_dir, stage) if preset in (None, AUTO) else preset
 
 
-def collect(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None,
+def collect(results_dir: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None,
             epoch: int | None = None) -> dict[str, list[dict]]:
     """Every model's evaluated runs (all seeds on disk unless ``seeds``), in seed order; at
     ``epoch`` for a preset that evaluates several (default: its last).
@@ -133,8 +133,8 @@ def collect(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable
     raises ResultError naming the file.
     """
     epoch = default_epoch(preset, epoch)
-    return {m: [load_eval(out, preset, m, s, epoch) for s in evaluated_seeds(out, preset, m, seeds, epoch)]
-            for m in models}
+    return {m: [load_eval(results_dir, preset, m, s, epoch)
+                for s in evaluated_seeds(results_dir, preset, m, seeds, epoch)] for m in models}
 
 
 def by_seed(runs: dict[str, list[dict]]) -> Runs:
@@ -193,7 +193,8 @@ def stage_of(models: Iterable[str]) -> str:
     return best
 
 
-def train_docs(out: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None) -> list[dict]:
+def train_docs(results_dir: Path | str, preset: str, models: Iterable[str],
+               seeds: Iterable[int] | None = None) -> list[dict]:
     """The train.json of every evaluated run of ``models`` (for training curves)."""
-    return [load_train(RunPaths(Path(out), preset, m, s))
-            for m in models for s in evaluated_seeds(out, preset, m, seeds)]
+    return [load_train(RunPaths(Path(results_dir), preset, m, s))
+            for m in models for s in evaluated_seeds(results_dir, preset, m, seeds)]

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .executor import RunsFailed, RunSpec, check_layout, run_one
 from .presets import get_preset
-from .results import DEFAULT_RESULTS, provenance, write_json
+from .results import DEFAULT_RESULTS_DIR, provenance, write_json
 
 STAGE = "table1"
 SEEDS = (0, 1, 2)
@@ -50,8 +50,9 @@ def plan_budget(minutes: float, eval_minutes: float, runs: int, jobs: int) -> fl
 
 
 def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device: str = "auto",
-           out: Path | str = DEFAULT_RESULTS, data_dir=None, minutes: float = 9.0, eval_minutes: float = 3.0,
-           jobs: int | None = None, threads: int = 1, progress: bool = True, revision: str | None = None) -> dict:
+           results_dir: Path | str = DEFAULT_RESULTS_DIR, data_dir=None, minutes: float = 9.0,
+           eval_minutes: float = 3.0, jobs: int | None = None, threads: int = 1, progress: bool = True,
+           revision: str | None = None) -> dict:
     """Run the stage's runs concurrently under budgets, write the sprint summary, pack."""
     from .reproduce import write_stage_summary
     from .train import resolve_device
@@ -59,7 +60,7 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
     start, started_at = time.monotonic(), time.time()
     preset = get_preset(preset_name)
     machine = str(resolve_device(device))  # fails now, not in every worker, if the device is absent
-    specs = [RunSpec(m, preset_name, s, str(out), device, data_dir and str(data_dir), threads)
+    specs = [RunSpec(m, preset_name, s, str(results_dir), device, data_dir and str(data_dir), threads)
              for m in preset.stage_models(STAGE) for s in seeds]
     jobs = len(specs) if jobs is None else jobs
     check_layout(jobs, threads)
@@ -90,7 +91,7 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
             bar.update(1)
     elapsed = time.monotonic() - start
     actions = {(r["model"], r["seed"]): (r["action"], r["seconds"]) for r in records}
-    write_stage_summary(out, preset_name, STAGE, tuple(seeds), actions, elapsed, machine)
+    write_stage_summary(results_dir, preset_name, STAGE, tuple(seeds), actions, elapsed, machine)
     summary = {
         "preset": preset_name, "stage": STAGE, "seeds": list(seeds), "concurrent_runs": jobs,
         "threads_per_run": threads, "minutes_allowed": minutes, "eval_minutes_reserved": eval_minutes,
@@ -101,8 +102,8 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
         # A lent machine's copy of the checkout may have no .git: the revision it was told.
         "checkout_revision": revision,
     }
-    write_json(Path(out) / preset_name / "sprint.json", "sprint", summary)
-    parts = pack(out, preset_name, pack_dir)
+    write_json(Path(results_dir) / preset_name / "sprint.json", "sprint", summary)
+    parts = pack(results_dir, preset_name, pack_dir)
     print(f"sprint: {len(records)}/{len(specs)} runs in {elapsed / 60:.1f} min; packed {len(parts)} files "
           f"into {pack_dir}")
     if failures:
@@ -144,20 +145,20 @@ def _packable(path: Path) -> bool:
     return path.is_file() and "checkpoints" not in path.parts and not path.name.startswith(".")
 
 
-def pack(out: Path | str, preset_name: str, pack_dir: Path | str) -> list[Path]:
-    """``<out>/<preset>/`` without checkpoints as a tar.gz split into parts of at most
+def pack(results_dir: Path | str, preset_name: str, pack_dir: Path | str) -> list[Path]:
+    """``<results_dir>/<preset>/`` without checkpoints as a tar.gz split into parts of at most
     MAX_FILE_BYTES, plus MANIFEST.json (part names, sizes, SHA-256): at most MAX_FILES files."""
-    root, pack_dir = Path(out), Path(pack_dir)
+    results_dir, pack_dir = Path(results_dir), Path(pack_dir)
     pack_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted((root / preset_name).rglob("*")):
+        for path in sorted((results_dir / preset_name).rglob("*")):
             if _packable(path):
-                tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
+                tar.add(path, arcname=str(path.relative_to(results_dir)), recursive=False)
     blob = buffer.getvalue()
     n_parts = max(1, math.ceil(len(blob) / MAX_FILE_BYTES))
     if n_parts + 1 > MAX_FILES:
-        raise ValueError(f"{root / preset_name} packs to {len(blob) / 2**20:.1f} MiB, more than "
+        raise ValueError(f"{results_dir / preset_name} packs to {len(blob) / 2**20:.1f} MiB, more than "
                          f"{MAX_FILES - 1} parts of {MAX_FILE_BYTES // 2**20} MiB; remove bulky files from it")
     parts = []
     for i in range(n_parts):
@@ -171,11 +172,11 @@ def pack(out: Path | str, preset_name: str, pack_dir: Path | str) -> list[Path]:
     return [pack_dir / p["name"] for p in parts] + [pack_dir / MANIFEST]
 
 
-def unpack(pack_dir: Path | str, out: Path | str = DEFAULT_RESULTS) -> list[Path]:
-    """Check a pack against its manifest and extract it under ``out``; the files written.
+def unpack(pack_dir: Path | str, results_dir: Path | str = DEFAULT_RESULTS_DIR) -> list[Path]:
+    """Check a pack against its manifest and extract it under ``results_dir``; the files written.
     Refuses a part that is missing or altered, and any member that is not a plain file
     under ``<preset>/``."""
-    pack_dir, out = Path(pack_dir), Path(out)
+    pack_dir, results_dir = Path(pack_dir), Path(results_dir)
     manifest_path = pack_dir / MANIFEST
     if not manifest_path.exists():
         raise ValueError(f"{manifest_path}: missing; give the folder `scvae sprint` packed into")
@@ -196,7 +197,7 @@ def unpack(pack_dir: Path | str, out: Path | str = DEFAULT_RESULTS) -> list[Path
             if not m.isfile() or not parts or parts[0] != preset or ".." in parts or Path(m.name).is_absolute():
                 raise ValueError(f"{pack_dir}: refusing archive member {m.name!r} (not a file under {preset}/)")
         for m in members:
-            target = out / m.name
+            target = results_dir / m.name
             target.parent.mkdir(parents=True, exist_ok=True)
             data = tar.extractfile(m).read()
             tmp = target.with_name(f".{target.name}.unpack")

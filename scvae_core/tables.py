@@ -114,10 +114,10 @@ def _row(display: str, evals: list[dict], paper: dict) -> tuple[str, ...]:
     )
 
 
-def _paper_table(table_id: str, out: Path | str, preset: str | None) -> Table:
-    preset = resolve_preset(out, table_id, preset)  # each table has the stage of its name
+def _paper_table(table_id: str, results_dir: Path | str, preset: str | None) -> Table:
+    preset = resolve_preset(results_dir, table_id, preset)  # each table has the stage of its name
     paper = paper_rows(table_id)
-    runs = collect(out, preset, paper) if preset else {m: [] for m in paper}
+    runs = collect(results_dir, preset, paper) if preset else {m: [] for m in paper}
     seeds = seeds_used(runs)
     source = (f"Ours: preset '{preset}', {seeds_text(seeds)}; mean ± sample std over seeds (n seeds)"
               if preset else "Ours: nothing run yet")
@@ -127,21 +127,21 @@ def _paper_table(table_id: str, out: Path | str, preset: str | None) -> Table:
     return Table(table_id, caption, COLUMNS, rows, preset, tuple(seeds))
 
 
-def table1(out: Path | str, preset: str | None = None) -> Table:
-    return _paper_table("table1", out, preset)
+def table1(results_dir: Path | str, preset: str | None = None) -> Table:
+    return _paper_table("table1", results_dir, preset)
 
 
-def table2(out: Path | str, preset: str | None = None) -> Table:
+def table2(results_dir: Path | str, preset: str | None = None) -> Table:
     # Its SCVAE row is Table 1's model, run in the same preset by the table1 stage.
-    return _paper_table("table2", out, preset)
+    return _paper_table("table2", results_dir, preset)
 
 
 TABLES: dict[str, Callable[..., Table]] = {"table1": table1, "table2": table2}
 
 
-def build_table(table_id: str, out: Path | str, preset: str | None = None) -> Table:
+def build_table(table_id: str, results_dir: Path | str, preset: str | None = None) -> Table:
     check_name("table", table_id, TABLES)
-    return TABLES[table_id](out, preset)
+    return TABLES[table_id](results_dir, preset)
 
 
 # ------------------------------------------------------------------------- figure data
@@ -159,16 +159,17 @@ def _summary(evals: list[dict], get: Callable[[dict], float | None]) -> dict:
     return seed_summary({s: v for s, v in per_seed(evals, get).items() if v is not None})
 
 
-def fisher_depth(out: Path | str, preset: str | None = None, reading: str = "model", epoch: int | None = None) -> dict:
+def fisher_depth(results_dir: Path | str, preset: str | None = None, reading: str = "model",
+                 epoch: int | None = None) -> dict:
     """Figure 2: Fisher of the whole model and of its deepened part against depth, under one
     reading (:data:`scvae_core.claims.READINGS`).
 
     ``series[side][kind]`` (side enc|dec: which part is deepened; kind plain|skip) is a list of
     ``{depth, model, part}`` by depth, ``model``/``part`` being :func:`seed_summary` dicts.
     """
-    preset = resolve_preset(out, "depth", preset)
+    preset = resolve_preset(results_dir, "depth", preset)
     models = get_preset(preset).stage_models("depth") if preset else ()
-    runs = collect(out, preset, models, epoch=epoch) if preset else {}
+    runs = collect(results_dir, preset, models, epoch=epoch) if preset else {}
     series: dict[str, dict[str, list]] = {side: {"plain": [], "skip": []} for side in ("enc", "dec")}
     for name, evals in runs.items():
         side, depth, kind = DEPTH_MODEL.match(name).groups()
@@ -182,13 +183,13 @@ def fisher_depth(out: Path | str, preset: str | None = None, reading: str = "mod
     return {"preset": preset, "reading": reading, "seeds": seeds_used(runs), "series": series}
 
 
-def fisher_per_model(out: Path | str, preset: str | None, models: Iterable[str], reading: str = "model",
+def fisher_per_model(results_dir: Path | str, preset: str | None, models: Iterable[str], reading: str = "model",
                      epoch: int | None = None) -> dict:
     """Figures 3 and 5: Fisher of encoder and decoder per model under one reading
     (:func:`seed_summary` dicts); models without results are listed under ``missing``."""
     models = list(models)
-    preset = resolve_preset(out, stage_of(models), preset)
-    runs = collect(out, preset, models, epoch=epoch) if preset else {m: [] for m in models}
+    preset = resolve_preset(results_dir, stage_of(models), preset)
+    runs = collect(results_dir, preset, models, epoch=epoch) if preset else {m: [] for m in models}
     found = {m: {part: _summary(evals, _fisher(reading, part)) for part in ("encoder", "decoder")}
              for m, evals in runs.items() if evals}
     found = {m: parts for m, parts in found.items() if parts["encoder"]["n"] and parts["decoder"]["n"]}
@@ -202,12 +203,12 @@ def _table1_display(model: str) -> str:
     return paper_rows("table1")[model]["display"]
 
 
-def twin_table(out: Path | str, twin: Twin, preset: str | None = None) -> Table:
+def twin_table(results_dir: Path | str, twin: Twin, preset: str | None = None) -> Table:
     """Every Table 1 model beside its twin of the set ``twin``: NLL, accuracy, active units.
     Its id is the twin set's stage (the book check rebuilds it by that name)."""
-    preset = resolve_preset(out, twin.stage, preset) or resolve_preset(out, "table1", preset)
-    ours = collect(out, preset, TABLE1) if preset else {}
-    twins = collect(out, preset, twin.models()) if preset else {}
+    preset = resolve_preset(results_dir, twin.stage, preset) or resolve_preset(results_dir, "table1", preset)
+    ours = collect(results_dir, preset, TABLE1) if preset else {}
+    twins = collect(results_dir, preset, twin.models()) if preset else {}
     rows = []
     for m in TABLE1:
         cells = [_table1_display(m)]
@@ -233,12 +234,12 @@ def _budget_words(p) -> str:
     return f"at most {p.epochs} epochs{stop}, KL warm-up {p.warmup_epochs} epochs, Adam {p.lr:g}, batch {p.batch_size}"
 
 
-def published_table(out: Path | str, preset: str | None = None) -> Table:
+def published_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """VAE(1L)'s test NLL: ours under each budget run, the paper's, and other papers' for the
     same model class. ``preset`` is unused: every budget with results is shown."""
     rows, seeds = [], set()
     for name in VAE1L_PRESETS:
-        evals = collect(out, name, ["vae-1l"])["vae-1l"]
+        evals = collect(results_dir, name, ["vae-1l"])["vae-1l"]
         if not evals:
             continue
         p = get_preset(name)
@@ -258,17 +259,17 @@ def published_table(out: Path | str, preset: str | None = None) -> Table:
     return Table("published", caption, PUBLISHED_COLUMNS, tuple(rows), None, tuple(sorted(seeds)))
 
 
-TABLES |= {t.stage: (lambda out, preset=None, t=t: twin_table(out, t, preset)) for t in TWINS}
+TABLES |= {t.stage: (lambda results_dir, preset=None, t=t: twin_table(results_dir, t, preset)) for t in TWINS}
 TABLES["published"] = published_table
 TABLES["bench"] = bench_table  # the performance appendix (bench_tables.py)
 
 
-def nll_convergence(out: Path | str, preset: str | None = None) -> dict:
+def nll_convergence(results_dir: Path | str, preset: str | None = None) -> dict:
     """The NLL estimate from the first k importance samples, per Table 1 model and twin:
     ``models[m][k]`` a :func:`summarize` dict over the seeds that recorded it."""
-    preset = resolve_preset(out, "table1", preset)
+    preset = resolve_preset(results_dir, "table1", preset)
     models = [m for twin in (OURS, *TWINS) for m in twin.models()]
-    runs = collect(out, preset, models) if preset else {}
+    runs = collect(results_dir, preset, models) if preset else {}
     curves = {}
     for m, evals in runs.items():
         evals = [e for e in evals if "nll_by_samples" in e["metrics"]]
@@ -291,13 +292,13 @@ def convergence_text(data: dict) -> str:
     return "\n".join(lines) or "No run has recorded its NLL at several sample counts yet."
 
 
-def budget_text(out: Path | str) -> str:
+def budget_text(results_dir: Path | str) -> str:
     """What ten times the epochs (preset cpu-long) did to each model of its budget stage: NLL
     against the paper's, and active latent units."""
     short_p, long_p = get_preset("cpu"), get_preset("cpu-long")
     lines = []
     for model in long_p.stage_models("budget"):
-        short, long = (collect(out, p.name, [model])[model] for p in (short_p, long_p))
+        short, long = (collect(results_dir, p.name, [model])[model] for p in (short_p, long_p))
         if not short or not long:
             lines.append(f"- {_table1_display(model)}: needs results under both the 'cpu' and the 'cpu-long' preset.")
             continue
@@ -312,16 +313,16 @@ def budget_text(out: Path | str) -> str:
     return "\n".join(lines)
 
 
-def collapse_text(out: Path | str, preset: str | None = None) -> str:
+def collapse_text(results_dir: Path | str, preset: str | None = None) -> str:
     """Which Table 1 models' posteriors collapsed (no active latent unit), as we run them and
     in each twin stage, and in how many of their seeds."""
-    preset = resolve_preset(out, "table1", preset)
+    preset = resolve_preset(results_dir, "table1", preset)
     if not preset:
         return "No results yet."
     lines = []
     for twin in (OURS, *TWINS):
         suffix, name = twin.suffix, twin.label
-        runs = collect(out, preset, twin.models())
+        runs = collect(results_dir, preset, twin.models())
         found = [f"{_table1_display(m.removesuffix(suffix))} ({sum(metric('active_units')(e) == 0 for e in evals)} "
                  f"of {len(evals)} seeds)" for m, evals in runs.items()
                  if any(metric("active_units")(e) == 0 for e in evals)]
@@ -347,7 +348,7 @@ class Column:
         return f"{self.twin.label}: {self.preset}{budget}"
 
 
-def verdict_columns(out: Path | str) -> list[Column]:
+def verdict_columns(results_dir: Path | str) -> list[Column]:
     """Every (preset, budget, twin set) with Table 1 results, from the shortest budget up:
     ours first, then each twin set."""
     found = []
@@ -357,13 +358,13 @@ def verdict_columns(out: Path | str) -> list[Column]:
             if twin.stage not in p.stages:
                 continue
             for epoch in p.eval_epochs or (None,):
-                if any(collect(out, name, p.stage_models(twin.stage), epoch=epoch).values()):
+                if any(collect(results_dir, name, p.stage_models(twin.stage), epoch=epoch).values()):
                     found.append(Column(name, twin, epoch))
     return found
 
 
-def verdicts_by_column(out: Path | str) -> dict[Column, dict[str, dict]]:
-    return {c: claims.verdict_evidence(out, c.preset, c.twin, c.epoch) for c in verdict_columns(out)}
+def verdicts_by_column(results_dir: Path | str) -> dict[Column, dict[str, dict]]:
+    return {c: claims.verdict_evidence(results_dir, c.preset, c.twin, c.epoch) for c in verdict_columns(results_dir)}
 
 
 def _verdict_cell(claim: dict | None) -> str:
@@ -373,11 +374,11 @@ def _verdict_cell(claim: dict | None) -> str:
     return f"{claim['status']}: {effects}"
 
 
-def verdicts_table(out: Path | str, preset: str | None = None) -> Table:
+def verdicts_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """The opening table of the verdicts page: every claim (a Fisher claim once per reading),
     where the paper makes it, and per preset, budget and twin set its verdict with each effect's
     estimate and 95% interval. ``preset`` is unused: every column with results is shown."""
-    by_column = verdicts_by_column(out)
+    by_column = verdicts_by_column(results_dir)
     rows = []
     for claim in claims.CLAIMS:
         for reading in claim.readings:
@@ -399,11 +400,11 @@ def verdicts_table(out: Path | str, preset: str | None = None) -> Table:
 TABLES["verdicts"] = verdicts_table
 
 
-def glance_table(out: Path | str, preset: str | None = None, evidence: str = "") -> Table:
+def glance_table(results_dir: Path | str, preset: str | None = None, evidence: str = "") -> Table:
     """The front page's "results at a glance": each row of :func:`verdicts_table` with the
     claim in words and only the verdict per column; with ``evidence`` (the verdicts table's
     URL) each verdict links to its row there. ``preset`` is unused."""
-    full = verdicts_table(out)
+    full = verdicts_table(results_dir)
     statements = {c.id: c.statement for c in claims.CLAIMS}
     rows = tuple((row[0], statements[row[0].split(" [")[0]], *(cell.split(":", 1)[0] for cell in row[2:]))
                  for row in full.rows)
@@ -427,7 +428,7 @@ def _last_change(doc: dict, epochs: int = 20) -> float | None:
 LONG_OF = {"cpu": "long", "smoke": "smoke-long"}  # a short preset and the one that trains it longer
 
 
-def table1_budgets(out: Path | str, preset: str | None = None) -> Table:
+def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
     """Table 1 under every budget: the paper's, the short preset's (``preset``: cpu, or smoke in
     the tests) and its long preset's at each evaluated epoch, NLL and accuracy; and whether the
     long runs converged (the validation ELBO's mean change per epoch over the last 20)."""
@@ -436,13 +437,13 @@ def table1_budgets(out: Path | str, preset: str | None = None) -> Table:
     short = preset if preset in LONG_OF else "cpu"
     long_name = LONG_OF[short]
     budgets = [(short, None)] + [(long_name, e) for e in get_preset(long_name).eval_epochs]
-    data = {b: collect(out, b[0], TABLE1, epoch=b[1]) for b in budgets}
+    data = {b: collect(results_dir, b[0], TABLE1, epoch=b[1]) for b in budgets}
     paper = paper_rows("table1")
     rows = []
     for m in TABLE1:
         nll = [format_stat(seed_summary(per_seed(data[b][m], metric("nll"))), NLL_DECIMALS) for b in budgets]
         acc = [format_stat(seed_summary(per_seed(data[b][m], metric("svm_acc"))), ACC_DECIMALS) for b in budgets]
-        changes = {d["seed"]: v for d in train_docs(out, long_name, [m]) if (v := _last_change(d)) is not None}
+        changes = {d["seed"]: v for d in train_docs(results_dir, long_name, [m]) if (v := _last_change(d)) is not None}
         rows.append((paper[m]["display"], f"{paper[m]['nll']:.{NLL_DECIMALS}f}", *nll,
                      f"{paper[m]['acc']:.{ACC_DECIMALS}f}", *acc, format_stat(seed_summary(changes), 3)))
     labels = [f"{short}, {get_preset(short).epochs} epochs"] + [f"{long_name}, epoch {e}" for _, e in budgets[1:]]
@@ -462,13 +463,13 @@ def table1_budgets(out: Path | str, preset: str | None = None) -> Table:
 TABLES["table1-budgets"] = table1_budgets
 
 
-def gap_text(out: Path | str, preset: str = "cpu") -> str:
+def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:
     """VAE(1L) at the longest budget against the paper's and Burda et al.'s numbers: how many
     nats remain and what budget, estimator and protocol explain, as far as the runs can tell."""
     long_name = LONG_OF[preset]
     last = get_preset(long_name).eval_epochs[-1]
-    short = collect(out, preset, ["vae-1l"])["vae-1l"]
-    long = collect(out, long_name, ["vae-1l"], epoch=last)["vae-1l"]
+    short = collect(results_dir, preset, ["vae-1l"])["vae-1l"]
+    long = collect(results_dir, long_name, ["vae-1l"], epoch=last)["vae-1l"]
     if not long:
         return f"VAE(1L) has no result at epoch {last} of the {long_name} preset yet."
     nll = seed_summary(per_seed(long, metric("nll")))["mean"]
@@ -478,7 +479,7 @@ def gap_text(out: Path | str, preset: str = "cpu") -> str:
              f"{long[0]['metrics']['nll_samples']} for the first); " + "; ".join(
                  f"{nll - v:.2f} nats above {src} ({v:.2f})" for src, v in refs) + "."]
     first = get_preset(long_name).eval_epochs[0]
-    early = {e["seed"]: e for e in collect(out, long_name, ["vae-1l"], epoch=first)["vae-1l"]}
+    early = {e["seed"]: e for e in collect(results_dir, long_name, ["vae-1l"], epoch=first)["vae-1l"]}
     same_s = {e["seed"]: early[e["seed"]]["metrics"]["nll"] - e["metrics"]["nll_by_samples"][k]
               for e in long if e["seed"] in early
               and (k := str(early[e["seed"]]["metrics"]["nll_samples"])) in e["metrics"]["nll_by_samples"]}
@@ -498,7 +499,7 @@ def gap_text(out: Path | str, preset: str = "cpu") -> str:
     if fewer:
         lines.append(f"- Estimator (seed {md_text(check['seed'])}, same weights, nested samples): " + ", ".join(
             f"S = {k} overstates the NLL by {by[str(k)] - by[str(s)]:.2f} nats" for k in fewer) + f" against S = {s}.")
-    authors = collect(out, long_name, ["vae-1l-authors"], epoch=last)["vae-1l-authors"]
+    authors = collect(results_dir, long_name, ["vae-1l-authors"], epoch=last)["vae-1l-authors"]
     if authors:
         b = seed_summary(per_seed(authors, metric("nll")))["mean"]
         ours = {e["seed"]: e for e in long}

@@ -30,7 +30,7 @@ from .config import same_config
 from .models import VAE, ModelConfig
 from .lock import run_lock
 from .presets import Preset, changed_settings, run_preset, settings
-from .results import DEFAULT_RESULTS, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json
+from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json
 from .runs import load_train
 from .zoo import get_config
 
@@ -358,7 +358,7 @@ def _completed(paths: RunPaths, cfg: ModelConfig, preset: Preset) -> dict | None
 
 
 def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.device = "auto",
-              out: str | Path = DEFAULT_RESULTS, data_dir: str | Path | None = None, progress: bool = True,
+              results_dir: str | Path = DEFAULT_RESULTS_DIR, data_dir: str | Path | None = None, progress: bool = True,
               max_steps: int | None = None, budget_s: float | None = None) -> dict:
     """Train one model under a preset and write its train.json, whose content is returned.
 
@@ -372,7 +372,7 @@ def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.
     cfg, preset = get_config(model_name), run_preset(preset_name, model_name)
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
-    paths = RunPaths(Path(out), preset_name, model_name, seed)
+    paths = RunPaths(Path(results_dir), preset_name, model_name, seed)
     with run_lock(paths.dir):  # one writer per run (lock.py)
         return _train_locked(paths, cfg, preset, device, data_dir, progress, max_steps, budget_s)
 
@@ -473,15 +473,15 @@ def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_ste
     return False
 
 
-def load_trained(model_name: str, preset_name: str, seed: int, out: str | Path = DEFAULT_RESULTS,
+def load_trained(model_name: str, preset_name: str, seed: int, results_dir: str | Path = DEFAULT_RESULTS_DIR,
                  device: str | torch.device = "auto", epoch: int | None = None) -> VAE:
     """The best checkpoint of a finished run (at ``epoch``: the best of its first epochs), in eval mode."""
-    paths = RunPaths(Path(out), preset_name, model_name, seed)
+    paths = RunPaths(Path(results_dir), preset_name, model_name, seed)
     best_ckpt = paths.best_ckpt_at(epoch)
     cfg = get_config(model_name)
     command = paths.command("train")
-    if Path(out).resolve() != DEFAULT_RESULTS.resolve():
-        command += f" --out {out}"
+    if Path(results_dir).resolve() != DEFAULT_RESULTS_DIR.resolve():
+        command += f" --results-dir {results_dir}"
     if not best_ckpt.exists():
         if paths.train_json.exists():  # e.g. results from git: checkpoints stay where they were trained
             raise ResultError(f"{best_ckpt}: missing, although {paths.train_json} exists (checkpoints are "

@@ -47,11 +47,11 @@ def data_dir() -> Path:
 def smoke_results(tmp_path_factory, data_dir) -> Path:
     """Every stage of the smoke presets (smoke, smoke-long) on the CPU, produced once per test
     run by the CLI as a reader would. Shared: a test that changes a run copies it first."""
-    out = tmp_path_factory.mktemp("smoke-results")
+    results_dir = tmp_path_factory.mktemp("smoke-results")
     for preset in ("smoke", "smoke-long"):
         cmd = [sys.executable, "-m", "scvae_core.cli", "reproduce", "all", "--preset", preset, "--device", "cpu",
-               "--out", str(out), "--data-dir", str(data_dir), "--no-progress"]
+               "--results-dir", str(results_dir), "--data-dir", str(data_dir), "--no-progress"]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
         if done.returncode != 0:
             pytest.fail(f"scvae reproduce all --preset {preset} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return out
+    return results_dir

@@ -13,7 +13,7 @@ from scvae_core.zoo import get_config
 PROVENANCE = {"note": "fabricated by tests/fake_results.py"}
 
 
-def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90.0, acc: float = 0.9,
+def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: float = 90.0, acc: float = 0.9,
                elbo: float = -95.0, kl: float = 20.0, active_units: int = 30, enc: float = 1e-3,
                dec: float = 1e-2, model_mean: float | None = None, prop1_pairs: list[dict] | None = None,
                prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0,
@@ -21,7 +21,7 @@ def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90
                epoch: int | None = None, nll_samples: int = 8) -> Path:
     """``readings``: {"model" | "empirical" | "authors": {side: (log10 value, se)}}, written as the
     robust summary (model, empirical) or the authors' block, as evaluate.py writes them."""
-    paths = RunPaths(Path(out), preset, model, seed)
+    paths = RunPaths(Path(results_dir), preset, model, seed)
     metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": nll_samples, "elbo": elbo, "rec": elbo + kl, "kl": kl,
                "test_size": 64, "active_units": active_units, "au_threshold": 0.01, "svm_acc": acc,
                "svm_acc_std": 0.01, "svm_fold_accs": [acc, acc], "svm_size": 200}
@@ -49,8 +49,9 @@ def write_eval(out: Path, preset: str, model: str, seed: int, *, nll: float = 90
     return paths.eval_json_at(epoch)
 
 
-def write_train(out: Path, preset: str, model: str, seed: int, *, epochs: int = 3, wall_time_s: float = 5.0) -> Path:
-    paths = RunPaths(Path(out), preset, model, seed)
+def write_train(results_dir: Path, preset: str, model: str, seed: int, *, epochs: int = 3,
+                wall_time_s: float = 5.0) -> Path:
+    paths = RunPaths(Path(results_dir), preset, model, seed)
     history = [{"epoch": e, "train_loss": 100.0 - e, "train_elbo": -100.0 + e, "valid_elbo": -101.0 + e,
                 "rec": -80.0, "kl": 20.0, "beta": 1.0, "seconds": 1.0} for e in range(1, epochs + 1)]
     write_json(paths.train_json, "train", {
@@ -60,8 +61,8 @@ def write_train(out: Path, preset: str, model: str, seed: int, *, epochs: int = 
     return paths.train_json
 
 
-def write_figures(out: Path, preset: str, model: str, seed: int, *, n: int = 60, k: int = 4) -> Path:
-    paths = RunPaths(Path(out), preset, model, seed)
+def write_figures(results_dir: Path, preset: str, model: str, seed: int, *, n: int = 60, k: int = 4) -> Path:
+    paths = RunPaths(Path(results_dir), preset, model, seed)
     rng = np.random.default_rng(seed)
     tsne = {f"tsne_{key}": rng.normal(size=(n, 2)).astype(np.float32)
             for key in ("raw", "first", "middle", "last", "latent")}

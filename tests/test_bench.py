@@ -178,12 +178,12 @@ def test_the_appendix_renders_without_torch():
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
+    results_dir = tmp_path_factory.mktemp("results")
     # One thread on its CPU clock: the test suite shares the machine, and oversubscribed threads are slow.
     done = subprocess.run([*SCVAE, "bench", "--quick", "--threads", "1", "--cpu-clock", "--no-progress",
-                           "--out", str(out)], capture_output=True, text=True, cwd=REPO_ROOT)
+                           "--results-dir", str(results_dir)], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-4000:]
-    files = list((out / "bench").glob("*.json"))
+    files = list((results_dir / "bench").glob("*.json"))
     assert len(files) == 1 and files[0].name.endswith("-quick.json")  # never replaces a machine's real file
     return bench_tables.read_bench(files[0]), done.stdout, files[0]
 
@@ -288,5 +288,5 @@ def test_bench_help_and_argument_errors():
 
     done = scvae("--help")
     assert done.returncode == 0 and "--quick" in done.stdout and "--cpu-clock" in done.stdout
-    done = scvae("--quick", "--threads", "2", "--cpu-clock", "--out", "/nonexistent")
+    done = scvae("--quick", "--threads", "2", "--cpu-clock", "--results-dir", "/nonexistent")
     assert done.returncode == 2 and "--threads 1" in done.stderr

@@ -83,7 +83,7 @@ class TestWithinRunBudgets:
     @pytest.mark.smoke
     def test_an_epoch_the_preset_does_not_keep_is_refused(self, long_run, data_dir):
         with pytest.raises(ValueError, match="only at epochs"):
-            ev.evaluate_run("vae-1l-authors", "smoke-long", 0, device="cpu", out=long_run, data_dir=data_dir,
+            ev.evaluate_run("vae-1l-authors", "smoke-long", 0, device="cpu", results_dir=long_run, data_dir=data_dir,
                             progress=False, epoch=3)
 
 

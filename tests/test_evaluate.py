@@ -231,8 +231,8 @@ def copy_trained(src: Path, dst: Path) -> RunPaths:
 
 @pytest.mark.smoke
 def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
-    out, doc = smoke_run
-    paths = RunPaths(out, "smoke", MODEL, 0)
+    results_dir, doc = smoke_run
+    paths = RunPaths(results_dir, "smoke", MODEL, 0)
     assert (doc["model"], doc["preset"], doc["seed"]) == (MODEL, "smoke", 0)
     assert doc["preset_config"] == json.loads(json.dumps(SMOKE.to_dict()))
     assert set(doc["metrics"]) == set(METRICS)
@@ -268,15 +268,15 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
 
 @pytest.mark.smoke
 def test_up_to_date_eval_is_returned_without_work(smoke_run, capsys):
-    out, doc = smoke_run
-    assert ev.evaluate_run(MODEL, "smoke", 0, device="cpu", out=out, progress=False) == doc
+    results_dir, doc = smoke_run
+    assert ev.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=results_dir, progress=False) == doc
     assert "up to date" in capsys.readouterr().out
 
 
 @pytest.mark.smoke
 def test_outdated_eval_is_not_reused(smoke_run):
-    out, doc = smoke_run
-    paths = RunPaths(out, "smoke", MODEL, 0)
+    results_dir, doc = smoke_run
+    paths = RunPaths(results_dir, "smoke", MODEL, 0)
     with pytest.warns(UserWarning, match=r"other preset settings \(nll_samples\)"):
         assert ev._reusable(paths, get_preset("smoke", nll_samples=9), doc["config"]) is None
     with pytest.warns(UserWarning, match=r"other preset settings \(epochs\)"):
@@ -286,8 +286,8 @@ def test_outdated_eval_is_not_reused(smoke_run):
 @pytest.mark.smoke
 def test_eval_survives_preset_changes_that_do_not_touch_it(smoke_run):
     # A new stage or reworded budget must not throw away results whose checkpoints may be gone.
-    out, doc = smoke_run
-    paths = RunPaths(out, "smoke", MODEL, 0)
+    results_dir, doc = smoke_run
+    paths = RunPaths(results_dir, "smoke", MODEL, 0)
     changed = get_preset("smoke", budget="reworded", stages={**SMOKE.stages, "extra": ("vae-1l",)})
     assert ev._reusable(paths, changed, get_config(MODEL)) == doc
     with pytest.warns(UserWarning, match="another model configuration"):
@@ -297,8 +297,8 @@ def test_eval_survives_preset_changes_that_do_not_touch_it(smoke_run):
 @pytest.mark.smoke
 def test_eval_written_before_a_config_field_existed_is_reused(smoke_run, tmp_path):
     # Files written before ModelConfig.init existed lack it: read as the default, not stale.
-    out, doc = smoke_run
-    paths, src = copy_trained(out, tmp_path), RunPaths(out, "smoke", MODEL, 0)
+    results_dir, doc = smoke_run
+    paths, src = copy_trained(results_dir, tmp_path), RunPaths(results_dir, "smoke", MODEL, 0)
     shutil.copy2(src.figures_npz, paths.figures_npz)
     old = json.loads(src.eval_json.read_text())
     del old["config"]["init"]
@@ -308,8 +308,8 @@ def test_eval_written_before_a_config_field_existed_is_reused(smoke_run, tmp_pat
 
 @pytest.mark.smoke
 def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run, tmp_path, data_dir, monkeypatch):
-    out, doc = smoke_run
-    paths = copy_trained(out, tmp_path)
+    results_dir, doc = smoke_run
+    paths = copy_trained(results_dir, tmp_path)
     paths.eval_json.write_text('{"kind": "eval", "schema_vers')
     with pytest.raises(ResultError) as err:
         ev.load_eval(tmp_path, "smoke", MODEL, 0)
@@ -324,13 +324,14 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
     torch.set_num_threads(1)
     try:
         with pytest.warns(UserWarning, match="not valid JSON"):
-            again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+            again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir,
+                                    progress=False)
     finally:
         torch.set_num_threads(threads)
     assert again == read_json(paths.eval_json, "eval")  # returned as written
     for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
         assert again[block] == doc[block], block
-    figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(out, "smoke", MODEL, 0).figures_npz)
+    figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(results_dir, "smoke", MODEL, 0).figures_npz)
     assert set(figs) == {"labels", "recon_truth", "recon_model", "samples"}
     for key in figs:
         assert np.array_equal(figs[key], before[key]), key
@@ -342,7 +343,7 @@ def test_cli_evaluate_after_train(smoke_run, tmp_path, data_dir):
     env = {**os.environ, "SCVAE_DATA": str(data_dir)}
     for verb in ("train", "evaluate"):
         cmd = [sys.executable, "-m", "scvae_core.cli", verb, MODEL, "--preset", "smoke", "--seed", "0",
-               "--out", str(tmp_path), "--device", "cpu", "--no-progress"]
+               "--results-dir", str(tmp_path), "--device", "cpu", "--no-progress"]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
         assert proc.returncode == 0, proc.stderr
     assert ev.load_eval(tmp_path, "smoke", MODEL, 0)["metrics"] == smoke_run[1]["metrics"]

@@ -98,15 +98,16 @@ def dask_cluster(tmp_path):
 @pytest.mark.smoke
 def test_a_killed_worker_is_replaced_and_every_run_completes_once_as_locally(dask_cluster, data_dir):
     address, workers, tmp = dask_cluster
-    out = tmp / "distributed"
+    results_dir = tmp / "distributed"
     models = get_preset("smoke").stage_models(STAGE)
-    runs = [RunPaths(out, "smoke", m, s) for m in models for s in SEEDS]
+    runs = [RunPaths(results_dir, "smoke", m, s) for m in models for s in SEEDS]
     pids = {w.pid for w in workers}
     result: dict = {}
 
     def stage():
         try:
-            result["summary"] = reproduce([STAGE], "smoke", seeds=SEEDS, device="cpu", out=out, data_dir=data_dir,
+            result["summary"] = reproduce([STAGE], "smoke", seeds=SEEDS, device="cpu", results_dir=results_dir,
+                                          data_dir=data_dir,
                                           progress=False, threads=1, scheduler=address)[STAGE]
         except BaseException as e:  # noqa: BLE001  (re-raised in the test's thread below)
             result["error"] = e
@@ -151,7 +152,7 @@ def test_a_killed_worker_is_replaced_and_every_run_completes_once_as_locally(das
         or f"{victim.train_json}: already trained" in after_kill
 
     local = tmp / "local"
-    reproduce([STAGE], "smoke", seeds=SEEDS, device="cpu", out=local, data_dir=data_dir, progress=False,
+    reproduce([STAGE], "smoke", seeds=SEEDS, device="cpu", results_dir=local, data_dir=data_dir, progress=False,
               threads=1, scheduler=INLINE)
     for paths in runs:
         mine = RunPaths(local, paths.preset, paths.model, paths.seed)
@@ -175,7 +176,7 @@ def test_gpu_shares_add_up_to_one_gpu_exactly():
 def test_bad_layouts_and_addresses_are_refused_before_any_work(tmp_path, capsys):
     for argv, message in ((["--jobs", "0"], "--jobs must be >= 1"), (["--threads", "0"], "--threads must be >= 1"),
                           (["--scheduler", "localhost:8786"], "give a Dask scheduler address")):
-        assert cli.main(["reproduce", "table1", "--out", str(tmp_path), *argv]) == 2
+        assert cli.main(["reproduce", "table1", "--results-dir", str(tmp_path), *argv]) == 2
         assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 

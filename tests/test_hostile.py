@@ -33,8 +33,8 @@ from scvae_core.zoo import get_config
 MODEL = "vae-1l"
 
 
-def run_paths(out: Path, preset: str = "cpu", model: str = "scvae", seed: int = 0) -> RunPaths:
-    return RunPaths(out, preset, model, seed)
+def run_paths(results_dir: Path, preset: str = "cpu", model: str = "scvae", seed: int = 0) -> RunPaths:
+    return RunPaths(results_dir, preset, model, seed)
 
 
 def edit_json(path: Path, change) -> None:
@@ -43,10 +43,11 @@ def edit_json(path: Path, change) -> None:
     path.write_text(json.dumps(doc))
 
 
-def untrained_run(out: Path, model: str = MODEL) -> train._Run:
+def untrained_run(results_dir: Path, model: str = MODEL) -> train._Run:
     """A _Run of an untrained model under the smoke preset: enough to write and read checkpoints."""
     torch.manual_seed(0)
-    return train._Run(RunPaths(out, "smoke", model, 0), get_config(model), get_preset("smoke"), torch.device("cpu"))
+    return train._Run(RunPaths(results_dir, "smoke", model, 0), get_config(model), get_preset("smoke"),
+                      torch.device("cpu"))
 
 
 def dead_pid() -> int:
@@ -58,7 +59,7 @@ def dead_pid() -> int:
 # ---------------------------------------------------------------- 1. script injection into the book
 
 PAYLOADS = ('<img src=x onerror="alert(1)">', 'x" onerror="alert(1)', "[x](javascript:alert(1))")
-REAL_RUN = RunPaths(results.DEFAULT_RESULTS, "cpu", "vae-1l", 0)  # a committed result file
+REAL_RUN = RunPaths(results.DEFAULT_RESULTS_DIR, "cpu", "vae-1l", 0)  # a committed result file
 
 
 def string_fields(node, where=()):
@@ -88,14 +89,14 @@ def dom(html_or_markdown: str, markdown: bool = False) -> list[tuple[str, tuple[
     return [(t.name, tuple(sorted(t.attrs))) for t in BeautifulSoup(text, "html.parser").find_all(True)]
 
 
-def book_pages(out: Path) -> dict[str, list]:
+def book_pages(results_dir: Path) -> dict[str, list]:
     """What the book's pages show of Table 1 results: the HTML tables and the Markdown prose."""
     from scvae_core import claims, tables
 
-    return {"table1": dom(tables.table1(out, "cpu").to_html()),
-            "collapse": dom(tables.collapse_text(out, "cpu"), markdown=True),
-            "convergence": dom(tables.convergence_text(tables.nll_convergence(out, "cpu")), markdown=True),
-            "verdicts": dom(claims.verdicts_markdown(claims.verdict_evidence(out, "cpu")), markdown=True)}
+    return {"table1": dom(tables.table1(results_dir, "cpu").to_html()),
+            "collapse": dom(tables.collapse_text(results_dir, "cpu"), markdown=True),
+            "convergence": dom(tables.convergence_text(tables.nll_convergence(results_dir, "cpu")), markdown=True),
+            "verdicts": dom(claims.verdicts_markdown(claims.verdict_evidence(results_dir, "cpu")), markdown=True)}
 
 
 class TestScriptInjection:
@@ -244,7 +245,7 @@ class TestResultFilesAgreeWithWhereTheyLie:
     def test_status_command_says_invalid(self, tmp_path, capsys):
         edit_json(write_eval(tmp_path, "smoke", "scvae", 0), lambda d: d["metrics"].update(svm_acc=float("nan")))
         write_figures(tmp_path, "smoke", "scvae", 0)
-        assert cli.main(["status", "table1", "--preset", "smoke", "--out", str(tmp_path)]) == 0
+        assert cli.main(["status", "table1", "--preset", "smoke", "--results-dir", str(tmp_path)]) == 0
         out = capsys.readouterr().out
         assert "6 runs: 0 done, 1 invalid, 0 partial, 5 todo" in out
         assert f"invalid: {tmp_path}/smoke/scvae/seed0/eval.json: refused: metrics.svm_acc is nan" in out
@@ -335,40 +336,42 @@ class TestFailuresComeFirst:
 
     @pytest.fixture(autouse=True)
     def no_work(self, monkeypatch):
-        """Loading data or a model is the work: a refused --out must come before it."""
+        """Loading data or a model is the work: a refused --results-dir must come before it."""
         def work(*args, **kwargs):
-            raise AssertionError("work started before --out was checked")
+            raise AssertionError("work started before --results-dir was checked")
         monkeypatch.setattr(train, "load_split", work)
         monkeypatch.setattr(evaluate, "load_trained", work)
 
-    def test_out_is_a_file(self, tmp_path):
-        out = tmp_path / "results"
-        out.write_text("not a folder")
+    def test_results_dir_is_a_file(self, tmp_path):
+        results_dir = tmp_path / "results"
+        results_dir.write_text("not a folder")
         for run in (train.train_run, evaluate.evaluate_run):
-            with pytest.raises(ResultError, match=rf"--out {out}/smoke/{MODEL}/seed0: a file is in the way"):
-                run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)
+            with pytest.raises(ResultError,
+                               match=rf"--results-dir {results_dir}/smoke/{MODEL}/seed0: a file is in the way"):
+                run(MODEL, "smoke", 0, device="cpu", results_dir=results_dir, progress=False)
 
-    def test_reproduce_with_out_a_file_fails_first_and_cleanly(self, tmp_path, capsys):
-        out = tmp_path / "results"
-        out.write_text("not a folder")
-        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 2
-        assert f"scvae: error: --out {out}: a file is in the way" in capsys.readouterr().err
+    def test_reproduce_with_results_dir_a_file_fails_first_and_cleanly(self, tmp_path, capsys):
+        results_dir = tmp_path / "results"
+        results_dir.write_text("not a folder")
+        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--results-dir", str(results_dir),
+                         "--no-progress"]) == 2
+        assert f"scvae: error: --results-dir {results_dir}: a file is in the way" in capsys.readouterr().err
 
-    def test_out_cannot_be_written(self, tmp_path):
-        out = Path("/proc/self/scvae-results")  # not writable, even by root
+    def test_results_dir_cannot_be_written(self, tmp_path):
+        results_dir = Path("/proc/self/scvae-results")  # not writable, even by root
         for run in (train.train_run, evaluate.evaluate_run):
-            with pytest.raises(ResultError, match=rf"--out {out}.*: cannot write there"):
-                run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)
+            with pytest.raises(ResultError, match=rf"--results-dir {results_dir}.*: cannot write there"):
+                run(MODEL, "smoke", 0, device="cpu", results_dir=results_dir, progress=False)
 
-    def test_out_has_no_room(self, tmp_path, monkeypatch):
+    def test_results_dir_has_no_room(self, tmp_path, monkeypatch):
         monkeypatch.setattr(results.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 4096))
         for run in (train.train_run, evaluate.evaluate_run):
             with pytest.raises(ResultError, match=r"0.0 MiB free, but this run writes about .* MiB there"):
-                run(MODEL, "smoke", 0, device="cpu", out=tmp_path, progress=False)
+                run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, progress=False)
 
     def test_a_failed_write_keeps_the_evaluation_and_the_next_run_installs_it(self, tmp_path, monkeypatch, capsys):
-        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full", tmp_path / "rescue"))
-        out = tmp_path / "results"
+        monkeypatch.setattr(evaluate, "RESCUE_DIRS", (tmp_path / "rescue-full", tmp_path / "rescue"))
+        results_dir = tmp_path / "results"
         write_eval(tmp_path / "made", "smoke", MODEL, 0)
         write_figures(tmp_path / "made", "smoke", MODEL, 0)
         made = RunPaths(tmp_path / "made", "smoke", MODEL, 0)
@@ -382,21 +385,22 @@ class TestFailuresComeFirst:
             real_write(path, write)
 
         monkeypatch.setattr(results, "_atomic_write", full_disk)
-        paths = RunPaths(out, "smoke", MODEL, 0)
+        paths = RunPaths(results_dir, "smoke", MODEL, 0)
         with pytest.raises(ResultError, match=rf"{paths.eval_json}: could not be written .*No space left on device.*"
                                               rf"kept in {tmp_path}/rescue/smoke/{MODEL}/seed0.*installs the kept "
                                               "result without recomputing"):
             evaluate._write_result(paths, figures, doc)
         assert not paths.eval_json.exists()
-        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full",))  # nowhere left to write
+        monkeypatch.setattr(evaluate, "RESCUE_DIRS", (tmp_path / "rescue-full",))  # nowhere left to write
         with pytest.raises(ResultError, match="could not be written anywhere .*its content is printed above"):
             evaluate._write_result(paths, figures, doc)
         assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["metrics"] == doc["metrics"]
-        monkeypatch.setattr(evaluate, "RESCUE_ROOTS", (tmp_path / "rescue-full", tmp_path / "rescue"))
+        monkeypatch.setattr(evaluate, "RESCUE_DIRS", (tmp_path / "rescue-full", tmp_path / "rescue"))
 
         monkeypatch.setattr(results, "_atomic_write", real_write)
-        again = evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", out=out, progress=False)  # no_work: no model
-        assert again["metrics"] == doc["metrics"] and reproduce.run_status(out, "smoke", MODEL, 0) == "done"
+        again = evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=results_dir,
+                                      progress=False)  # no_work: no model
+        assert again["metrics"] == doc["metrics"] and reproduce.run_status(results_dir, "smoke", MODEL, 0) == "done"
         assert not (tmp_path / "rescue" / "smoke" / MODEL / "seed0").exists()
 
 
@@ -516,7 +520,7 @@ class TestSmallerMessages:
                                       ["reproduce", "table1", "--seeds", "0", "-1"], ["status", "all", "--seeds", "2**32"]])
     def test_bad_seed_names_the_option(self, argv, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
-            cli.main([*argv, "--out", str(tmp_path)])
+            cli.main([*argv, "--results-dir", str(tmp_path)])
         option = argv[2]
         assert exit_.value.code == 2
         assert f"argument {option}: must be an integer in 0..4294967295" in capsys.readouterr().err
@@ -525,7 +529,7 @@ class TestSmallerMessages:
     @pytest.mark.unit
     def test_reproduce_with_a_bad_seed_writes_nothing(self, tmp_path):
         with pytest.raises(ValueError, match=r"--seed must be an integer in 0..4294967295, got -1"):
-            reproduce.reproduce(["table1"], "smoke", seeds=[-1], device="cpu", out=tmp_path, progress=False)
+            reproduce.reproduce(["table1"], "smoke", seeds=[-1], device="cpu", results_dir=tmp_path, progress=False)
         assert not list(tmp_path.iterdir())
 
     @pytest.mark.unit
@@ -534,7 +538,7 @@ class TestSmallerMessages:
         ({"seeds": ["abc"]}, r"seeds \['abc'\] \(make SEEDS=\): integers in 0..4294967295"),
         ({"seeds": [-1]}, r"seeds \[-1\] \(make SEEDS=\)"),
         ({"device": "tpu"}, r"device 'tpu' \(make DEVICE=\): choose one of auto, cpu, cuda, cuda:N"),
-        ({"results_dir": "/nonexistent"}, r"results_dir '/nonexistent' \(make RESULTS=\): no such folder"),
+        ({"results_dir": "/nonexistent"}, r"results_dir '/nonexistent' \(make RESULTS_DIR=\): no such folder"),
         ({"recompute": "yes"}, r"recompute 'yes' \(make RECOMPUTE=\): choose one of False, True, missing"),
     ])
     def test_bad_notebook_parameters_fail_with_the_valid_values(self, params, message, tmp_path):
@@ -606,7 +610,7 @@ class TestSmallerMessages:
 
         monkeypatch.setattr(train._Run, "step", step_then_ctrl_c)
         with pytest.raises(KeyboardInterrupt):
-            train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+            train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False)
         progress = torch.load(RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt, weights_only=True)["progress"]
         assert (progress["epoch"], progress["step"], progress["global_step"]) == (0, 2, 2)
         assert signal.getsignal(signal.SIGINT) is before  # restored

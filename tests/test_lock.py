@@ -126,9 +126,10 @@ def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir, capsys):
     try:
         for work in (train_run, evaluate_run):
             with pytest.raises(RunLocked, match=f"PID {holder.pid}"):
-                work("vae-1l", "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+                work("vae-1l", "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False)
         for verb in ("train", "evaluate"):  # the command line: exit 2, naming the holder
-            assert cli.main([verb, "vae-1l", "--preset", "smoke", "--device", "cpu", "--out", str(tmp_path)]) == 2
+            assert cli.main([verb, "vae-1l", "--preset", "smoke", "--device", "cpu", "--results-dir",
+                             str(tmp_path)]) == 2
             assert f"another writer holds this run: PID {holder.pid}" in capsys.readouterr().err
         assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]  # nothing was written
     finally:
@@ -139,6 +140,6 @@ def test_train_and_evaluate_refuse_a_locked_run(tmp_path, data_dir, capsys):
 @pytest.mark.unit
 def test_an_unwritable_results_folder_is_named_with_the_fix(tmp_path):
     (tmp_path / "results").write_text("a file, not a folder")
-    with pytest.raises(ResultError, match=r"a file is in the way, not a folder. To fix: pass --out a writable"):
+    with pytest.raises(ResultError, match=r"a file is in the way, not a folder. To fix: pass --results-dir a writable"):
         with run_lock(tmp_path / "results" / "smoke" / "vae-1l" / "seed0"):
             pass

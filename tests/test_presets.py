@@ -7,7 +7,7 @@ import pytest
 from scvae_core import presets
 from scvae_core.data import SUMS_FILE
 from scvae_core.presets import EVAL_FIELDS, TRAINING_FIELDS, changed_settings, get_preset, run_preset, settings
-from scvae_core.results import DEFAULT_RESULTS
+from scvae_core.results import DEFAULT_RESULTS_DIR
 
 pytestmark = pytest.mark.unit
 
@@ -27,9 +27,9 @@ def test_a_file_without_the_data_digest_was_made_from_the_list_of_its_time(monke
 
 
 def test_every_committed_result_fits_the_current_settings():
-    docs = [json.loads(p.read_text()) for p in DEFAULT_RESULTS.glob("*/*/seed*/*.json")]
+    docs = [json.loads(p.read_text()) for p in DEFAULT_RESULTS_DIR.glob("*/*/seed*/*.json")]
     docs = [d for d in docs if d.get("kind") in ("train", "eval") and d["preset"] in presets.PRESETS]
-    assert docs, f"no committed results under {DEFAULT_RESULTS}"
+    assert docs, f"no committed results under {DEFAULT_RESULTS_DIR}"
     for doc in docs:
         names = TRAINING_FIELDS if doc["kind"] == "train" else (*TRAINING_FIELDS, *EVAL_FIELDS)
         preset = run_preset(doc["preset"], doc["model"])

@@ -27,22 +27,23 @@ class FakeRuns:
         self.work: list[tuple[str, str, int]] = []
         self.interrupt_at: tuple[str, int] | None = None
 
-    def train_run(self, model, preset, seed, device="auto", out=None, data_dir=None, progress=True, budget_s=None):
-        paths = RunPaths(out, preset, model, seed)
+    def train_run(self, model, preset, seed, device="auto", results_dir=None, data_dir=None, progress=True,
+                  budget_s=None):
+        paths = RunPaths(results_dir, preset, model, seed)
         if not paths.train_json.exists():
             self.work.append(("train", model, seed))
-            write_train(out, preset, model, seed, wall_time_s=10.0)
+            write_train(results_dir, preset, model, seed, wall_time_s=10.0)
         return read_json(paths.train_json, "train")
 
-    def evaluate_run(self, model, preset, seed, device="auto", out=None, data_dir=None, progress=True):
-        paths = RunPaths(out, preset, model, seed)
+    def evaluate_run(self, model, preset, seed, device="auto", results_dir=None, data_dir=None, progress=True):
+        paths = RunPaths(results_dir, preset, model, seed)
         if (model, seed) == self.interrupt_at:
             self.interrupt_at = None
             raise KeyboardInterrupt
         if not paths.eval_json.exists():
             self.work.append(("evaluate", model, seed))
-            write_figures(out, preset, model, seed)
-            write_eval(out, preset, model, seed, wall_time_s=1.0)
+            write_figures(results_dir, preset, model, seed)
+            write_eval(results_dir, preset, model, seed, wall_time_s=1.0)
         return read_json(paths.eval_json, "eval")
 
 
@@ -58,13 +59,15 @@ def fake(monkeypatch) -> FakeRuns:
 def test_interrupted_stage_resumes_with_only_the_missing_runs(fake, tmp_path):
     fake.interrupt_at = (TABLE1[3], 0)  # trained, then killed while evaluating
     with pytest.raises(KeyboardInterrupt):
-        reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False, scheduler=INLINE)
-    assert [r.status for r in plan(["table1"], "smoke", out=tmp_path)] == ["done"] * 3 + ["partial"] + ["todo"] * 2
+        reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False, scheduler=INLINE)
+    assert [r.status for r in plan(["table1"], "smoke",
+                                   results_dir=tmp_path)] == ["done"] * 3 + ["partial"] + ["todo"] * 2
     interrupted = read_json(stage_path(tmp_path, "smoke", "table1"), "stage")
     assert (interrupted["completed"], interrupted["complete"]) == (3, False)
 
     fake.work.clear()
-    summary = reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False, scheduler=INLINE)["table1"]
+    summary = reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False,
+                        scheduler=INLINE)["table1"]
     assert fake.work == [("evaluate", TABLE1[3], 0)] + [(w, m, 0) for m in TABLE1[4:] for w in ("train", "evaluate")]
     assert [r["action"] for r in summary["runs"]] == ["skipped"] * 3 + ["done"] * 3
     assert (summary["completed"], summary["complete"]) == (6, True)
@@ -78,7 +81,7 @@ def test_plan_reports_done_partial_todo(tmp_path):
     RunPaths(tmp_path, "smoke", "vae-q++", 0).last_ckpt.parent.mkdir(parents=True)
     RunPaths(tmp_path, "smoke", "vae-q++", 0).last_ckpt.write_bytes(b"checkpoint")
     write_eval(tmp_path, "smoke", "vae-p++", 0).write_text("{ corrupt")  # evaluate_run will redo it
-    statuses = {(r.model, r.seed): r.status for r in plan(["table1"], "smoke", seeds=[0, 1], out=tmp_path)}
+    statuses = {(r.model, r.seed): r.status for r in plan(["table1"], "smoke", seeds=[0, 1], results_dir=tmp_path)}
     assert statuses[("vae-1l", 0)] == "done"
     assert statuses[("vae-11l", 0)] == statuses[("vae-q++", 0)] == "partial"
     assert statuses[("vae-p++", 0)] == "invalid"
@@ -88,7 +91,7 @@ def test_plan_reports_done_partial_todo(tmp_path):
 
 @pytest.mark.unit
 def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
-    summary = reproduce(["table1"], "smoke", seeds=[0, 1], device="cpu", out=tmp_path, progress=False,
+    summary = reproduce(["table1"], "smoke", seeds=[0, 1], device="cpu", results_dir=tmp_path, progress=False,
                         scheduler=INLINE)["table1"]
     doc = read_json(stage_path(tmp_path, "smoke", "table1"), "stage")
     assert doc["models"] == list(TABLE1) and doc["seeds"] == [0, 1]
@@ -111,7 +114,7 @@ def test_all_expands_to_every_stage_once():
 @pytest.mark.unit
 def test_seeds_default_to_the_presets_per_stage(tmp_path):
     preset = get_preset("cpu")
-    runs = plan(["table1", "depth"], "cpu", out=tmp_path)
+    runs = plan(["table1", "depth"], "cpu", results_dir=tmp_path)
     assert {r.seed for r in runs if r.stage == "table1"} == set(preset.seeds["table1"])
     assert {r.seed for r in runs if r.stage == "depth"} == set(preset.seeds["depth"])
     assert len(runs) == sum(len(preset.stages[s]) * len(preset.seeds[s]) for s in ("table1", "depth"))
@@ -120,7 +123,7 @@ def test_seeds_default_to_the_presets_per_stage(tmp_path):
 @pytest.mark.unit
 def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
     with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, all"):
-        reproduce(["table3"], "smoke", out=tmp_path, progress=False, scheduler=INLINE)
+        reproduce(["table3"], "smoke", results_dir=tmp_path, progress=False, scheduler=INLINE)
     assert fake.work == []
 
 
@@ -128,11 +131,14 @@ def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
 def test_status_command_prints_the_plan(tmp_path, capsys):
     write_figures(tmp_path, "smoke", "scvae", 0)
     write_eval(tmp_path, "smoke", "scvae", 0)
-    assert cli.main(["status", "table1", "--preset", "smoke", "--out", str(tmp_path)]) == 0
+    assert cli.main(["status", "table1", "--preset", "smoke", "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "scvae" in out and "done" in out and "6 runs: 1 done, 0 invalid, 0 partial, 5 todo" in out
-    assert cli.main(["status", "nope", "--out", str(tmp_path)]) == 2
+    assert cli.main(["status", "nope", "--results-dir", str(tmp_path)]) == 2
     assert "valid stages" in capsys.readouterr().err
+    # The option's old name still works, for scripts written against it.
+    assert cli.main(["status", "table1", "--preset", "smoke", "--out", str(tmp_path)]) == 0
+    assert "6 runs: 1 done" in capsys.readouterr().out
 
 
 @pytest.mark.smoke
@@ -141,13 +147,13 @@ def test_smoke_stages_end_to_end_and_rerun_skips(smoke_results, tmp_path, capsys
     for stage in expand_stages(["all"], "smoke"):
         doc = read_json(stage_path(smoke_results, "smoke", stage), "stage")
         assert doc["complete"] and all(r["action"] == "done" for r in doc["runs"]), stage
-    assert all(r.status == "done" for r in plan(["all"], "smoke", out=smoke_results))
+    assert all(r.status == "done" for r in plan(["all"], "smoke", results_dir=smoke_results))
     rows = table1(smoke_results, "smoke").rows
     assert all("(n=1)" in row[1] for row in rows)  # every model has its NLL
 
     for model in TABLE1:  # a rerun writes its stage summary: on a copy
         run = RunPaths(smoke_results, "smoke", model, 0).dir
         shutil.copytree(run, tmp_path / run.relative_to(smoke_results))
-    again = reproduce(["table1"], "smoke", device="cpu", out=tmp_path, progress=False)
+    again = reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False)
     assert all(r["action"] == "skipped" for r in again["table1"]["runs"])
     assert "skipped" in capsys.readouterr().out

@@ -39,7 +39,8 @@ def test_sprint_dry_run_trains_budgeted_packs_and_unpacks(tmp_path, data_dir):
     results, pack_dir, back = tmp_path / "results", tmp_path / "pack", tmp_path / "unpacked"
     # --minutes 1 all kept for evaluation: a training budget of 0 s, so every run stops after its first epoch.
     # Seeds 0 (a figure seed: t-SNE skipped) and 1 (not one) stand for 0-2, to keep the test short.
-    done = scvae(["sprint", "--preset", "smoke", "--device", "cpu", "--seeds", *map(str, SEEDS), "--out", str(results),
+    done = scvae(["sprint", "--preset", "smoke", "--device", "cpu", "--seeds", *map(str, SEEDS), "--results-dir",
+                  str(results),
                   "--pack-dir", str(pack_dir), "--minutes", "1", "--eval-minutes", "1", "--jobs", "2", "--no-progress",
                   "--revision", "abc123"], tmp_path, data_dir)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -61,11 +62,11 @@ def test_sprint_dry_run_trains_budgeted_packs_and_unpacks(tmp_path, data_dir):
 
     packed = sorted(pack_dir.iterdir())
     assert 2 <= len(packed) <= sprint.MAX_FILES and all(p.stat().st_size <= sprint.MAX_FILE_BYTES for p in packed)
-    again = scvae(["sprint", "--unpack", str(pack_dir), "--out", str(back)], tmp_path, data_dir)
+    again = scvae(["sprint", "--unpack", str(pack_dir), "--results-dir", str(back)], tmp_path, data_dir)
     assert again.returncode == 0, again.stderr[-3000:]
 
-    def result_files(root: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "smoke").rglob("*"))
+    def result_files(results_dir: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(results_dir)): p.read_bytes() for p in sorted((results_dir / "smoke").rglob("*"))
                 if p.is_file() and "checkpoints" not in p.parts}
 
     assert result_files(back) == result_files(results)
@@ -119,7 +120,7 @@ def test_unpack_refuses_members_outside_the_preset(tmp_path):
 def test_bad_layouts_and_missing_data_stop_the_sprint_before_any_run(tmp_path, capsys):
     from scvae_core import cli
 
-    base = ["sprint", "--preset", "smoke", "--device", "cpu", "--out", str(tmp_path / "results")]
+    base = ["sprint", "--preset", "smoke", "--device", "cpu", "--results-dir", str(tmp_path / "results")]
     assert cli.main([*base, "--pack-dir", str(tmp_path / "p1"), "--jobs", "0"]) == 2
     assert "--jobs must be >= 1" in capsys.readouterr().err
     (tmp_path / "nodata").mkdir()

@@ -1,4 +1,5 @@
 """How the package hangs together: what reads results must not need torch; every test has its tier."""
+import re
 import shutil
 import subprocess
 import sys
@@ -39,3 +40,18 @@ def test_a_test_without_its_tier_fails_the_run(tmp_path):
     assert "test_unit_with_data: marked unit, but it uses the data or runs a workload" in report
     assert "test_smoke_without_data: marked smoke, but it uses neither data nor a workload" in report
     assert "test_fine" not in report
+
+
+def test_the_module_map_lists_every_module_with_its_size():
+    """CONTRIBUTING.md's module map: every module once, its line count roughly right, and a reason
+    given for each module over 400 lines."""
+    text = (REPO_ROOT / "CONTRIBUTING.md").read_text()
+    listed = {m: int(n) for m, n in re.findall(r"^\| `scvae_core/(\w+)\.py` \| ~(\d+) \|", text, re.M)}
+    modules = {p.stem: len(p.read_text().splitlines()) for p in (REPO_ROOT / "scvae_core").glob("*.py")
+               if p.stem != "__init__"}
+    assert set(listed) == set(modules), (f"listed but missing: {set(listed) - set(modules)}; "
+                                         f"not listed: {set(modules) - set(listed)}")
+    off = {m: (listed[m], n) for m, n in modules.items() if abs(listed[m] - n) > max(30, 0.2 * n)}
+    assert not off, f"module map line counts (stated, actual) to update: {off}"
+    reasons = set(re.findall(r"^- `(\w+)\.py`", text, re.M))
+    assert {m for m, n in modules.items() if n > 400} <= reasons, "say why each module over 400 lines stays whole"

@@ -46,8 +46,9 @@ def column(table: tables.Table, name: str) -> list[str]:
     return [row[j] for row in table.rows]
 
 
-def values(out, model: str, key: str) -> np.ndarray:
-    return np.array([read_json(RunPaths(out, "cpu", model, s).eval_json, "eval")["metrics"][key] for s in SEEDS])
+def values(results_dir, model: str, key: str) -> np.ndarray:
+    return np.array([read_json(RunPaths(results_dir, "cpu", model, s).eval_json,
+                               "eval")["metrics"][key] for s in SEEDS])
 
 
 def test_table1_cells_are_means_and_stds_of_the_eval_files(cpu_tree):

@@ -22,8 +22,8 @@ from scvae_core.zoo import MODELS
 MODEL = "vae-1l"
 
 
-def paths(out: Path, model: str = MODEL) -> RunPaths:
-    return RunPaths(out, "smoke", model, 0)
+def paths(results_dir: Path, model: str = MODEL) -> RunPaths:
+    return RunPaths(results_dir, "smoke", model, 0)
 
 
 def weights_only(path: Path) -> dict:
@@ -105,7 +105,7 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
 
 @pytest.mark.smoke
 def test_smoke_run_writes_a_complete_train_json(run_a, data_dir, capsys):
-    out, doc = run_a
+    results_dir, doc = run_a
     assert (doc["model"], doc["preset"], doc["seed"], doc["stopped"]) == (MODEL, "smoke", 0, "max_epochs")
     assert doc["config"] == MODELS[MODEL].to_dict() and doc["preset_config"]["name"] == "smoke"
     assert doc["provenance"]["seed"] == 0 and doc["provenance"]["device"] == "cpu"
@@ -118,10 +118,11 @@ def test_smoke_run_writes_a_complete_train_json(run_a, data_dir, capsys):
     assert [h["beta"] for h in doc["history"]] == [pytest.approx(2 / 3), 1.0]
     assert doc["best_valid_elbo"] == max(h["valid_elbo"] for h in doc["history"])
 
-    mtime = paths(out).train_json.stat().st_mtime_ns
-    assert train.train_run(MODEL, "smoke", 0, device="cpu", out=out, data_dir=data_dir, progress=False) == doc
+    mtime = paths(results_dir).train_json.stat().st_mtime_ns
+    assert train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=results_dir, data_dir=data_dir,
+                           progress=False) == doc
     assert "already trained" in capsys.readouterr().out
-    assert paths(out).train_json.stat().st_mtime_ns == mtime
+    assert paths(results_dir).train_json.stat().st_mtime_ns == mtime
 
 
 @pytest.mark.smoke
@@ -129,7 +130,7 @@ def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_di
     out_a, doc_a = run_a
 
     def run(max_steps):
-        return train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False,
+        return train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False,
                                max_steps=max_steps)
 
     # Killed after step 1 (mid-epoch 1), then after step 4 (mid-epoch 2, crossing an epoch end), then finished.
@@ -150,13 +151,13 @@ def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_di
 
 @pytest.mark.smoke
 def test_checkpoints_load_with_weights_only(run_a):
-    out, doc = run_a
-    last = weights_only(paths(out).last_ckpt)
+    results_dir, doc = run_a
+    last = weights_only(paths(results_dir).last_ckpt)
     assert last["progress"]["stopped"] == "max_epochs" and last["config"] == doc["config"]
     assert isinstance(last["rng_cpu"], torch.Tensor)
-    best = weights_only(paths(out).best_ckpt)
+    best = weights_only(paths(results_dir).best_ckpt)
     assert best["epoch"] == doc["best_epoch"]
-    model = train.load_trained(MODEL, "smoke", 0, out, "cpu")
+    model = train.load_trained(MODEL, "smoke", 0, results_dir, "cpu")
     assert isinstance(model, VAE) and not model.training
     assert all(torch.equal(v, best["model"][k]) for k, v in model.state_dict().items())
 
@@ -164,7 +165,7 @@ def test_checkpoints_load_with_weights_only(run_a):
 @pytest.mark.unit
 def test_load_trained_says_how_to_train(tmp_path):
     with pytest.raises(ResultError, match=f"not trained yet. To fix: run `scvae train {MODEL} --preset smoke "
-                                          f"--seed 0 --out {tmp_path}`"):
+                                          f"--seed 0 --results-dir {tmp_path}`"):
         train.load_trained(MODEL, "smoke", 0, tmp_path, "cpu")
 
 
@@ -184,7 +185,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
     monkeypatch.setattr(VAE, "elbo", elbo)
     with pytest.raises(train.TrainingDiverged, match=r"loss nan at epoch 2, step 2 of 3 .*the last good "
                                                      r"checkpoint, .*last.pt \(epoch 2, step 1\), is kept"):
-        train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+        train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False)
     ck = weights_only(paths(tmp_path).last_ckpt)
     assert (ck["progress"]["epoch"], ck["progress"]["step"]) == (1, 1)
     assert all(t.isfinite().all() for t in tensors(ck["model"]) + tensors(ck["optimizer"]))
@@ -205,7 +206,7 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path, data_dir, monkeypat
     monkeypatch.setattr(torch.optim.Adam, "step", step)
     with pytest.raises(train.TrainingDiverged, match=r"non-finite weights .* at epoch 1, step 2; the last good "
                                                      r"checkpoint, .*\(epoch 1, step 1\), is kept"):
-        train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+        train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False)
     assert weights_only(paths(tmp_path).last_ckpt)["progress"]["step"] == 1
 
 
@@ -224,7 +225,7 @@ def test_early_stopping_keeps_the_best_epoch(warmup, scores, stopped_after, best
         return float(next(scores))
 
     monkeypatch.setattr(train, "validation_elbo", validation_elbo)
-    doc = train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+    doc = train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False)
     assert (doc["stopped"], doc["epochs_run"], doc["best_epoch"]) == ("early_stopping", stopped_after, best)
     saved = weights_only(paths(tmp_path).best_ckpt)["model"]
     assert all(torch.equal(v, snapshots[best - 1][k]) for k, v in saved.items())
@@ -232,22 +233,24 @@ def test_early_stopping_keeps_the_best_epoch(warmup, scores, stopped_after, best
 
 @pytest.mark.smoke
 def test_changed_training_settings_refuse_the_old_checkpoint(tmp_path, data_dir, monkeypatch):
-    train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False, max_steps=1)
+    train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False,
+                    max_steps=1)
     smoke(monkeypatch, lr=1e-3)
     with pytest.raises(ResultError, match="its training settings differ from what 'vae-1l' under preset 'smoke' "
                                           "has now. To fix: delete .*checkpoints"):
-        train.train_run(MODEL, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False)
+        train.train_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False)
 
 
 @pytest.mark.smoke
 def test_cli_train(tmp_path, data_dir):
     scvae = Path(sys.executable).parent / "scvae"
     env = {**os.environ, "SCVAE_DATA": str(data_dir)}
-    cmd = [str(scvae), "train", MODEL, "--preset", "smoke", "--seed", "0", "--out", str(tmp_path), "--no-progress"]
+    cmd = [str(scvae), "train", MODEL, "--preset", "smoke", "--seed", "0", "--results-dir", str(tmp_path),
+           "--no-progress"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert read_json(paths(tmp_path).train_json, "train", TRAIN_KEYS)["epochs_run"] == 2
-    bad = subprocess.run([str(scvae), "train", "vae-2l", "--out", str(tmp_path)], env=env, capture_output=True,
+    bad = subprocess.run([str(scvae), "train", "vae-2l", "--results-dir", str(tmp_path)], env=env, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "unknown model 'vae-2l'; valid models: vae-1l" in bad.stderr
 
@@ -256,7 +259,7 @@ def test_cli_train(tmp_path, data_dir):
 @pytest.mark.parametrize("name", TABLE1 + TABLE2)
 def test_every_table_model_trains(name, tmp_path, data_dir):
     assert name in MODELS
-    result = train.train_run(name, "smoke", 0, device="cpu", out=tmp_path, data_dir=data_dir, progress=False,
+    result = train.train_run(name, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir, progress=False,
                              max_steps=2)
     assert result["stopped"] == "max_steps"
     ck = weights_only(paths(tmp_path, name).last_ckpt)

@@ -22,6 +22,7 @@ from .results import PAPER_REPORTED, PUBLISHED, RunPaths, read_figures, read_run
 
 PREFERRED_PRESETS = ("paper", "cpu")  # the book shows the first that has results
 AUTO = "auto"  # the notebooks' (and make's) spelling of "pick for me"
+COIN_FLIP_ELBO = -784 * math.log(2)  # the ELBO of a model that says 1/2 for every pixel
 DEPTH_MODEL = re.compile(r"^(enc|dec)(\d+)-(plain|skip)$")  # zoo's depth-sweep names
 EVAL_REQUIRED = ("metrics", "fisher", "derivations", "config")  # what the tables need of an eval.json
 TRAIN_KEYS = ("model", "preset", "seed", "config", "preset_config", "history", "best_epoch",

@@ -332,6 +332,23 @@ def collapse_text(results_dir: Path | str, preset: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def start_text(results_dir: Path | str, twin: Twin, preset: str) -> str:
+    """How a twin set's runs start: the validation ELBO and the training KL of epoch 1, and the
+    first epoch whose validation ELBO beats a coin flip (as train.json recorded them)."""
+    from .runs import COIN_FLIP_ELBO, train_docs
+
+    lines = []
+    for m in twin.models():
+        for d in train_docs(results_dir, preset, [m]):
+            h = d["history"]
+            better = next((e["epoch"] for e in h if e["valid_elbo"] > COIN_FLIP_ELBO), None)
+            lines.append(f"- {_table1_display(m.removesuffix(twin.suffix))} (seed {d['seed']}): after epoch 1, "
+                         f"validation ELBO {h[0]['valid_elbo']:,.0f} nats and training KL {h[0]['kl']:,.0f}; better "
+                         f"than a coin flip ({COIN_FLIP_ELBO:.0f}) "
+                         + (f"from epoch {better}" if better else f"in none of its {len(h)} epochs"))
+    return "\n".join(lines) or f"No run of the {twin.label} twins under {preset} is evaluated yet."
+
+
 # ------------------------------------------------------------------------- verdicts at a glance
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from .models import VAE, ModelConfig
 from .lock import run_lock
 from .presets import Preset, changed_settings, run_preset, settings
 from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json
-from .runs import load_train
+from .runs import COIN_FLIP_ELBO, load_train
 from .zoo import get_config
 
 CHECKPOINT_FORMAT = 1
@@ -40,7 +40,7 @@ EVAL_BATCH = 1000
 STAT_NAMES = ("loss", "elbo", "rec", "kl")
 # A validation ELBO below this is divergence, not a result: ten times worse than a model that
 # predicts every pixel as a fair coin (784 log 2 = 543 nats), which even an untrained one beats.
-DIVERGED_ELBO = -10 * 784 * math.log(2)
+DIVERGED_ELBO = 10 * COIN_FLIP_ELBO
 CHECKPOINT_KEYS = ("format", "config", "training", "progress", "model", "optimizer", "best_model", "rng_cpu",
                    "rng_cuda")
 
@@ -277,7 +277,7 @@ class _Run:
         if not math.isfinite(valid) or (valid < DIVERGED_ELBO and p.beta >= 1.0 and stalled):
             raise TrainingDiverged(
                 f"training diverged: validation ELBO {valid:.4g} after epoch {epoch} (a coin-flip model scores "
-                f"{-784 * math.log(2):.0f}; below {DIVERGED_ELBO:.0f} after warm-up and no better than epoch "
+                f"{COIN_FLIP_ELBO:.0f}; below {DIVERGED_ELBO:.0f} after warm-up and no better than epoch "
                 f"{p.best_epoch}'s is no result); {self._kept()}, and diverges the same way: lower the preset's "
                 f"lr ({self.preset.lr}) or use another seed.")
         if p.best_valid_elbo is None or valid > p.best_valid_elbo:

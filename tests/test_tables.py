@@ -258,6 +258,23 @@ def test_collapse_text_names_models_without_active_units(tmp_path):
     assert "- authors' protocol (ReLU, He init, lr 1e-3): 0 of 6 models run" in text
 
 
+def test_start_text_reads_epoch_one_and_the_first_epoch_better_than_a_coin_flip(tmp_path):
+    authors = next(t for t in TWINS if t.suffix == "-authors")
+    assert tables.start_text(tmp_path, authors, "cpu").startswith("No run of the authors' protocol")
+    for model, valid in (("scvae-authors", [-18041.5, -7926.4, -480.2]), ("vae-1l-authors", [-900.0, -800.0, -700.0])):
+        path = write_train(tmp_path, "cpu", model, 0)
+        doc = read_json(path, "train")
+        for e, v in zip(doc["history"], valid):
+            e["valid_elbo"], e["kl"] = v, 36285.2 if model == "scvae-authors" else 20.0
+        path.write_text(json.dumps(doc))
+        write_eval(tmp_path, "cpu", model, 0)
+    text = tables.start_text(tmp_path, authors, "cpu")
+    assert ("- SCVAE (seed 0): after epoch 1, validation ELBO -18,042 nats and training KL 36,285; better than a "
+            "coin flip (-543) from epoch 3") in text
+    assert "- VAE(1L) (seed 0): after epoch 1, validation ELBO -900 nats and training KL 20; better than a coin flip " \
+           "(-543) in none of its 3 epochs" in text
+
+
 def test_gap_text_splits_budget_estimator_and_protocol(tmp_path):
     by = {"100": 95.0, "200": 94.0, "1000": 93.3, "5000": 93.0}
     write_eval(tmp_path, "long", "vae-1l", 0, nll=104.0, epoch=10, nll_samples=200)

@@ -735,7 +735,8 @@ def targets(doc: dict) -> dict[str, dict]:
                f"{r['update_ms']:.2f} + activations {r['activations_ms']:.2f}; the step takes "
                f"{trained['step_ms']:.2f} ms ({no_update['step_ms']:.2f} without the update); the same operators at "
                f"width {FLOOR_WIDTH}, batch 1 take {r['floor_ms']:.2f} ms (the framework's per-operator floor); the "
-               f"Bernoulli log-likelihood alone, forward and backward, {r['likelihood_ms']:.2f} ms")
+               f"Bernoulli log-likelihood alone, forward and backward, {r['likelihood_ms']:.2f} ms"
+               + _inside_the_step(t["profile"], name, r["gemm_ms"]))
     n = doc["nll"]
     ran = n["runs"][0]
     gemm, elementwise = n.get("gemm_ms_per_image"), n.get("elementwise_ms_per_image")
@@ -762,6 +763,15 @@ def targets(doc: dict) -> dict[str, dict]:
            f"{r['activation_bytes'] / 1e6:.0f} MB take {r['activations_ms']:.0f} ms at the measured bandwidth "
            f"(roofline {r['roofline_ms']:.0f} ms, {trained['roofline_fraction']:.2f} of it)")
     return found
+
+
+def _inside_the_step(profile: dict, name: str, alone_ms: float) -> str:
+    """For the profiled model: how long its multiplies take inside the step, against alone."""
+    if profile.get("model") != name or "ms_per_call" not in profile:
+        return ""
+    inside = profile["matmul_share"] * profile["ms_per_call"]
+    return (f"; profiled, the multiplies take {profile['matmul_share']:.0%} of the step, {inside:.2f} ms, against "
+            f"{alone_ms:.2f} ms timed alone")
 
 
 def noise_warnings(doc: dict) -> tuple[list[str], bool]:

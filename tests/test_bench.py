@@ -110,6 +110,14 @@ def _noise_doc(load: float, other_cores: float | None) -> dict:
 
 
 @pytest.mark.unit
+def test_the_profiled_step_compares_its_multiplies_with_their_time_alone():
+    profile = {"model": "scvae", "matmul_share": 0.75, "ms_per_call": 28.0}
+    assert bench._inside_the_step(profile, "scvae", 17.19) == (
+        "; profiled, the multiplies take 75% of the step, 21.00 ms, against 17.19 ms timed alone")
+    assert bench._inside_the_step(profile, "vae-1l", 2.2) == ""  # only the profiled model
+
+
+@pytest.mark.unit
 class TestOtherWork:
     """Whether other work competed is measured (CPU time not ours), not read off the lagging load."""
 

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 TABLE_ID = "bench"
 REQUIRED = ("machine", "machine_description", "device", "quick", "flop_model", "gemm", "training", "nll", "fisher",
             "make", "targets", "warnings", "total_s")
-VERDICTS = {True: "met", False: "NOT met", None: "unknown (busy or noisy machine: see the warnings)"}
+INCONCLUSIVE = "inconclusive"  # a target within its workload's run-to-run spread (bench.verdict)
+VERDICTS = {True: "met", False: "NOT met", None: "unknown (busy or noisy machine: see the warnings)",
+            INCONCLUSIVE: "inconclusive: within the run-to-run spread of two timings"}
 MISSING = "—"  # a measure this machine's file lacks (written by an older `scvae bench`)
 
 
@@ -96,7 +98,8 @@ def _verdicts(doc: dict) -> str:
     met = [tg["met"] for tg in doc["targets"].values()]
     if any(m is None for m in met):
         return f"{sum(m is True for m in met)} of {len(met)} met, the rest unknown (busy machine)"
-    return f"{sum(met)} of {len(met)} met"
+    unsure = sum(m == INCONCLUSIVE for m in met)
+    return f"{sum(m is True for m in met)} of {len(met)} met" + (f", {unsure} inconclusive" if unsure else "")
 
 
 MEASURES: list[tuple[str, Callable[[dict], str]]] = [
@@ -234,7 +237,8 @@ def format_table(doc: dict) -> str:
                                            else "not measured yet"))
     for tg in doc["targets"].values():
         lines.append(f"target: {tg['what']} {tg['sense']} {tg['target']}: {tg['as_trained']:.2f} as the code runs "
-                     f"it, {tg['best']:.2f} with {tg['best_variant']} ({VERDICTS[tg['met']]})")
+                     f"it" + (f" ({tg['again']:.2f} timed again)" if "again" in tg else "")
+                     + f", {tg['best']:.2f} with {tg['best_variant']} ({VERDICTS[tg['met']]})")
         if tg["met"] is not True:
             lines.append(f"  in the way: {tg['in_the_way']}")
     lines += [f"WARNING: {w}" for w in doc["warnings"]]

@@ -667,24 +667,29 @@ def run_bench(device: str = "auto", quick: bool = False, results_dir: str | Path
 
     # 5. every target's as-trained workload timed again, most of a bench after the first time:
     # two timings give each target a run-to-run spread, and a verdict inside it is inconclusive.
-    again_step = {n: train_row(n, b0, TRAINED_BY)["step_ms"] for n in (*MODELS, VAMP, PIXEL)}
-    again_nll = {v.model: nll_row(v) for v in variants
-                 if v.label == "evaluate.py" and v.model in (MAIN_MODEL, VAMP, VAMP_BASE)}
-    again = {f"training:{n}": roofline[n]["roofline_ms"] / again_step[n] for n in MODELS}
-    again |= {"nll": again_nll[MAIN_MODEL]["gflops"] * 1e9 / nll_ceiling,
-              "vamp_nll": again_nll[VAMP]["ms_per_image"] / again_nll[VAMP_BASE]["ms_per_image"],
-              "vamp_epoch": again_step[VAMP] / 1e3 * EPOCH / b0,
-              "pixel_training": flops(train_work[PIXEL, b0]) / (again_step[PIXEL] / 1e3) / ceilings[PIXEL, b0]}
+    def target_values(step_ms: dict[str, float], nll_of: dict[str, dict]) -> dict[str, float]:
+        """Each target's value from one timing of the as-trained workloads: training steps (ms)
+        and evaluate.py's NLL rows, per model."""
+        values = {f"training:{n}": roofline[n]["roofline_ms"] / step_ms[n] for n in MODELS}
+        return values | {"nll": nll_of[MAIN_MODEL]["gflops"] * 1e9 / nll_ceiling,
+                         "vamp_nll": nll_of[VAMP]["ms_per_image"] / nll_of[VAMP_BASE]["ms_per_image"],
+                         "vamp_epoch": step_ms[VAMP] / 1e3 * EPOCH / b0,
+                         "pixel_training": flops(train_work[PIXEL, b0]) / (step_ms[PIXEL] / 1e3) / ceilings[PIXEL, b0]}
+
+    timed = (*MODELS, VAMP, PIXEL)
+    as_run = [v for v in variants if v.label == "evaluate.py" and v.model in (MAIN_MODEL, VAMP, VAMP_BASE)]
+    row = {(r["model"], r["optimizer"]): r for r in runs if r["batch"] == b0}
+    first = target_values({n: row[n, TRAINED_BY]["step_ms"] for n in timed}, {v.model: nll_rows[v] for v in as_run})
+    again = target_values({n: train_row(n, b0, TRAINED_BY)["step_ms"] for n in timed},
+                          {v.model: nll_row(v) for v in as_run})
     bar.close()
 
-    row = {(r["model"], r["optimizer"]): r for r in runs if r["batch"] == b0}
     by_model = {m: next(r for v, r in nll_rows.items() if v.model == m and v.label == "evaluate.py")
                 for m in (VAMP, VAMP_BASE, PIXEL)}
-    vamp_step = row[VAMP, TRAINED_BY]["step_ms"] / 1e3
     vamp = {"model": VAMP, "base": VAMP_BASE, "batch": b0,
             "nll_ms_per_image": by_model[VAMP]["ms_per_image"], "base_nll_ms_per_image": by_model[VAMP_BASE]["ms_per_image"],
-            "nll_ratio": by_model[VAMP]["ms_per_image"] / by_model[VAMP_BASE]["ms_per_image"],
-            "epoch_s": vamp_step * EPOCH / b0, "base_epoch_s": row[VAMP_BASE, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0,
+            "nll_ratio": first["vamp_nll"], "epoch_s": first["vamp_epoch"],
+            "base_epoch_s": row[VAMP_BASE, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0,
             "gemm_epoch_s": roofline[VAMP]["gemm_ms"] / 1e3 * EPOCH / b0,
             "roofline_epoch_s": roofline[VAMP]["roofline_ms"] / 1e3 * EPOCH / b0,
             # the share of a step's FLOPs spent on the pseudo-inputs (encoder forward and backward)
@@ -712,7 +717,7 @@ def run_bench(device: str = "auto", quick: bool = False, results_dir: str | Path
         "nll": nll, "vamp": vamp, "pixel": pixel, "fisher": fisher,
         "make": timing.recorded(timings),
     }
-    doc["targets"] = targets(doc)
+    doc["targets"] = targets(doc, first)
     doc["warnings"], trusted = noise_warnings(doc)
     doc["busy"] = any("busy machine" in w for w in doc["warnings"])
     for key, tg in doc["targets"].items():
@@ -724,15 +729,15 @@ def run_bench(device: str = "auto", quick: bool = False, results_dir: str | Path
     return path, doc
 
 
-def targets(doc: dict) -> dict[str, dict]:
-    """Each target: the measured value as the code runs it, the best variant, and what stands in
-    the way (the measurements that bound it)."""
+def targets(doc: dict, as_trained: dict[str, float]) -> dict[str, dict]:
+    """Each target: its value as the code runs it (``as_trained``, by key), the best variant, and
+    what stands in the way (the measurements that bound it)."""
     t, b0 = doc["training"], doc["settings"]["batches"][0]
     found = {}
 
-    def target(key: str, fmt: dict, as_trained: float, best: tuple[float, str], in_the_way: str) -> None:
+    def target(key: str, fmt: dict, best: tuple[float, str], in_the_way: str) -> None:
         what, value, sense = TARGETS[key.split(":")[0]]
-        found[key] = {"what": what.format(**fmt), "target": value, "sense": sense, "as_trained": as_trained,
+        found[key] = {"what": what.format(**fmt), "target": value, "sense": sense, "as_trained": as_trained[key],
                       "best": best[0], "best_variant": best[1], "in_the_way": in_the_way}
 
     for name in MODELS:
@@ -741,8 +746,7 @@ def targets(doc: dict) -> dict[str, dict]:
         trained = next(x for x in mine if x["optimizer"] == TRAINED_BY)
         no_update = next(x for x in mine if x["optimizer"] == NO_UPDATE)
         best = max((x for x in mine if x["optimizer"] != NO_UPDATE), key=lambda x: x["roofline_fraction"])
-        target(f"training:{name}", {"m": name, "b": b0}, trained["roofline_fraction"],
-               (best["roofline_fraction"], best["optimizer"]),
+        target(f"training:{name}", {"m": name, "b": b0}, (best["roofline_fraction"], best["optimizer"]),
                f"roofline {r['roofline_ms']:.2f} ms = multiplies {r['gemm_ms']:.2f} + Adam update "
                f"{r['update_ms']:.2f} + activations {r['activations_ms']:.2f}; the step takes "
                f"{trained['step_ms']:.2f} ms ({no_update['step_ms']:.2f} without the update); the same operators at "
@@ -752,24 +756,23 @@ def targets(doc: dict) -> dict[str, dict]:
     n = doc["nll"]
     ran = n["runs"][0]
     gemm, elementwise = n.get("gemm_ms_per_image"), n.get("elementwise_ms_per_image")
-    target("nll", {}, ran["fraction"], (n["best"]["fraction"], n["best"]["variant"]),
+    target("nll", {}, (n["best"]["fraction"], n["best"]["variant"]),
            f"evaluate.py runs {ran['gflops']:.0f} GFLOP/s against a ceiling of {n['ceiling_gflops']:.0f}"
            + (f": of its {ran['ms_per_image']:.0f} ms per image, the multiplies at their measured rates take "
               f"{gemm:.0f} ms and the decoder's tanh and skip additions alone {elementwise:.0f} ms"
               if gemm is not None and elementwise is not None else ""))
     v = doc["vamp"]
-    target("vamp_nll", {}, v["nll_ratio"], (v["nll_ratio"], "evaluate.py"),
+    target("vamp_nll", {}, (v["nll_ratio"], "evaluate.py"),
            f"{v['nll_ms_per_image']:.1f} against {v['base_nll_ms_per_image']:.1f} ms per image: log p(z) and the "
            f"pseudo-inputs add {v['nll_ms_per_image'] - v['base_nll_ms_per_image']:.1f} ms")
-    target("vamp_epoch", {"b": b0}, v["epoch_s"], (v["epoch_s"], TRAINED_BY),
+    target("vamp_epoch", {"b": b0}, (v["epoch_s"], TRAINED_BY),
            f"its multiplies alone take {v['gemm_epoch_s']:.1f} s per epoch here (roofline {v['roofline_epoch_s']:.1f} "
            f"s), {v['pseudo_share']:.0%} of the FLOPs on the pseudo-inputs; the standard prior's epoch takes "
            f"{v['base_epoch_s']:.1f} s")
     p = doc["pixel"]
     trained, channels_last = p["training"]
     r = t["roofline"][PIXEL]
-    target("pixel_training", {"b": b0}, trained["fraction_same_batch"],
-           max((x["fraction_same_batch"], x["optimizer"]) for x in p["training"]),
+    target("pixel_training", {"b": b0}, max((x["fraction_same_batch"], x["optimizer"]) for x in p["training"]),
            f"convolutions are {p['conv_share']:.0%} of its FLOPs; the step takes {trained['step_ms']:.0f} ms "
            f"({channels_last['step_ms']:.0f} ms with channels-last maps), of which the activations' "
            f"{r['activation_bytes'] / 1e6:.0f} MB take {r['activations_ms']:.0f} ms at the measured bandwidth "

@@ -257,6 +257,16 @@ def test_every_target_has_a_verdict_that_follows_from_its_numbers(quick_run):
         if tg["met"] is not True:  # a missed target says what stands in its way
             assert f"in the way: {tg['in_the_way']}" in stdout
     assert "ms" in doc["targets"]["training:scvae"]["in_the_way"]
+    # the first timing's values are those of the rows the file keeps
+    b0, tg = doc["settings"]["batches"][0], doc["targets"]
+    for m in bench.MODELS:
+        trained = next(r for r in doc["training"]["runs"]
+                       if (r["model"], r["batch"], r["optimizer"]) == (m, b0, bench.TRAINED_BY))
+        assert tg[f"training:{m}"]["as_trained"] == pytest.approx(trained["roofline_fraction"])
+    assert tg["nll"]["as_trained"] == pytest.approx(doc["nll"]["runs"][0]["fraction"])
+    assert tg["vamp_nll"]["as_trained"] == doc["vamp"]["nll_ratio"]
+    assert tg["vamp_epoch"]["as_trained"] == doc["vamp"]["epoch_s"]
+    assert tg["pixel_training"]["as_trained"] == pytest.approx(doc["pixel"]["training"][0]["fraction_same_batch"])
 
 
 @pytest.mark.smoke

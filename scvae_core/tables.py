@@ -7,6 +7,7 @@ Results are read through :mod:`scvae_core.runs`; verdicts come from :mod:`scvae_
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import re
 from collections import Counter
@@ -16,9 +17,11 @@ from pathlib import Path
 
 from . import claims, verdicts
 from .bench_tables import bench_table
-from .presets import TABLE1, get_preset
-from .runs import (DEPTH_MODEL, citation, collect, md_text, metric, paper_reported, paper_rows, per_seed,
-                   published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of)
+from .presets import TABLE1, get_preset, run_preset
+from .results import RunPaths
+from .runs import (DEPTH_MODEL, citation, collect, evaluated_seeds, load_train, md_text, metric, paper_reported,
+                   paper_rows, per_seed, published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of,
+                   train_docs)
 from .verdicts import VERDICTS
 from .zoo import OURS, TWINS, Twin, check_name
 
@@ -436,10 +439,21 @@ TABLES["glance"] = glance_table
 
 # ------------------------------------------------------------------------- training ten times longer
 
-def _last_change(doc: dict, epochs: int = 20) -> float | None:
-    """Mean change per epoch of the validation ELBO over a run's last ``epochs`` epochs."""
+LAST_EPOCHS = 20  # the window over which a run's end is judged
+DIP_NATS = 10.0  # a validation ELBO this far below the run's best so far is a dip (ten 1-nat thresholds)
+
+
+def convergence(doc: dict, epochs: int = LAST_EPOCHS) -> dict | None:
+    """How a run ended, over its last ``epochs`` epochs: the validation ELBO's mean change per
+    epoch; the same for the best ELBO so far (the weights that are evaluated follow it); and the
+    dips, epochs more than DIP_NATS below that best. None for a run shorter than the window."""
     h = [e["valid_elbo"] for e in doc["history"]]
-    return (h[-1] - h[-1 - epochs]) / epochs if len(h) > epochs else None
+    if len(h) <= epochs:
+        return None
+    best = list(itertools.accumulate(h, max))
+    below = [b - v for b, v in zip(best[-epochs:], h[-epochs:])]
+    return {"change": (h[-1] - h[-1 - epochs]) / epochs, "best_change": (best[-1] - best[-1 - epochs]) / epochs,
+            "dips": sum(d > DIP_NATS for d in below), "deepest": max(below)}
 
 
 LONG_OF = {"cpu": "long", "smoke": "smoke-long"}  # a short preset and the one that trains it longer
@@ -449,8 +463,6 @@ def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
     """Table 1 under every budget: the paper's, the short preset's (``preset``: cpu, or smoke in
     the tests) and its long preset's at each evaluated epoch, NLL and accuracy; and whether the
     long runs converged (the validation ELBO's mean change per epoch over the last 20)."""
-    from .runs import train_docs
-
     short = preset if preset in LONG_OF else "cpu"
     long_name = LONG_OF[short]
     budgets = [(short, None)] + [(long_name, e) for e in get_preset(long_name).eval_epochs]
@@ -460,7 +472,7 @@ def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
     for m in TABLE1:
         nll = [format_stat(seed_summary(per_seed(data[b][m], metric("nll"))), NLL_DECIMALS) for b in budgets]
         acc = [format_stat(seed_summary(per_seed(data[b][m], metric("svm_acc"))), ACC_DECIMALS) for b in budgets]
-        changes = {d["seed"]: v for d in train_docs(results_dir, long_name, [m]) if (v := _last_change(d)) is not None}
+        changes = {d["seed"]: c["change"] for d in train_docs(results_dir, long_name, [m]) if (c := convergence(d))}
         rows.append((paper[m]["display"], f"{paper[m]['nll']:.{NLL_DECIMALS}f}", *nll,
                      f"{paper[m]['acc']:.{ACC_DECIMALS}f}", *acc, format_stat(seed_summary(changes), 3)))
     labels = [f"{short}, {get_preset(short).epochs} epochs"] + [f"{long_name}, epoch {e}" for _, e in budgets[1:]]
@@ -473,11 +485,41 @@ def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
                f"of {p.epochs} epochs evaluated at epochs "
                f"{', '.join(map(str, p.eval_epochs))} (its best weights so far; NLL with S = {p.nll_samples} before "
                f"the last, {p.final_nll_samples} at it, seed 0: {p.check_nll_samples.get(0)}). {seeds_text(seeds)}; "
-               "mean ± sample std over seeds (n seeds). A change per epoch near 0 means converged.")
+               "mean ± sample std over seeds (n seeds). A change per epoch near 0 means converged; a large one, a run "
+               "recovering from a dip (the convergence table shows the dips).")
     return Table("table1-budgets", caption, columns, tuple(rows), short, tuple(seeds))
 
 
 TABLES["table1-budgets"] = table1_budgets
+
+
+def convergence_table(results_dir: Path | str, preset: str | None = None) -> Table:
+    """Every finished run of a long preset (``preset``: it, or the short preset it lengthens;
+    default long): did it converge, and was its end stable (see :func:`convergence`)?"""
+    long_name = preset if preset in LONG_OF.values() else LONG_OF.get(preset, LONG_OF["cpu"])
+    threshold = verdicts.THRESHOLDS["nll"][0]
+    rows, seeds = [], set()
+    for m in dict.fromkeys(m for models in get_preset(long_name).stages.values() for m in models):
+        last = run_preset(long_name, m).eval_epochs[-1]
+        for s in evaluated_seeds(results_dir, long_name, m, epoch=last):
+            c = convergence(load_train(RunPaths(Path(results_dir), long_name, m, s)))
+            if c is None:
+                continue
+            seeds.add(s)
+            state = "still improving" if c["best_change"] * LAST_EPOCHS >= threshold else "levelling off"
+            rows.append((f"{m} seed {s}", str(last), f"{c['change']:+.3f}", f"{c['best_change']:+.3f}", str(c["dips"]),
+                         f"{c['deepest']:.1f}", state + (", unstable" if c["dips"] else "")))
+    columns = ("Run", "epochs", f"valid ELBO change per epoch, last {LAST_EPOCHS}",
+               f"best valid ELBO so far: change per epoch, last {LAST_EPOCHS}",
+               f"dips (epochs > {DIP_NATS:g} nats below the best so far)", "deepest dip (nats)", "end")
+    caption = (f"How each run of the {long_name} preset ended, over its last {LAST_EPOCHS} epochs. The evaluated "
+               "weights are the best so far by validation ELBO, so they follow the fourth column. 'still improving': "
+               f"that best rose by at least the {threshold:g}-nat threshold in those epochs; 'levelling off': by less; "
+               f"'unstable': some epoch fell more than {DIP_NATS:g} nats below it.")
+    return Table("convergence", caption, columns, tuple(rows), long_name, tuple(sorted(seeds)))
+
+
+TABLES["convergence"] = convergence_table
 
 
 def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:

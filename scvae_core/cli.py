@@ -193,7 +193,7 @@ def _status(args) -> None:
     from .reproduce import format_plan, plan, stage_times
 
     print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, results_dir=args.results_dir)))
-    print("\nstage summaries (wall time = the runs' own train + evaluate times):")
+    print("\nfinished runs per stage, from their files (wall time = the runs' own train + evaluate times):")
     print(stage_times(args.results_dir))
 
 

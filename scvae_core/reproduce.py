@@ -16,8 +16,9 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
-from .presets import get_preset, run_preset
+from .presets import PRESETS, get_preset, run_preset
 from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json
+from .runs import seeds_on_disk
 from .zoo import check_name
 
 ALL = "all"
@@ -104,6 +105,15 @@ def _wall_time(path: Path, kind: str) -> float | None:
     return read_json(path, kind).get("wall_time_s") if path.exists() else None
 
 
+def run_seconds(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[float | None, float | None]:
+    """A run's own train and evaluate wall times from its files, each added up over every invocation
+    that resumed it (evaluate: every epoch the preset evaluates at); None where a file is missing."""
+    paths = RunPaths(Path(results_dir), preset_name, model, seed)
+    evals = [s for e in run_preset(preset_name, model).eval_epochs or (None,)
+             if (s := _wall_time(paths.eval_json_at(e), "eval")) is not None]
+    return _wall_time(paths.train_json, "train"), (sum(evals) if evals else None)
+
+
 def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, actions: dict, invocation_s: float,
                         device: str) -> dict:
     """stage-<stage>.json: each run's state and wall times, the stage's totals, the machine."""
@@ -111,8 +121,7 @@ def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, action
     runs, files_s = [], 0.0
     for model in models:
         for seed in seeds:
-            paths = RunPaths(Path(results_dir), preset_name, model, seed)
-            train_s, eval_s = _wall_time(paths.train_json, "train"), _wall_time(paths.eval_json, "eval")
+            train_s, eval_s = run_seconds(results_dir, preset_name, model, seed)
             files_s += (train_s or 0.0) + (eval_s or 0.0)
             action, seconds = actions.get((model, seed), ("not reached", 0.0))
             runs.append({
@@ -135,16 +144,25 @@ def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, action
 
 
 def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
-    """Every stage summary under ``results_dir`` as text: preset, stage, runs done, the runs' own wall
-    times added up (train + evaluate, every invocation), and the machine that ran them."""
+    """Every stage of every preset with runs under ``results_dir``, read from the run files
+    themselves (so runs trained one at a time count too): runs done of the stage's runs, their own
+    wall times added up (train + evaluate, every invocation), and the machines that trained them."""
     lines = []
-    for path in sorted(Path(results_dir).glob("*/stage-*.json")):
-        doc = read_json(path, "stage", ("runs", "wall_time_s", "provenance"))
-        lines.append(f"{doc['preset']:9s} {doc['stage']:10s} {doc['completed']:3d}/{doc['total']:<3d} runs "
-                     f"{doc['wall_time_s']['runs_from_files'] / 60:7.1f} min  (written "
-                     f"{doc['provenance'].get('written_at', '?')[:16]}, {doc['provenance'].get('device_name', '?')})")
-    return "\n".join(lines) or (f"no stage summaries under {results_dir} yet: "
-                                 "`scvae reproduce STAGE --preset PRESET` writes them")
+    for preset_name in PRESETS:
+        if not (Path(results_dir) / preset_name).is_dir():
+            continue
+        for stage in get_preset(preset_name).stages:
+            runs = [(m, s) for m in get_preset(preset_name).stage_models(stage)  # the preset's seeds and any others run
+                    for s in sorted(set(stage_seeds(stage, preset_name)) | set(seeds_on_disk(results_dir, preset_name, m)))]
+            done = [r for r in runs if run_status(results_dir, preset_name, *r) == "done"]
+            if not done:
+                continue
+            seconds = sum(x or 0.0 for r in done for x in run_seconds(results_dir, preset_name, *r))
+            machines = sorted({read_json(RunPaths(Path(results_dir), preset_name, *r).train_json, "train")
+                               ["provenance"].get("device_name", "?") for r in done})
+            lines.append(f"{preset_name:9s} {stage:10s} {len(done):3d}/{len(runs):<3d} runs {seconds / 60:7.1f} min  "
+                         f"({'; '.join(machines)})")
+    return "\n".join(lines) or f"no finished runs under {results_dir} yet: `scvae reproduce STAGE --preset PRESET`"
 
 
 def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", results_dir: Path | str = DEFAULT_RESULTS_DIR,

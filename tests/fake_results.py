@@ -61,11 +61,12 @@ def write_train(results_dir: Path, preset: str, model: str, seed: int, *, epochs
     return paths.train_json
 
 
-def write_figures(results_dir: Path, preset: str, model: str, seed: int, *, n: int = 60, k: int = 4) -> Path:
+def write_figures(results_dir: Path, preset: str, model: str, seed: int, *, n: int = 60, k: int = 4,
+                  epoch: int | None = None) -> Path:
     paths = RunPaths(Path(results_dir), preset, model, seed)
     rng = np.random.default_rng(seed)
     tsne = {f"tsne_{key}": rng.normal(size=(n, 2)).astype(np.float32)
             for key in ("raw", "first", "middle", "last", "latent")}
     images = {key: rng.random((k, 28, 28)).astype(np.float32) for key in ("recon_truth", "recon_model", "samples")}
-    write_npz(paths.figures_npz, labels=np.arange(n) % 10, **tsne, **images)
-    return paths.figures_npz
+    write_npz(paths.figures_npz_at(epoch), labels=np.arange(n) % 10, **tsne, **images)
+    return paths.figures_npz_at(epoch)

@@ -13,7 +13,7 @@ from fake_results import write_eval, write_figures, write_train
 from scvae_core import cli, evaluate, train
 from scvae_core.executor import INLINE
 from scvae_core.presets import TABLE1, get_preset
-from scvae_core.reproduce import expand_stages, plan, reproduce, stage_path, stage_times
+from scvae_core.reproduce import expand_stages, plan, reproduce, run_seconds, stage_path, stage_times
 from scvae_core.results import RunPaths, read_json
 from scvae_core.tables import table1
 from scvae_core.zoo import UnknownName
@@ -102,7 +102,22 @@ def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
     assert summary["completed"] == 12
     line = stage_times(tmp_path)
     assert line.startswith("smoke     table1      12/12  runs") and f"{12 * 11 / 60:.1f} min" in line
-    assert "no stage summaries" in stage_times(tmp_path / "empty")
+    assert "no finished runs" in stage_times(tmp_path / "empty")
+
+
+@pytest.mark.unit
+def test_stage_times_read_the_run_files_of_runs_trained_one_at_a_time(tmp_path):
+    # smoke-long evaluates at epochs 2 and 4: both evaluations' wall times count; no stage summary exists
+    for model in ("vae-1l", "scvae"):
+        write_train(tmp_path, "smoke-long", model, 0, epochs=4, wall_time_s=60.0)
+        for epoch in (2, 4):
+            write_eval(tmp_path, "smoke-long", model, 0, epoch=epoch, wall_time_s=30.0)
+            write_figures(tmp_path, "smoke-long", model, 0, epoch=epoch)
+    write_train(tmp_path, "smoke-long", "scvae", 1)  # a seed beyond the preset's, trained, not evaluated: not done
+    assert not list(tmp_path.glob("*/stage-*.json"))
+    assert run_seconds(tmp_path, "smoke-long", "vae-1l", 0) == (60.0, 60.0)
+    line = stage_times(tmp_path)
+    assert line.startswith("smoke-long table1       2/3   runs") and f"{2 * 120 / 60:.1f} min" in line, line
 
 
 @pytest.mark.unit

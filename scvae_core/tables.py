@@ -552,6 +552,13 @@ def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:
         lines.append(f"- Budget: from {get_preset(preset).epochs} to {last} epochs the NLL fell {a - nll:.2f} nats "
                      f"({preset} preset, S = {short[0]['metrics']['nll_samples']}; the longer run at S = "
                      f"{long[0]['metrics']['nll_samples']}, so this includes the estimator's part).")
+    ends = {d["seed"]: c["best_change"] * LAST_EPOCHS
+            for d in train_docs(results_dir, long_name, ["vae-1l"]) if (c := convergence(d))}
+    if ends:
+        rose = seed_summary(ends)
+        lines.append(f"- Budget beyond epoch {last}: over the last {LAST_EPOCHS} epochs the best validation ELBO still "
+                     f"rose {rose['mean']:.2f} nats ({seeds_text(rose['seeds'])}); how much longer training would "
+                     "close is not measured.")
     check = max(long, key=lambda e: e["metrics"]["nll_samples"])  # the estimator check: most samples
     by, s = check["metrics"]["nll_by_samples"], check["metrics"]["nll_samples"]
     fewer = [k for k in sorted(map(int, by)) if 100 <= k < s]

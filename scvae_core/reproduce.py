@@ -152,8 +152,8 @@ def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
         if not (Path(results_dir) / preset_name).is_dir():
             continue
         for stage in get_preset(preset_name).stages:
-            runs = [(m, s) for m in get_preset(preset_name).stage_models(stage)  # the preset's seeds and any others run
-                    for s in sorted(set(stage_seeds(stage, preset_name)) | set(seeds_on_disk(results_dir, preset_name, m)))]
+            runs = [(m, s) for m in get_preset(preset_name).stage_models(stage)  # the preset's seeds, and any others
+                    for s in sorted({*stage_seeds(stage, preset_name), *seeds_on_disk(results_dir, preset_name, m)})]
             done = [r for r in runs if run_status(results_dir, preset_name, *r) == "done"]
             if not done:
                 continue

@@ -443,7 +443,7 @@ LAST_EPOCHS = 20  # the window over which a run's end is judged
 DIP_NATS = 10.0  # a validation ELBO this far below the run's best so far is a dip (ten 1-nat thresholds)
 
 
-def convergence(doc: dict, epochs: int = LAST_EPOCHS) -> dict | None:
+def training_end(doc: dict, epochs: int = LAST_EPOCHS) -> dict | None:
     """How a run ended, over its last ``epochs`` epochs: the validation ELBO's mean change per
     epoch; the same for the best ELBO so far (the weights that are evaluated follow it); and the
     dips, epochs more than DIP_NATS below that best. None for a run shorter than the window."""
@@ -472,7 +472,7 @@ def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
     for m in TABLE1:
         nll = [format_stat(seed_summary(per_seed(data[b][m], metric("nll"))), NLL_DECIMALS) for b in budgets]
         acc = [format_stat(seed_summary(per_seed(data[b][m], metric("svm_acc"))), ACC_DECIMALS) for b in budgets]
-        changes = {d["seed"]: c["change"] for d in train_docs(results_dir, long_name, [m]) if (c := convergence(d))}
+        changes = {d["seed"]: c["change"] for d in train_docs(results_dir, long_name, [m]) if (c := training_end(d))}
         rows.append((paper[m]["display"], f"{paper[m]['nll']:.{NLL_DECIMALS}f}", *nll,
                      f"{paper[m]['acc']:.{ACC_DECIMALS}f}", *acc, format_stat(seed_summary(changes), 3)))
     labels = [f"{short}, {get_preset(short).epochs} epochs"] + [f"{long_name}, epoch {e}" for _, e in budgets[1:]]
@@ -486,23 +486,23 @@ def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
                f"{', '.join(map(str, p.eval_epochs))} (its best weights so far; NLL with S = {p.nll_samples} before "
                f"the last, {p.final_nll_samples} at it, seed 0: {p.check_nll_samples.get(0)}). {seeds_text(seeds)}; "
                "mean ± sample std over seeds (n seeds). A change per epoch near 0 means converged; a large one, a run "
-               "recovering from a dip (the convergence table shows the dips).")
+               "recovering from a dip (the table of training ends shows the dips).")
     return Table("table1-budgets", caption, columns, tuple(rows), short, tuple(seeds))
 
 
 TABLES["table1-budgets"] = table1_budgets
 
 
-def convergence_table(results_dir: Path | str, preset: str | None = None) -> Table:
+def training_ends_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """Every finished run of a long preset (``preset``: it, or the short preset it lengthens;
-    default long): did it converge, and was its end stable (see :func:`convergence`)?"""
+    default long): did it converge, and was its end stable (see :func:`training_end`)?"""
     long_name = preset if preset in LONG_OF.values() else LONG_OF.get(preset, LONG_OF["cpu"])
     threshold = verdicts.THRESHOLDS["nll"][0]
     rows, seeds = [], set()
     for m in dict.fromkeys(m for models in get_preset(long_name).stages.values() for m in models):
         last = run_preset(long_name, m).eval_epochs[-1]
         for s in evaluated_seeds(results_dir, long_name, m, epoch=last):
-            c = convergence(load_train(RunPaths(Path(results_dir), long_name, m, s)))
+            c = training_end(load_train(RunPaths(Path(results_dir), long_name, m, s)))
             if c is None:
                 continue
             seeds.add(s)
@@ -516,10 +516,10 @@ def convergence_table(results_dir: Path | str, preset: str | None = None) -> Tab
                "weights are the best so far by validation ELBO, so they follow the fourth column. 'still improving': "
                f"that best rose by at least the {threshold:g}-nat threshold in those epochs; 'levelling off': by less; "
                f"'unstable': some epoch fell more than {DIP_NATS:g} nats below it.")
-    return Table("convergence", caption, columns, tuple(rows), long_name, tuple(sorted(seeds)))
+    return Table("training-ends", caption, columns, tuple(rows), long_name, tuple(sorted(seeds)))
 
 
-TABLES["convergence"] = convergence_table
+TABLES["training-ends"] = training_ends_table
 
 
 def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:
@@ -553,7 +553,7 @@ def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:
                      f"({preset} preset, S = {short[0]['metrics']['nll_samples']}; the longer run at S = "
                      f"{long[0]['metrics']['nll_samples']}, so this includes the estimator's part).")
     ends = {d["seed"]: c["best_change"] * LAST_EPOCHS
-            for d in train_docs(results_dir, long_name, ["vae-1l"]) if (c := convergence(d))}
+            for d in train_docs(results_dir, long_name, ["vae-1l"]) if (c := training_end(d))}
     if ends:
         rose = seed_summary(ends)
         lines.append(f"- Budget beyond epoch {last}: over the last {LAST_EPOCHS} epochs the best validation ELBO still "

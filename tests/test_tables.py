@@ -288,16 +288,16 @@ def test_gap_text_splits_budget_estimator_and_protocol(tmp_path):
     assert "reaches 92.50 at epoch 100, +0.50 nats against ours" in text
 
 
-def test_convergence_follows_the_best_so_far_and_counts_dips(tmp_path):
+def test_training_end_follows_the_best_so_far_and_counts_dips(tmp_path):
     # 100 epochs: a steady climb to -121 by epoch 80, held at 81, a fall of 400 nats at epoch 82, and a climb
     # back to -143 by epoch 100
     valid = [-200.0 + e for e in range(80)] + [-121.0, -521.0] + [-521.0 + 21.0 * k for k in range(1, 19)]
     doc = {"history": [{"valid_elbo": v} for v in valid]}
-    c = tables.convergence(doc)
+    c = tables.training_end(doc)
     assert c["change"] == pytest.approx((valid[-1] - valid[79]) / 20)  # the climb back looks like progress
     assert c["best_change"] == 0.0  # the best, -121, was reached at epoch 80: the last 20 epochs did not move it
     assert c["dips"] == 19 and c["deepest"] == pytest.approx(400.0)  # epochs 82..100 are > 10 nats below it
-    assert tables.convergence({"history": doc["history"][:20]}) is None  # shorter than the window
+    assert tables.training_end({"history": doc["history"][:20]}) is None  # shorter than the window
 
     for model, history in (("vae-11l", valid), ("vae-1l", [-200.0 + 0.5 * e for e in range(100)])):
         path = write_train(tmp_path, "long", model, 0, epochs=100)
@@ -307,8 +307,8 @@ def test_convergence_follows_the_best_so_far_and_counts_dips(tmp_path):
         path.write_text(json.dumps(train))
         write_eval(tmp_path, "long", model, 0, epoch=100)
     write_train(tmp_path, "long", "scvae", 0, epochs=100)  # trained, not evaluated: left out
-    t = tables.convergence_table(tmp_path, "cpu")
-    assert t.preset == "long" and tables.convergence_table(tmp_path, "long").rows == t.rows
+    t = tables.training_ends_table(tmp_path, "cpu")
+    assert t.preset == "long" and tables.training_ends_table(tmp_path, "long").rows == t.rows
     ends = dict(zip(column(t, "Run"), column(t, "end")))
     assert ends == {"vae-1l seed 0": "still improving", "vae-11l seed 0": "levelling off, unstable"}
     assert column(t, "dips (epochs > 10 nats below the best so far)") == ["0", "19"]

@@ -65,11 +65,17 @@ class Preset:
         check_name("stage", stage, self.stages)
         return self.stages[stage]
 
+    def _final(self, epoch: int | None) -> bool:
+        return epoch is None or not self.eval_epochs or epoch == self.eval_epochs[-1]
+
+    def common_nll_samples(self, epoch: int | None) -> int:
+        """S of every seed's evaluation at ``epoch`` (None: the final one): the S seeds compare at."""
+        return (self.final_nll_samples or self.nll_samples) if self._final(epoch) else self.nll_samples
+
     def nll_samples_at(self, epoch: int | None, seed: int) -> int:
-        """S for the evaluation at ``epoch`` (None: the final one)."""
-        if epoch is None or not self.eval_epochs or epoch == self.eval_epochs[-1]:
-            return self.check_nll_samples.get(seed, self.final_nll_samples or self.nll_samples)
-        return self.nll_samples
+        """S for ``seed``'s evaluation at ``epoch``: the common S, or more for the estimator check."""
+        common = self.common_nll_samples(epoch)
+        return self.check_nll_samples.get(seed, common) if self._final(epoch) else common
 
 
 _STAGES = {"table1": TABLE1, "depth": depth_models(range(1, 12)), "table2": TABLE2, **TWIN_STAGES}

@@ -143,6 +143,13 @@ def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, action
     return payload
 
 
+def _machine(paths: RunPaths) -> str:
+    """The machine a run's training recorded (without a train.json: its evaluation's)."""
+    epochs = run_preset(paths.preset, paths.model).eval_epochs or (None,)
+    files = [(paths.train_json, "train")] + [(paths.eval_json_at(e), "eval") for e in epochs]
+    return next((read_json(f, kind)["provenance"].get("device_name", "?") for f, kind in files if f.exists()), "?")
+
+
 def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
     """Every stage of every preset with runs under ``results_dir``, read from the run files
     themselves (so runs trained one at a time count too): runs done of the stage's runs, their own
@@ -158,8 +165,7 @@ def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
             if not done:
                 continue
             seconds = sum(x or 0.0 for r in done for x in run_seconds(results_dir, preset_name, *r))
-            machines = sorted({read_json(RunPaths(Path(results_dir), preset_name, *r).train_json, "train")
-                               ["provenance"].get("device_name", "?") for r in done})
+            machines = sorted({_machine(RunPaths(Path(results_dir), preset_name, *r)) for r in done})
             lines.append(f"{preset_name:9s} {stage:10s} {len(done):3d}/{len(runs):<3d} runs {seconds / 60:7.1f} min  "
                          f"({'; '.join(machines)})")
     return "\n".join(lines) or f"no finished runs under {results_dir} yet: `scvae reproduce STAGE --preset PRESET`"

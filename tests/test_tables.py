@@ -279,13 +279,16 @@ def test_gap_text_splits_budget_estimator_and_protocol(tmp_path):
     by = {"100": 95.0, "200": 94.0, "1000": 93.3, "5000": 93.0}
     write_eval(tmp_path, "long", "vae-1l", 0, nll=104.0, epoch=10, nll_samples=200)
     write_eval(tmp_path, "long", "vae-1l", 0, nll=93.0, nll_by_samples=by, epoch=100, nll_samples=5000)
-    write_eval(tmp_path, "long", "vae-1l-authors", 0, nll=92.5, epoch=100)
+    write_eval(tmp_path, "long", "vae-1l-authors", 0, nll=92.5, epoch=100, nll_samples=5000,
+               nll_by_samples={"1000": 92.6, "5000": 92.5})
     write_train(tmp_path, "long", "vae-1l", 0, epochs=100)  # valid ELBO rises 1 nat per epoch
     text = tables.gap_text(tmp_path)
     assert "over the last 20 epochs the best validation ELBO still rose 20.00 nats (seed 0)" in text
     assert "at the same S = 200, the NLL fell 10.00 nats (seed 0)" in text  # 104 against the nested 94
     assert "S = 200 overstates the NLL by 1.00 nats" in text and "S = 1000 overstates the NLL by 0.30" in text
-    assert "reaches 92.50 at epoch 100, +0.50 nats against ours" in text
+    # both read at the common S = 1000, the NLL the seeds compare at
+    assert "93.30 nats (mean over 1 seed(s), S = 1000)" in text
+    assert "reaches 92.60 at epoch 100, +0.70 nats against ours (seed 0; 95% interval" in text
 
 
 def test_training_end_follows_the_best_so_far_and_counts_dips(tmp_path):
@@ -312,3 +315,22 @@ def test_training_end_follows_the_best_so_far_and_counts_dips(tmp_path):
     ends = dict(zip(column(t, "Run"), column(t, "end")))
     assert ends == {"vae-1l seed 0": "still improving", "vae-11l seed 0": "levelling off, unstable"}
     assert column(t, "dips (epochs > 10 nats below the best so far)") == ["0", "19"]
+
+
+def test_seeds_compare_at_the_common_sample_count_and_the_check_is_kept(tmp_path):
+    # seed 0 of the long preset is evaluated at its last epoch with S = 5000, the others with 1000
+    write_eval(tmp_path, "long", "vae-1l", 0, nll=93.0, nll_samples=5000, epoch=100,
+               nll_by_samples={"200": 94.0, "1000": 93.3, "5000": 93.0})
+    write_eval(tmp_path, "long", "vae-1l", 1, nll=93.2, nll_samples=1000, epoch=100,
+               nll_by_samples={"200": 93.9, "1000": 93.2})
+    write_eval(tmp_path, "long", "vae-1l", 0, nll=104.0, nll_samples=200, epoch=10)
+    for seed in (0, 1):
+        write_train(tmp_path, "long", "vae-1l", seed, epochs=100)
+    seed0, seed1 = runs.collect(tmp_path, "long", ["vae-1l"], epoch=100)["vae-1l"]
+    assert (seed0["metrics"]["nll"], seed0["metrics"]["nll_samples"]) == (93.3, 1000)
+    assert seed0["metrics"]["nll_check"] == {"samples": 5000, "nll": 93.0}
+    assert (seed1["metrics"]["nll"], "nll_check" in seed1["metrics"]) == (93.2, False)
+    assert runs.collect(tmp_path, "long", ["vae-1l"], epoch=10)["vae-1l"][0]["metrics"]["nll"] == 104.0
+    nll_cells = dict(zip(column(tables.table1_budgets(tmp_path), "Model"),
+                         column(tables.table1_budgets(tmp_path), "NLL long, epoch 100")))
+    assert nll_cells["VAE(1L)"] == "93.25 ± 0.07 (n=2)"  # not 93.10 ± 0.14: S = 5000 beside 1000

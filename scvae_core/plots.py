@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .results import TSNE_ARRAYS, ResultError, RunPaths, read_json
 from .runs import display_name, load_figures_npz, seeds_on_disk, seeds_text
@@ -388,16 +389,20 @@ def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]]) -> Figure:
                 if lo is not None:
                     ax.plot([lo, hi], [i, i], color=colour, linewidth=1.5)
                 ax.scatter([centre], [i], color=colour, marker=BUDGET_MARKERS[k % len(BUDGET_MARKERS)], s=18,
-                           zorder=3, label=label if label and cid == next(iter(by_budget[label])) else None)
+                           zorder=3)
     for x in (-1, 1):
         ax.axvline(x, color="grey", linewidth=0.8, linestyle="--")
     ax.axvline(0, color="grey", linewidth=1)
-    ax.set_yticks(range(len(rows)), [f"{cid}: {label[:55]}" for cid, label in rows], fontsize=6)
+    ax.set_yticks(range(len(rows)), [f"{cid}: {label[:80]}" for cid, label in rows], fontsize=6)
     ax.set_xscale("symlog", linthresh=1)
+    ax.margins(x=0.04)  # a marker at the largest effect stays whole
     ax.invert_yaxis()
     ax.set_xlabel("effect in the claimed direction, in units of its threshold δ (dashed: ±δ)")
-    if len(labels) > 1:
-        ax.legend(fontsize=7, title="budget (marker)", loc="lower right")
+    if len(labels) > 1:  # the marker says the budget, the colour the verdict: the key shows markers only
+        handles = [Line2D([], [], color="black", marker=BUDGET_MARKERS[k % len(BUDGET_MARKERS)], linestyle="none",
+                          label=label) for k, label in enumerate(labels)]
+        fig.legend(handles=handles, fontsize=7, title="budget (marker)", loc="outside lower center",
+                   ncols=min(len(labels), 4))
     legend = ", ".join(f"{colour.removeprefix('tab:')} {v}" for v, colour in STATUS_COLOURS.items())
     presets = sorted({str(c["preset"]) for ev in by_budget.values() for c in ev.values()})
     fig.suptitle(f"Effects behind each verdict, 95% intervals ({legend}; presets {', '.join(presets)})", fontsize=9)

@@ -334,3 +334,20 @@ def test_seeds_compare_at_the_common_sample_count_and_the_check_is_kept(tmp_path
     nll_cells = dict(zip(column(tables.table1_budgets(tmp_path), "Model"),
                          column(tables.table1_budgets(tmp_path), "NLL long, epoch 100")))
     assert nll_cells["VAE(1L)"] == "93.25 ± 0.07 (n=2)"  # not 93.10 ± 0.14: S = 5000 beside 1000
+
+
+def test_verdict_effects_key_shows_budgets_by_marker_and_draws_each_measured_effect():
+    def effect(label, status, estimate, n=1):
+        return {"label": label, "status": status, "n": n, "estimate": estimate, "low": estimate - 0.5,
+                "high": estimate + 0.5, "level": 0.0, "sign": +1, "threshold": 1.0}
+
+    by_budget = {"cpu (10 epochs)": {"c1": {"preset": "cpu", "effects": [effect("a", "holds", 3.0),
+                                                                          effect("b", "not measured", 0.0, n=0)]}},
+                 "long, epoch 100": {"c1": {"preset": "long", "effects": [effect("a", "no effect", 0.2),
+                                                                          effect("b", "contradicted", -4.0)]}}}
+    fig = plots.verdict_effects(by_budget)
+    (key,) = fig.legends
+    assert [t.get_text() for t in key.get_texts()] == list(by_budget)  # one entry per budget, nothing else
+    assert {h.get_color() for h in key.legend_handles} == {"black"}  # the marker, not a verdict's colour
+    points = [c for c in fig.axes[0].collections if len(c.get_offsets())]
+    assert len(points) == 3  # the unmeasured effect has no marker

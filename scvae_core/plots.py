@@ -215,23 +215,33 @@ def fisher_bars(by_reading: Mapping[str, dict], names: Mapping[str, str] | None 
     return fig
 
 
+ZOOM_NATS = 20.0  # the right panel of the training curves: this far below the best validation ELBO
+
+
 def training_curves(train_docs: Iterable[dict]) -> Figure:
     """Validation (solid) and training (dotted) ELBO per epoch of train.json documents, one
-    colour per model."""
+    colour per model: all of it (left), and within ZOOM_NATS of the best validation ELBO (right),
+    where a collapsed or unstable run's dips no longer flatten the converging ones."""
     docs = list(train_docs)
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
     colours: dict[str, str] = {}
     for doc in docs:
         first_of_model = doc["model"] not in colours  # one legend entry per model, not per seed
         colour = colours.setdefault(doc["model"], f"C{len(colours) % 10}")
         epochs = [h["epoch"] for h in doc["history"]]
-        ax.plot(epochs, [h["valid_elbo"] for h in doc["history"]], color=colour,
-                label=doc["model"] if first_of_model else None)
-        ax.plot(epochs, [h["train_elbo"] for h in doc["history"]], color=colour, linestyle=":")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("ELBO (solid: validation, dotted: training)")
-    ax.legend()
+        for ax in axes:
+            ax.plot(epochs, [h["valid_elbo"] for h in doc["history"]], color=colour,
+                    label=doc["model"] if first_of_model and ax is axes[0] else None)
+            ax.plot(epochs, [h["train_elbo"] for h in doc["history"]], color=colour, linestyle=":")
+    best = max((h["valid_elbo"] for d in docs for h in d["history"]), default=0.0)
+    axes[1].set_ylim(best - ZOOM_NATS, best + 0.1 * ZOOM_NATS)
+    axes[0].set_title("all epochs", fontsize=9)
+    axes[1].set_title(f"within {ZOOM_NATS:g} nats of the best validation ELBO", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("ELBO (solid: validation, dotted: training)")
+    axes[0].legend(fontsize=8)
     fig.suptitle(f"Training curves ({_source('/'.join(sorted({d['preset'] for d in docs})), (d['seed'] for d in docs))})")
     return fig
 

@@ -351,3 +351,14 @@ def test_verdict_effects_key_shows_budgets_by_marker_and_draws_each_measured_eff
     assert {h.get_color() for h in key.legend_handles} == {"black"}  # the marker, not a verdict's colour
     points = [c for c in fig.axes[0].collections if len(c.get_offsets())]
     assert len(points) == 3  # the unmeasured effect has no marker
+
+
+def test_training_curves_zoom_on_the_best_validation_elbo(tmp_path):
+    docs = [read_json(write_train(tmp_path, "long", m, 0, epochs=30), "train") for m in ("vae-1l", "vae-11l")]
+    for e in docs[1]["history"]:
+        e["valid_elbo"] = -1500.0 if e["epoch"] == 20 else -206.0  # a collapsed run with a deep dip
+    full, zoom = plots.training_curves(docs).axes
+    best = max(h["valid_elbo"] for h in docs[0]["history"])  # -72 at epoch 30
+    assert zoom.get_ylim() == pytest.approx((best - plots.ZOOM_NATS, best + 0.1 * plots.ZOOM_NATS))
+    assert full.get_ylim()[0] <= -1500.0  # the left panel keeps everything
+    assert [t.get_text() for t in full.get_legend().get_texts()] == ["vae-1l", "vae-11l"]

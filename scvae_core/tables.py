@@ -446,14 +446,18 @@ DIP_NATS = 10.0  # a validation ELBO this far below the run's best so far is a d
 def training_end(doc: dict, epochs: int = LAST_EPOCHS) -> dict | None:
     """How a run ended, over its last ``epochs`` epochs: the validation ELBO's mean change per
     epoch; the same for the best ELBO so far (the weights that are evaluated follow it); and the
-    dips, epochs more than DIP_NATS below that best. None for a run shorter than the window."""
+    dips, epochs more than DIP_NATS below that best; the epoch of the best; and how much better the
+    last epoch fit its training data than the validation data. None for a run shorter than the window."""
     h = [e["valid_elbo"] for e in doc["history"]]
     if len(h) <= epochs:
         return None
     best = list(itertools.accumulate(h, max))
     below = [b - v for b, v in zip(best[-epochs:], h[-epochs:])]
+    last = doc["history"][-1]
     return {"change": (h[-1] - h[-1 - epochs]) / epochs, "best_change": (best[-1] - best[-1 - epochs]) / epochs,
-            "dips": sum(d > DIP_NATS for d in below), "deepest": max(below)}
+            "dips": sum(d > DIP_NATS for d in below), "deepest": max(below),
+            "best_epoch": doc["history"][h.index(best[-1])]["epoch"],
+            "overfit": last["train_elbo"] - last["valid_elbo"]}  # > 0: training data fit better than held-out
 
 
 LONG_OF = {"cpu": "long", "smoke": "smoke-long"}  # a short preset and the one that trains it longer
@@ -508,15 +512,19 @@ def training_ends_table(results_dir: Path | str, preset: str | None = None) -> T
                 continue
             seeds.add(s)
             state = "still improving" if c["best_change"] * LAST_EPOCHS >= threshold else "levelling off"
-            rows.append((f"{m} seed {s}", str(last), f"{c['change']:+.3f}", f"{c['best_change']:+.3f}", str(c["dips"]),
-                         f"{c['deepest']:.1f}", state + (", unstable" if c["dips"] else "")))
+            rows.append((f"{m} seed {s}", str(last), f"{c['change']:+.3f}", f"{c['best_change']:+.3f}",
+                         str(c["best_epoch"]), str(c["dips"]), f"{c['deepest']:.1f}", f"{c['overfit']:+.2f}",
+                         state + (", unstable" if c["dips"] else "")))
     columns = ("Run", "epochs", f"valid ELBO change per epoch, last {LAST_EPOCHS}",
-               f"best valid ELBO so far: change per epoch, last {LAST_EPOCHS}",
-               f"dips (epochs > {DIP_NATS:g} nats below the best so far)", "deepest dip (nats)", "end")
+               f"best valid ELBO so far: change per epoch, last {LAST_EPOCHS}", "best epoch",
+               f"dips (epochs > {DIP_NATS:g} nats below the best so far)", "deepest dip (nats)",
+               "train − valid ELBO, last epoch (nats)", "end")
     caption = (f"How each run of the {long_name} preset ended, over its last {LAST_EPOCHS} epochs. The evaluated "
                "weights are the best so far by validation ELBO, so they follow the fourth column. 'still improving': "
                f"that best rose by at least the {threshold:g}-nat threshold in those epochs; 'levelling off': by less; "
-               f"'unstable': some epoch fell more than {DIP_NATS:g} nats below it.")
+               f"'unstable': some epoch fell more than {DIP_NATS:g} nats below it. A positive train − valid gap: "
+               "the model fits its training images better than held-out ones (the training ELBO is the epoch's mean "
+               "over its batches).")
     return Table("training-ends", caption, columns, tuple(rows), long_name, tuple(sorted(seeds)))
 
 

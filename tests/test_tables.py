@@ -295,7 +295,7 @@ def test_training_end_follows_the_best_so_far_and_counts_dips(tmp_path):
     # 100 epochs: a steady climb to -121 by epoch 80, held at 81, a fall of 400 nats at epoch 82, and a climb
     # back to -143 by epoch 100
     valid = [-200.0 + e for e in range(80)] + [-121.0, -521.0] + [-521.0 + 21.0 * k for k in range(1, 19)]
-    doc = {"history": [{"valid_elbo": v} for v in valid]}
+    doc = {"history": [{"epoch": e, "valid_elbo": v, "train_elbo": -200.0 + e} for e, v in enumerate(valid, 1)]}
     c = tables.training_end(doc)
     assert c["change"] == pytest.approx((valid[-1] - valid[79]) / 20)  # the climb back looks like progress
     assert c["best_change"] == 0.0  # the best, -121, was reached at epoch 80: the last 20 epochs did not move it

@@ -300,6 +300,7 @@ def test_training_end_follows_the_best_so_far_and_counts_dips(tmp_path):
     assert c["change"] == pytest.approx((valid[-1] - valid[79]) / 20)  # the climb back looks like progress
     assert c["best_change"] == 0.0  # the best, -121, was reached at epoch 80: the last 20 epochs did not move it
     assert c["dips"] == 19 and c["deepest"] == pytest.approx(400.0)  # epochs 82..100 are > 10 nats below it
+    assert c["best_epoch"] == 80 and c["overfit"] == pytest.approx(43.0)  # training ELBO -100 against -143
     assert tables.training_end({"history": doc["history"][:20]}) is None  # shorter than the window
 
     for model, history in (("vae-11l", valid), ("vae-1l", [-200.0 + 0.5 * e for e in range(100)])):

@@ -158,9 +158,12 @@ def run_preset(preset_name: str, model: str) -> Preset:
     changes = training_changes(model)
     stage_epochs = [preset.stage_epochs[s] for s, models in preset.stages.items()
                     if model in models and s in preset.stage_epochs]
-    if stage_epochs:
+    if stage_epochs and max(stage_epochs) < preset.epochs:
         epochs = max(stage_epochs)
-        changes |= {"epochs": epochs, "eval_epochs": tuple(e for e in preset.eval_epochs if e <= epochs)}
+        # The larger S of the last epoch (and the estimator check) belong to the full budget: a
+        # shorter stage's last evaluation keeps the S of the same epoch of a full run.
+        changes |= {"epochs": epochs, "eval_epochs": tuple(e for e in preset.eval_epochs if e <= epochs),
+                    "final_nll_samples": None, "check_nll_samples": {}}
     return replace(preset, **changes) if changes else preset
 
 

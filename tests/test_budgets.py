@@ -78,6 +78,10 @@ class TestWithinRunBudgets:
     def test_a_stage_may_train_shorter(self):
         assert run_preset("long", "enc05-plain").epochs == 30
         assert run_preset("long", "enc05-plain").eval_epochs == (10, 30)
+        # epoch 30 of a 30-epoch stage is evaluated as epoch 30 of a 100-epoch run: S = 200, no check
+        long, depth = get_preset("long"), run_preset("long", "enc05-plain")
+        assert [depth.nll_samples_at(e, 0) for e in depth.eval_epochs] == [long.nll_samples] * 2
+        assert run_preset("long", "vae-1l").nll_samples_at(100, 0) == long.check_nll_samples[0]
         assert run_preset("long", "vae-1l").eval_epochs == (10, 30, 100)
 
     @pytest.mark.smoke

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
+from .lock import describe, live_holder
 from .presets import PRESETS, get_preset, run_preset
 from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json
 from .runs import seeds_on_disk
@@ -32,6 +33,7 @@ class PlannedRun(NamedTuple):
     status: str  # "done": a valid eval.json and figures.npz | "invalid": a result file that is refused on
     # read (corrupt, truncated, of another run or settings, non-finite) | "partial": started | "todo": nothing
     problem: str | None = None  # why it is invalid
+    progress: str | None = None  # how far a partial run is (:func:`partial_progress`)
 
 
 def expand_stages(stages, preset_name: str) -> list[str]:
@@ -76,21 +78,53 @@ def run_state(results_dir: Path | str, preset_name: str, model: str, seed: int) 
     return ("partial" if paths.dir.is_dir() and any(paths.dir.iterdir()) else "todo"), None
 
 
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint was written after, or None if it cannot be read (mapped, not loaded)."""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["progress"]["epoch"])
+    except Exception:  # noqa: BLE001  (status reports; `scvae train` says what is wrong with it)
+        return None
+
+
+def partial_progress(results_dir: Path | str, preset_name: str, model: str, seed: int) -> str:
+    """How far a started run is: the epoch of its last checkpoint (or that it is trained), the
+    evaluations written, and whether a process holds its lock now."""
+    paths, preset = RunPaths(Path(results_dir), preset_name, model, seed), run_preset(preset_name, model)
+    parts = []
+    if paths.train_json.exists():
+        parts.append("trained")
+    elif paths.last_ckpt.exists():
+        epoch = _checkpoint_epoch(paths.last_ckpt)
+        parts.append(f"epoch {epoch} of {preset.epochs}" if epoch is not None else "an unreadable checkpoint")
+    evaluated = [str(e) for e in preset.eval_epochs if paths.eval_json_at(e).exists()]
+    if evaluated:
+        parts.append(f"evaluated at epoch {', '.join(evaluated)}")
+    holder = live_holder(paths.dir)
+    if holder is not None:
+        parts.append(f"running now: {describe(holder)}")
+    return "; ".join(parts)
+
+
 def plan(stages, preset_name: str, seeds=None, results_dir: Path | str = DEFAULT_RESULTS_DIR) -> list[PlannedRun]:
     """Every (stage, model, seed) the stages consist of, with what is already on disk."""
     preset = get_preset(preset_name)
-    return [
-        PlannedRun(stage, model, seed, *run_state(results_dir, preset_name, model, seed))
-        for stage in expand_stages(stages, preset_name)
-        for model in preset.stage_models(stage)
-        for seed in stage_seeds(stage, preset_name, seeds)
-    ]
+    runs = []
+    for stage in expand_stages(stages, preset_name):
+        for model in preset.stage_models(stage):
+            for seed in stage_seeds(stage, preset_name, seeds):
+                status, problem = run_state(results_dir, preset_name, model, seed)
+                progress = partial_progress(results_dir, preset_name, model, seed) if status == "partial" else None
+                runs.append(PlannedRun(stage, model, seed, status, problem, progress))
+    return runs
 
 
 def format_plan(runs: list[PlannedRun]) -> str:
     """The table ``scvae status`` prints."""
     lines = [f"{'stage':8s} {'model':18s} {'seed':>4s}  status"]
-    lines += [f"{r.stage:8s} {r.model:18s} {r.seed:4d}  {r.status}" for r in runs]
+    lines += [f"{r.stage:8s} {r.model:18s} {r.seed:4d}  {r.status}" + (f" ({r.progress})" if r.progress else "")
+              for r in runs]
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
     lines.append(f"{len(runs)} runs: {counts}")
     lines += [f"invalid: {r.problem}" for r in runs if r.problem]

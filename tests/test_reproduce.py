@@ -172,3 +172,25 @@ def test_smoke_stages_end_to_end_and_rerun_skips(smoke_results, tmp_path, capsys
     again = reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False)
     assert all(r["action"] == "skipped" for r in again["table1"]["runs"])
     assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.unit
+def test_status_says_how_far_a_partial_run_is_and_who_runs_it(tmp_path, capsys):
+    import os
+
+    import torch
+
+    from scvae_core.lock import run_lock
+
+    paths = RunPaths(tmp_path, "smoke", "vae-1l", 0)
+    paths.last_ckpt.parent.mkdir(parents=True)
+    torch.save({"progress": {"epoch": 1}}, paths.last_ckpt)
+    (run,) = [r for r in plan(["table1"], "smoke", results_dir=tmp_path) if r.model == "vae-1l"]
+    assert (run.status, run.progress) == ("partial", f"epoch 1 of {get_preset('smoke').epochs}")
+    with run_lock(paths.dir):  # a writer at work: status names it
+        assert cli.main(["status", "table1", "--preset", "smoke", "--results-dir", str(tmp_path)]) == 0
+    assert f"partial (epoch 1 of 2; running now: PID {os.getpid()} on " in capsys.readouterr().out
+    paths.last_ckpt.write_bytes(b"not a checkpoint")
+    (run,) = [r for r in plan(["table1"], "smoke", results_dir=tmp_path) if r.model == "vae-1l"]
+    assert run.progress == "an unreadable checkpoint"
+    assert all(r.progress is None for r in plan(["table1"], "smoke", results_dir=tmp_path) if r.status == "todo")

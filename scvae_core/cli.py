@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="show which runs of one or more stages are done, invalid, partial or to do",
                        description="List every model and seed of the stages with its state on disk: "
                        "done (evaluated), invalid (a result file the book refuses: corrupt, truncated, of another "
-                       "run or settings; `scvae evaluate` says why and recomputes it), partial (started, e.g. a "
-                       "checkpoint) or todo. Runs nothing.")
+                       "run or settings; `scvae evaluate` says why and recomputes it), partial (started: the epoch of "
+                       "its checkpoint, its evaluations, and the process working on it now, if any) or todo; then "
+                       "each stage's finished runs and their run time. Runs nothing.")
     p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
     p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
     _results_dir_arg(p)

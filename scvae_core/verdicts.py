@@ -31,7 +31,8 @@ RULE = (
     "own estimator error (standard error of the NLL over test images, of the SVM accuracy over folds, bootstrap "
     "over Fisher points or minibatches; DerSimonian-Laird between-seed variance), and its 95% interval is the "
     "Hartung-Knapp interval with Student t on n − 1 degrees of freedom, which widens with the observed spread "
-    "across seeds. With n = 1 seed the interval holds only that run's estimator error (normal quantile), and "
+    "across seeds, or the DerSimonian-Laird normal interval where that is wider (seeds that agree by chance "
+    "must not make an interval narrower than their own errors). With n = 1 seed the interval holds only that run's estimator error (normal quantile), and "
     "without a recorded estimator error it cannot be formed. Against the practical threshold δ of its kind, in "
     "the claimed direction: **holds** if the whole interval is beyond +δ, **contradicted** if beyond −δ, "
     "**no effect** if inside ±δ, **inconclusive** otherwise, **not measured** without results. A claim is "
@@ -64,7 +65,8 @@ def add_se(*ses: float | None) -> float | None:
 
 def interval(ests: list[Est], level: float = LEVEL) -> dict:
     """Estimate and ``level`` interval over seeds: random-effects mean (DerSimonian-Laird) with
-    the Hartung-Knapp-Sidik-Jonkman interval for n >= 2; the run's own error for n = 1."""
+    the Hartung-Knapp-Sidik-Jonkman interval for n >= 2, never narrower than the DerSimonian-Laird
+    one; the run's own error for n = 1."""
     n = len(ests)
     values = np.array([e.value for e in ests], dtype=float)
     out = {"n": n, "estimate": math.nan, "low": math.nan, "high": math.nan, "method": "none"}
@@ -90,6 +92,9 @@ def interval(ests: list[Est], level: float = LEVEL) -> dict:
     mean = float(np.sum(w * values) / np.sum(w))
     hk = float(np.sum(w * (values - mean) ** 2) / ((n - 1) * np.sum(w)))
     half = st.t.ppf((1 + level) / 2, n - 1) * math.sqrt(hk)
+    if known:  # seeds that agree by chance (two accuracies 0.0084 apart in both) give hk ~ 0: take the
+        # wider of this and the DerSimonian-Laird normal interval, as Jackson et al. (2017) advise
+        half = max(half, st.norm.ppf((1 + level) / 2) / math.sqrt(float(np.sum(w))))
     out.update(estimate=mean, low=mean - half, high=mean + half, tau=math.sqrt(tau2),
                method=f"n = {n}: random effects, Hartung-Knapp t({n - 1})"
                       + ("" if known else " (no estimator errors recorded: seeds only)"))

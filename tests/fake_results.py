@@ -18,13 +18,13 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
                dec: float = 1e-2, model_mean: float | None = None, prop1_pairs: list[dict] | None = None,
                prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0,
                nll_by_samples: dict[str, float] | None = None, readings: dict | None = None,
-               epoch: int | None = None, nll_samples: int = 8) -> Path:
+               epoch: int | None = None, nll_samples: int = 8, acc_std: float = 0.01) -> Path:
     """``readings``: {"model" | "empirical" | "authors": {side: (log10 value, se)}}, written as the
     robust summary (model, empirical) or the authors' block, as evaluate.py writes them."""
     paths = RunPaths(Path(results_dir), preset, model, seed)
     metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": nll_samples, "elbo": elbo, "rec": elbo + kl, "kl": kl,
                "test_size": 64, "active_units": active_units, "au_threshold": 0.01, "svm_acc": acc,
-               "svm_acc_std": 0.01, "svm_fold_accs": [acc, acc], "svm_size": 200}
+               "svm_acc_std": acc_std, "svm_fold_accs": [acc, acc], "svm_size": 200}
     if nll_by_samples is not None:
         metrics["nll_by_samples"] = nll_by_samples
     layers = [{"name": "encoder.mlp.layers.0", "part": "encoder", "exact": enc, "kfac": enc},

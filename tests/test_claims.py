@@ -20,8 +20,10 @@ SEEDS = (0, 1, 2)
 
 
 class TestInterval:
-    @pytest.mark.parametrize("n, tau", [(3, 0.0), (3, 1.0), (5, 0.5), (2, 2.0)])
-    def test_coverage_on_simulated_seed_sets(self, n, tau):
+    # Without a seed effect the interval over-covers (0.989 at n = 3): the price of never being
+    # narrower than the runs' own errors. With one, it is close to nominal.
+    @pytest.mark.parametrize("n, tau, most", [(3, 0.0, 0.995), (3, 1.0, 0.97), (5, 0.5, 0.975), (2, 2.0, 0.97)])
+    def test_coverage_on_simulated_seed_sets(self, n, tau, most):
         """Seed values = truth + a seed effect (sd tau) + the run's estimator error (sd se, known)."""
         rng = np.random.default_rng(0)
         covered = 0
@@ -30,7 +32,7 @@ class TestInterval:
             values = rng.normal(0, tau, n) + rng.normal(0, se)
             iv = verdicts.interval([Est(v, s) for v, s in zip(values, se)])
             covered += iv["low"] <= 0 <= iv["high"]
-        assert 0.93 <= covered / 1000 <= 0.97, covered
+        assert 0.93 <= covered / 1000 <= most, covered
 
     def test_one_seed_uses_the_runs_own_error(self):
         iv = verdicts.interval([Est(2.0, 0.5)])
@@ -48,6 +50,12 @@ class TestInterval:
         iv = verdicts.interval([Est(1.0), Est(2.0), Est(3.0)])
         half = 4.302653 * 1.0 / math.sqrt(3)
         assert (iv["low"], iv["high"]) == pytest.approx((2 - half, 2 + half), rel=1e-5)
+
+    def test_seeds_that_agree_exactly_keep_their_own_errors(self):
+        # two accuracies equal to the last digit once gave a zero-width Hartung-Knapp interval
+        iv = verdicts.interval([Est(-0.0084, 0.004), Est(-0.0084, 0.003)])
+        half = 1.959964 / math.sqrt(1 / 0.004 ** 2 + 1 / 0.003 ** 2)
+        assert (iv["low"], iv["high"]) == pytest.approx((-0.0084 - half, -0.0084 + half), rel=1e-5)
 
     def test_between_seed_spread_widens_the_interval(self):
         tight = verdicts.interval([Est(v, 0.1) for v in (1.0, 1.01, 0.99)])
@@ -98,7 +106,8 @@ class TestClaimsOnResults:
         }
         for model, rows in per_seed.items():
             for seed, (nll, acc) in enumerate(rows):
-                write_eval(tmp_path, "cpu", model, seed, nll=nll, acc=acc)
+                # fold spread 0.002: accuracies as precise as 5 folds of 10,000 images give
+                write_eval(tmp_path, "cpu", model, seed, nll=nll, acc=acc, acc_std=0.002)
         evidence = claims.verdict_evidence(tmp_path, "cpu")
         assert list(evidence) == [c.id for c in claims.CLAIMS]
         assert evidence["deg-q++"]["status"] == HOLDS

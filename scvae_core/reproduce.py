@@ -198,10 +198,17 @@ def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
             done = [r for r in runs if run_status(results_dir, preset_name, *r) == "done"]
             if not done:
                 continue
-            seconds = sum(x or 0.0 for r in done for x in run_seconds(results_dir, preset_name, *r))
-            machines = sorted({_machine(RunPaths(Path(results_dir), preset_name, *r)) for r in done})
-            lines.append(f"{preset_name:9s} {stage:10s} {len(done):3d}/{len(runs):<3d} runs {seconds / 60:7.1f} min  "
-                         f"({'; '.join(machines)})")
+            by_machine: dict[str, list[float]] = {}  # machine -> each run's minutes
+            for r in done:
+                by_machine.setdefault(_machine(RunPaths(Path(results_dir), preset_name, *r)), []).append(
+                    sum(x or 0.0 for x in run_seconds(results_dir, preset_name, *r)) / 60)
+            total = sum(map(sum, by_machine.values()))
+            # a stage trained on two machines: each one's share, since their speeds differ
+            where = "; ".join(m if len(by_machine) == 1 else
+                              f"{len(t)} run{'s' * (len(t) != 1)}, {sum(t):.1f} min on {m}"
+                              for m, t in sorted(by_machine.items()))
+            lines.append(f"{preset_name:9s} {stage:10s} {len(done):3d}/{len(runs):<3d} runs {total:7.1f} min  "
+                         f"({where})")
     return "\n".join(lines) or f"no finished runs under {results_dir} yet: `scvae reproduce STAGE --preset PRESET`"
 
 

@@ -50,13 +50,13 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
 
 
 def write_train(results_dir: Path, preset: str, model: str, seed: int, *, epochs: int = 3,
-                wall_time_s: float = 5.0) -> Path:
+                wall_time_s: float = 5.0, device_name: str | None = None) -> Path:
     paths = RunPaths(Path(results_dir), preset, model, seed)
     history = [{"epoch": e, "train_loss": 100.0 - e, "train_elbo": -100.0 + e, "valid_elbo": -101.0 + e,
                 "rec": -80.0, "kl": 20.0, "beta": 1.0, "seconds": 1.0} for e in range(1, epochs + 1)]
     write_json(paths.train_json, "train", {
         "model": model, "preset": preset, "seed": seed, "config": get_config(model).to_dict(), "preset_config": run_preset(preset, model).to_dict(),
-        "provenance": PROVENANCE, "history": history, "best_epoch": epochs, "best_valid_elbo": history[-1]["valid_elbo"],
+        "provenance": {**PROVENANCE, **({"device_name": device_name} if device_name else {})}, "history": history, "best_epoch": epochs, "best_valid_elbo": history[-1]["valid_elbo"],
         "epochs_run": epochs, "stopped": "max_epochs", "wall_time_s": wall_time_s})
     return paths.train_json
 

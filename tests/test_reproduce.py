@@ -118,6 +118,10 @@ def test_stage_times_read_the_run_files_of_runs_trained_one_at_a_time(tmp_path):
     assert run_seconds(tmp_path, "smoke-long", "vae-1l", 0) == (60.0, 60.0)
     line = stage_times(tmp_path)
     assert line.startswith("smoke-long table1       2/3   runs") and f"{2 * 120 / 60:.1f} min" in line, line
+    write_train(tmp_path, "smoke-long", "scvae", 0, epochs=4, wall_time_s=600.0, device_name="Other CPU")
+    line = stage_times(tmp_path)  # two machines: each one's runs and minutes
+    assert "(1 run, 2.0 min on " in line and "1 run, 11.0 min on Other CPU)" in line, line
+    assert f"{(120 + 660) / 60:7.1f} min" in line, line
 
 
 @pytest.mark.unit

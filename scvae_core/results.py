@@ -93,7 +93,8 @@ def _git_revision() -> str:
         return "unknown"
 
 
-def describe_device(device: str = "cpu") -> str:
+def processor_name(device: str = "cpu") -> str:
+    """The chip's model name: the GPU's, or the CPU's from /proc/cpuinfo."""
     import torch
 
     if str(device).startswith("cuda") and torch.cuda.is_available():
@@ -102,11 +103,18 @@ def describe_device(device: str = "cpu") -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
+    return cpu
+
+
+def describe_device(device: str = "cpu") -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return processor_name(device)
+    return f"{processor_name(device)} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
 
 
 def provenance(seed: int | None = None, device: str = "cpu") -> dict:

@@ -30,7 +30,8 @@ from .config import same_config
 from .models import VAE, ModelConfig
 from .lock import run_lock
 from .presets import Preset, changed_settings, run_preset, settings
-from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, _atomic_write, check_writable, provenance, write_json
+from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, _atomic_write, check_writable, processor_name,
+                      provenance, write_json)
 from .runs import COIN_FLIP_ELBO, load_train
 from .zoo import get_config
 
@@ -51,8 +52,10 @@ class TrainingDiverged(ValueError):
 
 def runtime_settings(dev: torch.device) -> dict:
     """What a bitwise resume also depends on: the same numbers come out of the same kernels
-    only with the same thread count, torch version and device type."""
-    return {"threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": dev.type}
+    only with the same thread count, torch version, device type and processor (an Intel Xeon's
+    AVX-512 kernels round otherwise than an AMD EPYC's, and differ between 1 and 2 threads)."""
+    return {"threads": torch.get_num_threads(), "torch": str(torch.__version__), "device": dev.type,
+            "processor": processor_name(str(dev))}
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -218,9 +221,11 @@ class _Run:
     def _compare_runtime(self, saved: dict | None) -> None:
         """Warn loudly, and record for the provenance, a resume under other runtime settings."""
         now = runtime_settings(self.dev)
-        if saved is None or saved == now:  # None: written before checkpoints recorded them
+        # None: written before checkpoints recorded them; a key it lacks was not recorded then
+        differ = {k: v for k, v in now.items() if saved is not None and k in saved and saved[k] != v}
+        if not differ:
             return
-        changed = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in now.items() if saved.get(k) != v)
+        changed = ", ".join(f"{k} {saved[k]} -> {v}" for k, v in differ.items())
         self.p.resumed_under_other_settings.append(
             {"epoch": self.p.epoch + 1, "step": self.p.step, "checkpoint": saved, "now": now})
         message = (f"{self.paths.last_ckpt} was written under other settings ({changed}): the resumed run will "

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from scvae_core.executor import DEFAULT_THREADS
 from scvae_core.results import REPO_ROOT
 
 TIERS = ("unit", "smoke", "book")
@@ -55,3 +57,15 @@ def smoke_results(tmp_path_factory, data_dir) -> Path:
         if done.returncode != 0:
             pytest.fail(f"scvae reproduce all --preset {preset} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return results_dir
+
+
+@pytest.fixture
+def worker_threads():
+    """This process at the thread count of the `scvae reproduce` workers that wrote the session's
+    smoke results, for tests that compare with them bitwise: float sums agree only at one thread
+    count (on an Intel Xeon with AVX-512, 1 and 2 threads part by 1e-5 in two smoke epochs; on the
+    AMD EPYC they did not). Yields the count, for subprocesses' OMP_NUM_THREADS."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_THREADS)
+    yield DEFAULT_THREADS
+    torch.set_num_threads(before)

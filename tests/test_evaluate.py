@@ -307,7 +307,8 @@ def test_eval_written_before_a_config_field_existed_is_reused(smoke_run, tmp_pat
 
 
 @pytest.mark.smoke
-def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run, tmp_path, data_dir, monkeypatch):
+def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run, tmp_path, data_dir, monkeypatch,
+                                                                       worker_threads):
     results_dir, doc = smoke_run
     paths = copy_trained(results_dir, tmp_path)
     paths.eval_json.write_text('{"kind": "eval", "schema_vers')
@@ -318,16 +319,9 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
     # Recomputed, here as a seed without figures: every part has its own seed, so leaving
     # t-SNE out changes nothing else, and the same seed gives the same numbers.
     monkeypatch.setattr(ev, "run_preset", lambda name, model: get_preset(name, figure_seeds=()))
-    # The session's results were evaluated by one-thread workers; float sums are bitwise the
-    # same only at the same thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.warns(UserWarning, match="not valid JSON"):
-            again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir,
-                                    progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.warns(UserWarning, match="not valid JSON"):  # at the workers' thread count (worker_threads)
+        again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir,
+                                progress=False)
     assert again == read_json(paths.eval_json, "eval")  # returned as written
     for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
         assert again[block] == doc[block], block
@@ -338,9 +332,9 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
 
 
 @pytest.mark.smoke
-def test_cli_evaluate_after_train(smoke_run, tmp_path, data_dir):
+def test_cli_evaluate_after_train(smoke_run, tmp_path, data_dir, worker_threads):
     copy_trained(smoke_run[0], tmp_path)  # `scvae train` then finds it trained
-    env = {**os.environ, "SCVAE_DATA": str(data_dir)}
+    env = {**os.environ, "SCVAE_DATA": str(data_dir), "OMP_NUM_THREADS": str(worker_threads)}
     for verb in ("train", "evaluate"):
         cmd = [sys.executable, "-m", "scvae_core.cli", verb, MODEL, "--preset", "smoke", "--seed", "0",
                "--results-dir", str(tmp_path), "--device", "cpu", "--no-progress"]

@@ -27,7 +27,8 @@ from fake_results import write_eval, write_figures, write_train
 from scvae_core import cli, data, evaluate, plots, reproduce, results, train
 from scvae_core.evaluate import load_eval
 from scvae_core.presets import get_preset
-from scvae_core.results import ResultError, RunPaths
+from scvae_core.results import ResultError, RunPaths, processor_name
+from scvae_core.train import runtime_settings
 from scvae_core.zoo import get_config
 
 MODEL = "vae-1l"
@@ -417,7 +418,8 @@ class TestResumeAcrossThreadCounts:
             run = untrained_run(tmp_path)
             run.save()
             ck = torch.load(run.paths.last_ckpt, weights_only=True)
-            assert ck["runtime"] == {"threads": 2, "torch": torch.__version__, "device": "cpu"}
+            here = {"torch": torch.__version__, "device": "cpu", "processor": processor_name("cpu")}
+            assert ck["runtime"] == {"threads": 2, **here}
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # the same settings: silent, nothing recorded
                 same = untrained_run(tmp_path)
@@ -433,9 +435,21 @@ class TestResumeAcrossThreadCounts:
         assert "WARNING" in capsys.readouterr().err
         record = resumed.payload("max_epochs")["provenance"]["resumed_under_other_settings"]
         assert record == [{"epoch": 1, "step": 0, "checkpoint": ck["runtime"],
-                           "now": {"threads": 1, "torch": torch.__version__, "device": "cpu"}}]
+                           "now": {"threads": 1, **here}}]
         resumed.save()  # and it stays recorded through later checkpoints
         assert torch.load(resumed.paths.last_ckpt, weights_only=True)["progress"]["resumed_under_other_settings"]
+
+    def test_a_checkpoint_from_another_processor_is_loud_and_one_that_never_recorded_it_is_not(self, tmp_path):
+        run = untrained_run(tmp_path)
+        now = runtime_settings(run.dev)
+        elsewhere = untrained_run(tmp_path)
+        with pytest.warns(UserWarning, match=r"other settings \(processor AMD EPYC -> "):
+            elsewhere._compare_runtime({**now, "processor": "AMD EPYC"})
+        older = untrained_run(tmp_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            older._compare_runtime({k: v for k, v in now.items() if k != "processor"})
+        assert not older.p.resumed_under_other_settings
 
 
 # ---------------------------------------------------------------- 7. leftovers and permissions

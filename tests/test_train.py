@@ -126,7 +126,7 @@ def test_smoke_run_writes_a_complete_train_json(run_a, data_dir, capsys):
 
 
 @pytest.mark.smoke
-def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_dir):
+def test_resumed_run_ends_with_bitwise_the_same_weights(run_a, tmp_path, data_dir, worker_threads):
     out_a, doc_a = run_a
 
     def run(max_steps):

@@ -105,15 +105,18 @@ def _fisher_ratio(a: str, b: str, part: str, sign: int, label: str) -> Effect:
 
 
 def _depth_curve(runs: Runs, side: str, kind: str, seed: int, reading: str) -> dict[int, Est]:
-    """log10 Fisher of the whole model by depth, for one seed of the depth sweep."""
-    curve = {}
+    """log10 Fisher of the whole model by depth, for one seed of the depth sweep; empty until
+    every depth of the sweep has it (a slope over part of a sweep, while its runs land, is not
+    the trend the paper claims)."""
+    curve, depths = {}, set()
     for name, seeds in runs.items():
         m = DEPTH_MODEL.match(name)
-        if m and m.group(1) == side and m.group(3) == kind and seed in seeds:
-            v = fisher_side(seeds[seed], "model", reading)
+        if m and m.group(1) == side and m.group(3) == kind:
+            depths.add(int(m.group(2)))
+            v = fisher_side(seeds[seed], "model", reading) if seed in seeds else None
             if v is not None:
                 curve[int(m.group(2))] = v
-    return curve
+    return curve if set(curve) == depths else {}
 
 
 def _slope(curve: dict[int, Est]) -> Est:

@@ -10,7 +10,8 @@ from fake_results import write_eval
 
 from scvae_core import claims, tables, verdicts
 from scvae_core.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_MEASURED, Est
-from scvae_core.presets import depth_models
+from scvae_core.presets import get_preset
+from scvae_core.results import RunPaths
 from scvae_core.runs import DEPTH_MODEL
 from scvae_core.zoo import TWINS
 
@@ -140,7 +141,8 @@ class TestClaimsOnResults:
     def test_depth_claims_under_each_reading(self, tmp_path):
         """Plain loses a decade per two layers and skip keeps its level, under the model and the
         authors' readings (with errors); the empirical reading was never recorded."""
-        for name in depth_models((1, 3, 5)):
+        sweep = get_preset("cpu").stage_models("depth")
+        for name in sweep:
             side, depth, kind = DEPTH_MODEL.match(name).groups()
             level = -2 - ((int(depth) - 1) / 2 if kind == "plain" else 0)
             sides = {"model": (level, 0.02), "encoder": (level, 0.02), "decoder": (level, 0.02)}
@@ -151,6 +153,11 @@ class TestClaimsOnResults:
         assert plain["readings"]["model"]["status"] == plain["readings"]["authors"]["status"] == HOLDS
         assert plain["readings"]["empirical"]["status"] == NOT_MEASURED
         assert evidence["fisher-depth-skip-flat"]["status"] == HOLDS
+        # one depth of the encoder's plain sweep not evaluated yet: its slope waits for it
+        RunPaths(tmp_path, "cpu", "enc05-plain", 0).eval_json.unlink()
+        plain = claims.verdict_evidence(tmp_path, "cpu")["fisher-depth-plain-decreases"]
+        assert plain["effects"][0]["n"] == 0 and plain["effects"][1]["values"] == pytest.approx([-0.5])
+        assert plain["status"] == NOT_MEASURED
 
     def test_robust_summary_is_preferred_to_the_layer_mean(self, tmp_path):
         write_eval(tmp_path, "cpu", "pixelvae", 0, enc=1e-3, dec=1e5,  # a heavy tail moved the mean

@@ -27,17 +27,18 @@ THRESHOLDS: dict[str, tuple[float, str, str]] = {
 }
 
 RULE = (
-    "Each effect is a number per seed: its estimate is the random-effects mean over seeds, weighted by each run's "
-    "own estimator error (standard error of the NLL over test images, of the SVM accuracy over folds, bootstrap "
-    "over Fisher points or minibatches; DerSimonian-Laird between-seed variance), and its 95% interval is the "
-    "Hartung-Knapp interval with Student t on n − 1 degrees of freedom, which widens with the observed spread "
-    "across seeds, or the DerSimonian-Laird normal interval where that is wider (seeds that agree by chance "
-    "must not make an interval narrower than their own errors). With n = 1 seed the interval holds only that "
-    "run's estimator error (normal quantile), and without a recorded estimator error it cannot be formed. "
-    "Against the practical threshold δ of its kind, in the claimed direction: **holds** if the whole interval is beyond +δ, **contradicted** if beyond −δ, "
-    "**no effect** if inside ±δ, **inconclusive** otherwise, **not measured** without results. A claim is "
-    "contradicted if any effect is; else not measured if any effect is; else holds if every effect holds; else "
-    "no effect if any effect shows none; else inconclusive."
+    "Each effect is a number per seed: its estimate is the random-effects mean over seeds, weighted by each "
+    "run's own estimator error (standard error of the NLL over test images, of the SVM accuracy over folds, "
+    "bootstrap over Fisher points or minibatches; DerSimonian-Laird between-seed variance), and its 95% "
+    "interval is the Hartung-Knapp interval with Student t on n − 1 degrees of freedom, which widens with the "
+    "observed spread across seeds, or the DerSimonian-Laird normal interval where that is wider (seeds that "
+    "agree by chance must not make an interval narrower than their own errors). With n = 1 seed the interval "
+    "holds only that run's estimator error (normal quantile), and without a recorded estimator error it cannot "
+    "be formed. Against the practical threshold δ of its kind, in the claimed direction: **holds** if the whole"
+    " interval is beyond +δ, **contradicted** if beyond −δ, **no effect** if inside ±δ, **inconclusive** "
+    "otherwise, **not measured** without results. A claim is contradicted if any effect is; else not measured "
+    "if any effect is; else holds if every effect holds; else no effect if any effect shows none; else "
+    "inconclusive."
 )
 
 

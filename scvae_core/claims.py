@@ -392,3 +392,36 @@ def verdicts_markdown(evidence: dict[str, dict]) -> str:
                              f"{format_effect(e)}; {e['method']} ({per_seed}) → {e['status']}")
         lines.append("")
     return "\n".join(lines)
+
+
+def replicate_text(first: dict[str, dict], second: dict[str, dict], labels: tuple[str, str]) -> str:
+    """Two budgets that train the same seeds for the same epochs (the cpu preset and the long
+    preset's epoch 10) are replicate trainings, apart from rounding: does each effect's estimate
+    at ``first`` fall inside its 95% interval at ``second``, and, as a point, on the same side of
+    its threshold? Single-seed effects and the others are counted apart."""
+    pairs = [(a, b) for cid in first.keys() & second.keys()
+             for a, b in zip(first[cid]["effects"], second[cid]["effects"])
+             if a["n"] and b["n"] and not math.isnan(b["low"])]
+    if not pairs:
+        return f"No effect is measured at both {labels[0]} and {labels[1]} yet."
+
+    def as_point(e):  # the verdict of the estimate alone, without its interval
+        return verdict({"n": 1, "low": e["estimate"], "high": e["estimate"]}, e["sign"], e["level"], e["threshold"])
+
+    several = [(a, b) for a, b in pairs if b["n"] > 1]
+    single = [(a, b) for a, b in pairs if b["n"] == 1]
+    lines = []
+    if several:
+        inside = sum(b["low"] <= a["estimate"] <= b["high"] for a, b in several)
+        lines.append(f"- Effects over two or more seeds: {len(several)}. The {labels[0]} estimate lies inside the "
+                     f"{labels[1]} 95% interval for {inside}; the rule gives both budgets the same verdict for "
+                     f"{sum(a['status'] == b['status'] for a, b in several)}.")
+    if single:
+        inside = sum(b["low"] <= a["estimate"] <= b["high"] for a, b in single)
+        same = sum(as_point(a) == as_point(b) for a, b in single)
+        lines.append(f"- Effects of a single seed: {len(single)}. The {labels[0]} estimate lies inside the {labels[1]} "
+                     f"95% interval for {inside}" + (
+                         ": a single run's interval holds its estimator error, not the training's sensitivity to "
+                         "rounding, and is too narrow for a verdict to rest on" if inside < len(single) else "")
+                     + f". As points, the two estimates give the same verdict for {same}.")
+    return "\n".join(lines)

@@ -10,6 +10,7 @@ import html
 import itertools
 import math
 import re
+import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -496,6 +497,80 @@ def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
 
 
 TABLES["table1-budgets"] = table1_budgets
+
+SAME_PATH_NATS = 0.01  # validation ELBOs this close: the two runs followed one path (rounding aside)
+
+
+def _machine(doc: dict) -> str:
+    return doc["provenance"].get("device_name", "?").split(" (")[0].replace("(R)", "")
+
+
+def short_long_pairs(results_dir: Path | str, preset: str = "cpu") -> list[dict]:
+    """Every run of the short preset beside the long preset's run of the same model and seed,
+    over the short run's epochs: their validation ELBO at its last epoch, the first epoch at which
+    they part by more than SAME_PATH_NATS (None: never), and the code revision and processor of each."""
+    short = preset if preset in LONG_OF else "cpu"
+    long_name = LONG_OF[short]
+    first = get_preset(long_name).eval_epochs[0]
+    pairs = []
+    for m in dict.fromkeys(m for models in get_preset(long_name).stages.values() for m in models):
+        for s in evaluated_seeds(results_dir, long_name, m, epoch=first):
+            if s not in evaluated_seeds(results_dir, short, m):
+                continue
+            a, b = (load_train(RunPaths(Path(results_dir), p, m, s)) for p in (short, long_name))
+            va, vb = ([e["valid_elbo"] for e in d["history"]] for d in (a, b))
+            n = len(va)
+            parted = next((i + 1 for i, (x, y) in enumerate(zip(va, vb[:n])) if abs(x - y) > SAME_PATH_NATS), None)
+            deepest = max(a["config"]["enc_depth"], a["config"]["dec_depth"])
+            pairs.append({"model": m, "seed": s, "epochs": n, "short": va[-1], "long": vb[n - 1], "parted": parted,
+                          "deepest": deepest,
+                          "revisions": tuple(d["provenance"].get("git_revision", "?")[:7] for d in (a, b)),
+                          "machines": (_machine(a), _machine(b))})
+    return pairs
+
+
+def short_long_table(results_dir: Path | str, preset: str = "cpu") -> Table:
+    """:func:`short_long_pairs` as a table, the pairs that parted first."""
+    short = preset if preset in LONG_OF else "cpu"
+    pairs = sorted(short_long_pairs(results_dir, short), key=lambda p: (p["parted"] is None, p["parted"] or 0))
+    rows = tuple((f"{p['model']} seed {p['seed']}", f"{p['short']:.4f}", f"{p['long']:.4f}",
+                  f"{p['long'] - p['short']:+.4f}", str(p["parted"] or "never"), " / ".join(p["revisions"]),
+                  " / ".join(dict.fromkeys(p["machines"]))) for p in pairs)
+    n = pairs[0]["epochs"] if pairs else get_preset(short).epochs
+    columns = ("Run", f"valid ELBO, {short} epoch {n}", f"valid ELBO, {LONG_OF[short]} epoch {n}", "long − short",
+               f"first epoch apart by > {SAME_PATH_NATS:g} nats", "revisions (short / long)", "processor(s)")
+    caption = (f"The {short} preset's runs beside the {LONG_OF[short]} preset's runs of the same model and seed, over "
+               f"the {short} run's {n} epochs: the same recipe and seed, trained at two revisions of the code and on "
+               "one or two processors. 'never': the two followed one path.")
+    return Table("short-long", caption, columns, rows, short, tuple(sorted({p["seed"] for p in pairs})))
+
+
+TABLES["short-long"] = short_long_table
+
+
+def short_long_text(results_dir: Path | str, preset: str = "cpu") -> str:
+    """How many short runs the long runs repeat exactly, and how far the others drift."""
+    pairs = short_long_pairs(results_dir, preset)
+    if not pairs:
+        return f"No run has results in both the {preset} and the {LONG_OF[preset]} preset yet."
+    apart = [p for p in pairs if p["parted"] is not None]
+    same = len(pairs) - len(apart)
+    text = (f"Of the {len(pairs)} runs that both presets trained, {same} followed one path for all "
+            f"{pairs[0]['epochs']} epochs (validation ELBOs within {SAME_PATH_NATS:g} nats every epoch)")
+    if not apart:
+        return text + "."
+    worst = max(apart, key=lambda p: abs(p["long"] - p["short"]))
+    text += (f"; {len(apart)} parted, at epochs {min(p['parted'] for p in apart)} to "
+             f"{max(p['parted'] for p in apart)}, and at epoch {worst['epochs']} differ by up to "
+             f"{abs(worst['long'] - worst['short']):.2f} nats ({worst['model']} seed {worst['seed']}).")
+    for name, group in (("one hidden layer per side", [p for p in pairs if p["deepest"] == 1]),
+                        ("a deeper side", [p for p in pairs if p["deepest"] > 1])):
+        if group:
+            gaps = [abs(p["long"] - p["short"]) for p in group]
+            text += (f" Of the {len(group)} with {name}, {sum(p['parted'] is not None for p in group)} parted; "
+                     f"their epoch-{group[0]['epochs']} ELBOs differ by {statistics.median(gaps):.2f} nats in the "
+                     f"median, {max(gaps):.2f} at most.")
+    return text
 
 
 def training_ends_table(results_dir: Path | str, preset: str | None = None) -> Table:

@@ -191,6 +191,31 @@ class TestClaimsOnResults:
         assert ("long", 30) in claims.budgets(tmp_path)
 
 
+class TestReplicateBudgets:
+    @staticmethod
+    def effect(n, estimate, half, status=HOLDS):
+        low, high = (math.nan, math.nan) if half is None else (estimate - half, estimate + half)
+        return {"n": n, "estimate": estimate, "low": low, "high": high, "sign": +1, "level": 0.0,
+                "threshold": 1.0, "status": status}
+
+    def test_estimates_are_checked_against_the_replicates_interval_seeds_and_single_runs_apart(self):
+        first = {"a": {"effects": [self.effect(3, 5.0, 2.0), self.effect(3, 0.5, 1.0, INCONCLUSIVE)]},
+                 "b": {"effects": [self.effect(1, 4.0, None), self.effect(1, 3.0, None)]},
+                 "gone": {"effects": [self.effect(0, math.nan, None, NOT_MEASURED)]}}
+        second = {"a": {"effects": [self.effect(3, 6.0, 2.0), self.effect(3, 1.8, 1.0)]},
+                  "b": {"effects": [self.effect(1, 9.0, 0.1), self.effect(1, -3.0, 0.1, CONTRADICTED)]},
+                  "gone": {"effects": [self.effect(3, 2.0, 0.5)]}}
+        text = claims.replicate_text(first, second, ("cpu", "long, epoch 10"))
+        # 5 lies in [4, 8], 0.5 not in [0.8, 2.8]; their verdicts: holds and holds, inconclusive and holds
+        assert ("Effects over two or more seeds: 2. The cpu estimate lies inside the long, epoch 10 95% interval "
+                "for 1; the rule gives both budgets the same verdict for 1.") in text
+        # 4 not in [8.9, 9.1], 3 not in [-3.1, -2.9]; as points: holds/holds, holds/contradicted
+        assert "Effects of a single seed: 2. The cpu estimate lies inside the long, epoch 10 95% interval for 0: " \
+               "a single run's interval holds its estimator error" in text
+        assert "As points, the two estimates give the same verdict for 1." in text
+        assert claims.replicate_text({}, second, ("x", "y")) == "No effect is measured at both x and y yet."
+
+
 class TestVerdictsTable:
     def test_one_row_per_claim_and_reading_one_column_per_result_set(self, tmp_path):
         twin = TWINS[0]

@@ -363,3 +363,33 @@ def test_training_curves_zoom_on_the_best_validation_elbo(tmp_path):
     assert zoom.get_ylim() == pytest.approx((best - plots.ZOOM_NATS, best + 0.1 * plots.ZOOM_NATS))
     assert full.get_ylim()[0] <= -1500.0  # the left panel keeps everything
     assert [t.get_text() for t in full.get_legend().get_texts()] == ["vae-1l", "vae-11l"]
+
+
+def test_short_and_long_runs_of_one_seed_are_compared_epoch_by_epoch(tmp_path):
+    # vae-1l: the long run repeats the cpu run; vae-11l: it parts at epoch 2 and ends 5 nats lower;
+    # scvae: only the cpu preset has it, so there is no pair
+    for model, shift in (("vae-1l", [0.0] * 10), ("vae-11l", [0.0, 0.5] + [5.0] * 8)):
+        write_train(tmp_path, "cpu", model, 0, epochs=10, device_name="AMD EPYC (2 logical cores, torch threads 1)")
+        write_eval(tmp_path, "cpu", model, 0)
+        path = write_train(tmp_path, "long", model, 0, epochs=100,
+                           device_name="Intel(R) Xeon(R) Processor (2 logical cores, torch threads 1)")
+        train = read_json(path, "train")
+        for e, d in zip(train["history"], shift):
+            e["valid_elbo"] -= d
+        path.write_text(json.dumps(train))
+        write_eval(tmp_path, "long", model, 0, epoch=10)
+    write_train(tmp_path, "cpu", "scvae", 0, epochs=10)
+    write_eval(tmp_path, "cpu", "scvae", 0)
+    pairs = {p["model"]: p for p in tables.short_long_pairs(tmp_path)}
+    assert set(pairs) == {"vae-1l", "vae-11l"}
+    assert pairs["vae-1l"]["parted"] is None and pairs["vae-11l"]["parted"] == 2
+    assert pairs["vae-11l"]["long"] - pairs["vae-11l"]["short"] == pytest.approx(-5.0)
+    t = tables.short_long_table(tmp_path)
+    assert column(t, "Run") == ["vae-11l seed 0", "vae-1l seed 0"]  # the pair that parted first
+    assert column(t, "first epoch apart by > 0.01 nats") == ["2", "never"]
+    assert column(t, "processor(s)") == ["AMD EPYC / Intel Xeon Processor"] * 2
+    text = tables.short_long_text(tmp_path)
+    assert "Of the 2 runs that both presets trained, 1 followed one path for all 10 epochs" in text
+    assert "1 parted, at epochs 2 to 2, and at epoch 10 differ by up to 5.00 nats (vae-11l seed 0)" in text
+    assert "Of the 1 with one hidden layer per side, 0 parted" in text
+    assert "Of the 1 with a deeper side, 1 parted; their epoch-10 ELBOs differ by 5.00 nats in the median" in text

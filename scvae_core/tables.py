@@ -520,6 +520,8 @@ def short_long_pairs(results_dir: Path | str, preset: str = "cpu") -> list[dict]
             a, b = (load_train(RunPaths(Path(results_dir), p, m, s)) for p in (short, long_name))
             va, vb = ([e["valid_elbo"] for e in d["history"]] for d in (a, b))
             n = len(va)
+            if len(vb) < n:  # a long run that stopped early has no epoch to compare with
+                continue
             parted = next((i + 1 for i, (x, y) in enumerate(zip(va, vb[:n])) if abs(x - y) > SAME_PATH_NATS), None)
             deepest = max(a["config"]["enc_depth"], a["config"]["dec_depth"])
             pairs.append({"model": m, "seed": s, "epochs": n, "short": va[-1], "long": vb[n - 1], "parted": parted,
@@ -540,8 +542,8 @@ def short_long_table(results_dir: Path | str, preset: str = "cpu") -> Table:
     columns = ("Run", f"valid ELBO, {short} epoch {n}", f"valid ELBO, {LONG_OF[short]} epoch {n}", "long − short",
                f"first epoch apart by > {SAME_PATH_NATS:g} nats", "revisions (short / long)", "processor(s)")
     caption = (f"The {short} preset's runs beside the {LONG_OF[short]} preset's runs of the same model and seed, over "
-               f"the {short} run's {n} epochs: the same recipe and seed, trained at two revisions of the code and on "
-               "one or two processors. 'never': the two followed one path.")
+               f"the {short} run's {n} epochs: the same recipe and seed, trained at the code revisions and on the "
+               "processors the last two columns name. 'never': the two followed one path.")
     return Table("short-long", caption, columns, rows, short, tuple(sorted({p["seed"] for p in pairs})))
 
 

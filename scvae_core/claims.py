@@ -408,20 +408,20 @@ def replicate_text(first: dict[str, dict], second: dict[str, dict], labels: tupl
     def as_point(e):  # the verdict of the estimate alone, without its interval
         return verdict({"n": 1, "low": e["estimate"], "high": e["estimate"]}, e["sign"], e["level"], e["threshold"])
 
+    def covered(group):  # how many first estimates lie inside the second interval
+        return sum(b["low"] <= a["estimate"] <= b["high"] for a, b in group)
+
     several = [(a, b) for a, b in pairs if b["n"] > 1]
     single = [(a, b) for a, b in pairs if b["n"] == 1]
     lines = []
     if several:
-        inside = sum(b["low"] <= a["estimate"] <= b["high"] for a, b in several)
         lines.append(f"- Effects over two or more seeds: {len(several)}. The {labels[0]} estimate lies inside the "
-                     f"{labels[1]} 95% interval for {inside}; the rule gives both budgets the same verdict for "
-                     f"{sum(a['status'] == b['status'] for a, b in several)}.")
+                     f"{labels[1]} 95% interval for {covered(several)}; the rule gives both budgets the same verdict "
+                     f"for {sum(a['status'] == b['status'] for a, b in several)}.")
     if single:
-        inside = sum(b["low"] <= a["estimate"] <= b["high"] for a, b in single)
-        same = sum(as_point(a) == as_point(b) for a, b in single)
+        too_narrow = (": a single run's interval holds its estimator error, not the training's sensitivity to "
+                      "rounding, and is too narrow for a verdict to rest on") if covered(single) < len(single) else ""
         lines.append(f"- Effects of a single seed: {len(single)}. The {labels[0]} estimate lies inside the {labels[1]} "
-                     f"95% interval for {inside}" + (
-                         ": a single run's interval holds its estimator error, not the training's sensitivity to "
-                         "rounding, and is too narrow for a verdict to rest on" if inside < len(single) else "")
-                     + f". As points, the two estimates give the same verdict for {same}.")
+                     f"95% interval for {covered(single)}{too_narrow}. As points, the two estimates give the same "
+                     f"verdict for {sum(as_point(a) == as_point(b) for a, b in single)}.")
     return "\n".join(lines)

@@ -61,6 +61,11 @@ class Preset:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model of every stage, once, in stage order."""
+        return tuple(dict.fromkeys(m for models in self.stages.values() for m in models))
+
     def stage_models(self, stage: str) -> tuple[str, ...]:
         check_name("stage", stage, self.stages)
         return self.stages[stage]

@@ -464,12 +464,17 @@ def training_end(doc: dict, epochs: int = LAST_EPOCHS) -> dict | None:
 LONG_OF = {"cpu": "long", "smoke": "smoke-long"}  # a short preset and the one that trains it longer
 
 
+def short_and_long(preset: str | None) -> tuple[str, str]:
+    """(short, long) presets from either name; cpu and long for anything else (None, auto)."""
+    short = next((k for k, v in LONG_OF.items() if preset in (k, v)), "cpu")
+    return short, LONG_OF[short]
+
+
 def table1_budgets(results_dir: Path | str, preset: str | None = None) -> Table:
     """Table 1 under every budget: the paper's, the short preset's (``preset``: cpu, or smoke in
     the tests) and its long preset's at each evaluated epoch, NLL and accuracy; and whether the
     long runs converged (the validation ELBO's mean change per epoch over the last 20)."""
-    short = preset if preset in LONG_OF else "cpu"
-    long_name = LONG_OF[short]
+    short, long_name = short_and_long(preset)
     budgets = [(short, None)] + [(long_name, e) for e in get_preset(long_name).eval_epochs]
     data = {b: collect(results_dir, b[0], TABLE1, epoch=b[1]) for b in budgets}
     paper = paper_rows("table1")
@@ -509,11 +514,10 @@ def short_long_pairs(results_dir: Path | str, preset: str = "cpu") -> list[dict]
     """Every run of the short preset beside the long preset's run of the same model and seed,
     over the short run's epochs: their validation ELBO at its last epoch, the first epoch at which
     they part by more than SAME_PATH_NATS (None: never), and the code revision and processor of each."""
-    short = preset if preset in LONG_OF else "cpu"
-    long_name = LONG_OF[short]
+    short, long_name = short_and_long(preset)
     first = get_preset(long_name).eval_epochs[0]
     pairs = []
-    for m in dict.fromkeys(m for models in get_preset(long_name).stages.values() for m in models):
+    for m in get_preset(long_name).models:
         for s in evaluated_seeds(results_dir, long_name, m, epoch=first):
             if s not in evaluated_seeds(results_dir, short, m):
                 continue
@@ -533,15 +537,15 @@ def short_long_pairs(results_dir: Path | str, preset: str = "cpu") -> list[dict]
 
 def short_long_table(results_dir: Path | str, preset: str = "cpu") -> Table:
     """:func:`short_long_pairs` as a table, the pairs that parted first."""
-    short = preset if preset in LONG_OF else "cpu"
+    short, long_name = short_and_long(preset)
     pairs = sorted(short_long_pairs(results_dir, short), key=lambda p: (p["parted"] is None, p["parted"] or 0))
     rows = tuple((f"{p['model']} seed {p['seed']}", f"{p['short']:.4f}", f"{p['long']:.4f}",
                   f"{p['long'] - p['short']:+.4f}", str(p["parted"] or "never"), " / ".join(p["revisions"]),
                   " / ".join(dict.fromkeys(p["machines"]))) for p in pairs)
     n = pairs[0]["epochs"] if pairs else get_preset(short).epochs
-    columns = ("Run", f"valid ELBO, {short} epoch {n}", f"valid ELBO, {LONG_OF[short]} epoch {n}", "long − short",
+    columns = ("Run", f"valid ELBO, {short} epoch {n}", f"valid ELBO, {long_name} epoch {n}", "long − short",
                f"first epoch apart by > {SAME_PATH_NATS:g} nats", "revisions (short / long)", "processor(s)")
-    caption = (f"The {short} preset's runs beside the {LONG_OF[short]} preset's runs of the same model and seed, over "
+    caption = (f"The {short} preset's runs beside the {long_name} preset's runs of the same model and seed, over "
                f"the {short} run's {n} epochs: the same recipe and seed, trained at the code revisions and on the "
                "processors the last two columns name. 'never': the two followed one path.")
     return Table("short-long", caption, columns, rows, short, tuple(sorted({p["seed"] for p in pairs})))
@@ -554,7 +558,7 @@ def short_long_text(results_dir: Path | str, preset: str = "cpu") -> str:
     """How many short runs the long runs repeat exactly, and how far the others drift."""
     pairs = short_long_pairs(results_dir, preset)
     if not pairs:
-        return f"No run has results in both the {preset} and the {LONG_OF[preset]} preset yet."
+        return "No run has results in both the {} and the {} preset yet.".format(*short_and_long(preset))
     apart = [p for p in pairs if p["parted"] is not None]
     same = len(pairs) - len(apart)
     text = (f"Of the {len(pairs)} runs that both presets trained, {same} followed one path for all "
@@ -578,10 +582,10 @@ def short_long_text(results_dir: Path | str, preset: str = "cpu") -> str:
 def training_ends_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """Every finished run of a long preset (``preset``: it, or the short preset it lengthens;
     default long): did it converge, and was its end stable (see :func:`training_end`)?"""
-    long_name = preset if preset in LONG_OF.values() else LONG_OF.get(preset, LONG_OF["cpu"])
+    long_name = short_and_long(preset)[1]
     threshold = verdicts.THRESHOLDS["nll"][0]
     rows, seeds = [], set()
-    for m in dict.fromkeys(m for models in get_preset(long_name).stages.values() for m in models):
+    for m in get_preset(long_name).models:
         last = run_preset(long_name, m).eval_epochs[-1]
         for s in evaluated_seeds(results_dir, long_name, m, epoch=last):
             c = training_end(load_train(RunPaths(Path(results_dir), long_name, m, s)))
@@ -611,7 +615,7 @@ TABLES["training-ends"] = training_ends_table
 def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:
     """VAE(1L) at the longest budget against the paper's and Burda et al.'s numbers: how many
     nats remain and what budget, estimator and protocol explain, as far as the runs can tell."""
-    long_name = LONG_OF[preset]
+    preset, long_name = short_and_long(preset)
     last = get_preset(long_name).eval_epochs[-1]
     short = collect(results_dir, preset, ["vae-1l"])["vae-1l"]
     long = collect(results_dir, long_name, ["vae-1l"], epoch=last)["vae-1l"]

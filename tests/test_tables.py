@@ -13,7 +13,7 @@ from fake_results import write_eval, write_figures, write_train
 from matplotlib.figure import Figure
 
 from scvae_core import plots, runs, tables
-from scvae_core.presets import TABLE1, TABLE2, depth_models
+from scvae_core.presets import TABLE1, TABLE2, depth_models, get_preset
 from scvae_core.results import PAPER_REPORTED, PUBLISHED, ResultError, RunPaths, read_json
 from scvae_core.claims import READINGS
 from scvae_core.zoo import TWINS, UnknownName
@@ -393,3 +393,10 @@ def test_short_and_long_runs_of_one_seed_are_compared_epoch_by_epoch(tmp_path):
     assert "1 parted, at epochs 2 to 2, and at epoch 10 differ by up to 5.00 nats (vae-11l seed 0)" in text
     assert "Of the 1 with one hidden layer per side, 0 parted" in text
     assert "Of the 1 with a deeper side, 1 parted; their epoch-10 ELBOs differ by 5.00 nats in the median" in text
+
+
+def test_short_and_long_presets_resolve_from_either_name():
+    assert tables.short_and_long("smoke") == tables.short_and_long("smoke-long") == ("smoke", "smoke-long")
+    assert tables.short_and_long("long") == tables.short_and_long(None) == tables.short_and_long("auto") == ("cpu", "long")
+    long = get_preset("long")
+    assert set(long.models) == {m for ms in long.stages.values() for m in ms} and len(set(long.models)) == len(long.models)

@@ -503,6 +503,8 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
     order = permuted_test_indices()
     grid = order[grid_indices(labels[order], preset.grid_images)]
     figures |= timed("images", lambda g: image_grids(model, x_test[grid], preset.grid_images))
+    # Every image's estimate, so that two models' NLLs are compared image by image (paired).
+    figures |= {"nll_per_image": nll.numpy(), "nll_test_index": _prefix(preset.test_size)}
 
     metrics = {
         "nll": nll.mean().item(), "nll_se": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else 0.0,

@@ -102,6 +102,24 @@ def kl_weight(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
 
 
+def preset_kl_weight(preset: Preset, epoch: int, global_step: int, n_batches: int) -> float:
+    """beta at a step of the 0-based ``epoch`` as the preset's warm-up has it: rising every step, or
+    (``warmup_by="epoch"``, the authors' code) (epoch + 1) / warmup_epochs for the whole epoch."""
+    if preset.warmup_by == "epoch":
+        return kl_weight(epoch + 1, preset.warmup_epochs)
+    return kl_weight(global_step, preset.warmup_epochs * n_batches)
+
+
+@torch.no_grad()
+def normalize_gradients(params) -> None:
+    """Divide each parameter tensor's gradient by its L2 norm + 1e-7, in place: the step that
+    the authors' AdamNormGrad takes before Adam's moments see the gradient."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        norms = torch._foreach_norm(grads)
+        torch._foreach_div_(grads, torch._foreach_add(norms, 1e-7))
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The data order of one epoch, a function of (seed, epoch) only (a stable hash, unlike
     Python's ``hash``), so a resumed run knows which batches it has already done."""
@@ -250,10 +268,10 @@ class _Run:
         self.p.wall_time_s += now - self.clock
         self.clock = now
 
-    def step(self, x: torch.Tensor, n_batches: int, warmup_steps: int) -> list[float]:
+    def step(self, x: torch.Tensor, n_batches: int) -> list[float]:
         """One Adam step on the warm-up-weighted ELBO; returns the batch means of STAT_NAMES."""
         p = self.p
-        p.beta = kl_weight(p.global_step, warmup_steps)
+        p.beta = preset_kl_weight(self.preset, p.epoch, p.global_step, n_batches)
         terms = self.model.elbo(x, p.beta)
         stats = torch.stack([terms[k].detach().mean() for k in STAT_NAMES]).tolist()  # one device sync
         if not math.isfinite(stats[0]):
@@ -263,6 +281,8 @@ class _Run:
                 f"preset's lr ({self.preset.lr}) or use another seed.")
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
+        if self.preset.optimizer == "adam-normgrad":
+            normalize_gradients(self.model.parameters())
         self.opt.step()
         for k, v in zip(STAT_NAMES, stats):
             p.sums[k] += v * len(x)
@@ -453,8 +473,7 @@ def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_ste
         with tqdm(total=n_batches, initial=p.step, desc=f"{model_name} epoch {p.epoch + 1}/{preset.epochs}",
                   unit="batch", disable=not progress, leave=False) as bar:
             while p.step < n_batches and steps_here != max_steps and not interrupted:
-                loss, _, rec, kl = run.step(train_x[order[p.step * bs:(p.step + 1) * bs]], n_batches,
-                                            preset.warmup_epochs * n_batches)
+                loss, _, rec, kl = run.step(train_x[order[p.step * bs:(p.step + 1) * bs]], n_batches)
                 steps_here += 1
                 bar.update()
                 bar.set_postfix({"loss": f"{loss:.2f}", "rec": f"{rec:.2f}", "kl": f"{kl:.2f}",

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .presets import TABLE1, get_preset
-from .runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, resolve_preset
+from .runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, per_image_nll, resolve_preset
 from .verdicts import NOT_MEASURED, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
 from .zoo import OURS, TWINS, Twin
 
@@ -58,6 +59,32 @@ def fisher_side(e: dict, part: str, reading: str) -> Est | None:
     return Est(math.log10(mean)) if mean and mean > 0 else None
 
 
+def nll_diff(a: dict, b: dict) -> Est:
+    """NLL(a) − NLL(b) of one seed's two runs. Its error is that of the image-by-image
+    differences where both runs stored every image's estimate (the same images: the runs' errors
+    largely cancel), else the two runs' errors in quadrature."""
+    value = a["metrics"]["nll"] - b["metrics"]["nll"]
+    pa, pb = per_image_nll(a), per_image_nll(b)
+    if pa is not None and pb is not None and np.array_equal(pa[0], pb[0]) and len(pa[0]) > 1:
+        d = pa[1] - pb[1]
+        return Est(value, float(d.std(ddof=1) / math.sqrt(len(d))), paired=True)
+    return _nll(a) - _nll(b)
+
+
+def acc_diff(a: dict, b: dict) -> Est:
+    """Acc(a) − Acc(b) of one seed's two runs, its error that of the fold-by-fold differences (every
+    run's SVM uses the same folds of the same images: SPLIT_SEED), else the errors in quadrature."""
+    fa, fb = (np.array(e["metrics"].get("svm_fold_accs") or [], dtype=float) for e in (a, b))
+    if len(fa) > 1 and len(fa) == len(fb):
+        d = fa - fb
+        return Est(a["metrics"]["svm_acc"] - b["metrics"]["svm_acc"], float(d.std(ddof=1) / math.sqrt(len(d))),
+                   paired=True)
+    return _acc(a) - _acc(b)
+
+
+DIFFS = {"nll": (_nll, nll_diff), "acc": (_acc, acc_diff)}  # kind -> (one run's value, a paired difference)
+
+
 Measure = Callable[[Runs, str], dict[int, Est]]
 
 
@@ -93,8 +120,9 @@ def _paired(models: tuple[str, ...], f: Callable[..., Est | None]) -> Measure:
     return measure
 
 
-def _diff(a: str, b: str, get: Callable[[dict], Est], sign: int, kind: str, label: str) -> Effect:
-    return Effect(label, sign, kind, _paired((a, b), lambda r, ea, eb: get(ea) - get(eb)))
+def _diff(a: str, b: str, sign: int, kind: str, label: str) -> Effect:
+    diff = DIFFS[kind][1]
+    return Effect(label, sign, kind, _paired((a, b), lambda r, ea, eb: diff(ea, eb)))
 
 
 def _fisher_ratio(a: str, b: str, part: str, sign: int, label: str) -> Effect:
@@ -174,10 +202,12 @@ def _skip_log_ratios(*evals: dict) -> list[float]:
             if layer["receives_skip"] and layer["ratio"]]
 
 
-def _best_other(get: Callable[[dict], Est], pick: Callable) -> Callable[..., Est]:
-    """``get`` of SCVAE minus the best (``pick``: min or max) of the other Table 1 models."""
+def _best_other(kind: str, pick: Callable) -> Callable[..., Est]:
+    """SCVAE minus the best (``pick``: min or max) of the other Table 1 models, in ``kind``."""
+    get, diff = DIFFS[kind]
+
     def f(reading, e, *rest):
-        return get(e) - pick((get(r) for r in rest), key=lambda x: x.value)
+        return diff(e, pick(rest, key=lambda r: get(r).value))
     return f
 
 
@@ -200,16 +230,16 @@ SKIP_MODELS = ("scvae", "scvae-l")
 CLAIMS: tuple[Claim, ...] = (
     Claim("deg-q++", "A deeper encoder (VAE(q++)) improves accuracy but worsens NLL compared with VAE(1L).",
           "Sec. 1 and Fig. 1; Table 1", "table1", (
-              _diff("vae-q++", "vae-1l", _acc, +1, "acc", "Acc(VAE(q++)) − Acc(VAE(1L))"),
-              _diff("vae-q++", "vae-1l", _nll, +1, "nll", "NLL(VAE(q++)) − NLL(VAE(1L))"))),
+              _diff("vae-q++", "vae-1l", +1, "acc", "Acc(VAE(q++)) − Acc(VAE(1L))"),
+              _diff("vae-q++", "vae-1l", +1, "nll", "NLL(VAE(q++)) − NLL(VAE(1L))"))),
     Claim("deg-p++", "A deeper decoder (VAE(p++)) improves NLL but worsens accuracy compared with VAE(1L).",
           "Sec. 1 and Fig. 1; Table 1", "table1", (
-              _diff("vae-p++", "vae-1l", _nll, -1, "nll", "NLL(VAE(p++)) − NLL(VAE(1L))"),
-              _diff("vae-p++", "vae-1l", _acc, -1, "acc", "Acc(VAE(p++)) − Acc(VAE(1L))"))),
+              _diff("vae-p++", "vae-1l", -1, "nll", "NLL(VAE(p++)) − NLL(VAE(1L))"),
+              _diff("vae-p++", "vae-1l", -1, "acc", "Acc(VAE(p++)) − Acc(VAE(1L))"))),
     Claim("deg-deep", "Deepening both sides (VAE(11L)) worsens both NLL and accuracy compared with VAE(1L).",
           "Sec. 1 and Fig. 1; Table 1", "table1", (
-              _diff("vae-11l", "vae-1l", _nll, +1, "nll", "NLL(VAE(11L)) − NLL(VAE(1L))"),
-              _diff("vae-11l", "vae-1l", _acc, -1, "acc", "Acc(VAE(11L)) − Acc(VAE(1L))"))),
+              _diff("vae-11l", "vae-1l", +1, "nll", "NLL(VAE(11L)) − NLL(VAE(1L))"),
+              _diff("vae-11l", "vae-1l", -1, "acc", "Acc(VAE(11L)) − Acc(VAE(1L))"))),
     Claim("fisher-depth-plain-decreases",
           "Without skips, the model's mean Fisher information decreases as the encoder or the decoder gets deeper.",
           "Sec. 6.1, Fig. 2", "depth", tuple(
@@ -235,12 +265,17 @@ CLAIMS: tuple[Claim, ...] = (
               Effect("VAE(p++) vs VAE(1L): log10 change of encoder Fisher − that of decoder Fisher", -1,
                      "log10_fisher", _paired(("vae-p++", "vae-1l"), _change_gap("encoder", "decoder")))),
           fisher=True),
+    # Not a sentence of the paper but the comparison its Table 1 makes first: a skip-connected
+    # deep VAE against the shallow one it deepens.
+    Claim("scvae-vs-1l", "SCVAE improves on VAE(1L) in both NLL and accuracy.", "Sec. 6.2, Table 1", "table1", (
+        _diff("scvae", "vae-1l", -1, "nll", "NLL(SCVAE) − NLL(VAE(1L))"),
+        _diff("scvae", "vae-1l", +1, "acc", "Acc(SCVAE) − Acc(VAE(1L))"))),
     Claim("scvae-best-both", "SCVAE has the best NLL and the best accuracy of the Table 1 models.",
           "Sec. 6.2, Table 1", "table1", (
               Effect("NLL(SCVAE) − best NLL of the other Table 1 models", -1, "nll",
-                     _paired(SCVAE_FIRST, _best_other(_nll, min))),
+                     _paired(SCVAE_FIRST, _best_other("nll", min))),
               Effect("Acc(SCVAE) − best Acc of the other Table 1 models", +1, "acc",
-                     _paired(SCVAE_FIRST, _best_other(_acc, max))))),
+                     _paired(SCVAE_FIRST, _best_other("acc", max))))),
     Claim("scvae-l-between", "SCVAE-L's encoder holds less Fisher information than SCVAE's but more than VAE(p++)'s.",
           "Sec. 6.1, Fig. 3", "table1", (
               _fisher_ratio("scvae-l", "scvae", "encoder", -1, "log10(encoder Fisher SCVAE-L / SCVAE)"),
@@ -271,12 +306,12 @@ CLAIMS: tuple[Claim, ...] = (
                                              if (x := _skip_log_ratios(*e)) else None)))),
     Claim("table2-vamp", "SCVAE + VampPrior improves on VAE(1L) + VampPrior in both NLL and accuracy.",
           "Sec. 6.3, Table 2", "table2", (
-              _diff("scvae+vamp", "vae-1l+vamp", _nll, -1, "nll", "NLL(SCVAE+VampPrior) − NLL(VAE(1L)+VampPrior)"),
-              _diff("scvae+vamp", "vae-1l+vamp", _acc, +1, "acc", "Acc(SCVAE+VampPrior) − Acc(VAE(1L)+VampPrior)"))),
+              _diff("scvae+vamp", "vae-1l+vamp", -1, "nll", "NLL(SCVAE+VampPrior) − NLL(VAE(1L)+VampPrior)"),
+              _diff("scvae+vamp", "vae-1l+vamp", +1, "acc", "Acc(SCVAE+VampPrior) − Acc(VAE(1L)+VampPrior)"))),
     Claim("table2-pixel", "SCVAE + PixelVAE improves on PixelVAE in both NLL and accuracy.",
           "Sec. 6.3, Table 2", "table2", (
-              _diff("scvae+pixel", "pixelvae", _nll, -1, "nll", "NLL(SCVAE+PixelVAE) − NLL(PixelVAE)"),
-              _diff("scvae+pixel", "pixelvae", _acc, +1, "acc", "Acc(SCVAE+PixelVAE) − Acc(PixelVAE)"))),
+              _diff("scvae+pixel", "pixelvae", -1, "nll", "NLL(SCVAE+PixelVAE) − NLL(PixelVAE)"),
+              _diff("scvae+pixel", "pixelvae", +1, "acc", "Acc(SCVAE+PixelVAE) − Acc(PixelVAE)"))),
     Claim("pixelvae-encoder-negligible",
           "In PixelVAE the encoder's Fisher information is negligible next to the decoder's.",
           "Sec. 6.3, Fig. 5", "table2", (
@@ -290,34 +325,84 @@ CLAIMS: tuple[Claim, ...] = (
 
 # ------------------------------------------------------------------------- judging
 
-def judge_effect(effect: Effect, runs: Runs, reading: str = "model") -> dict:
+def judge_effect(effect: Effect, runs: Runs, reading: str = "model", borrowed: dict | None = None) -> dict:
     ests = effect.measure(runs, reading)
     seeds = sorted(ests)
-    iv = interval([ests[s] for s in seeds])
+    iv = interval([ests[s] for s in seeds], borrowed=borrowed)
     threshold = THRESHOLDS[effect.kind][0]
     return {
         "label": effect.label, "kind": effect.kind, "threshold": threshold,
         "claimed": f"{'>' if effect.sign > 0 else '<'} {effect.level:g}", "sign": effect.sign, "level": effect.level,
         "seeds": seeds, "values": [ests[s].value for s in seeds], "ses": [ests[s].se for s in seeds],
+        "paired": [ests[s].paired for s in seeds],
         **iv, "status": verdict(iv, effect.sign, effect.level, threshold),
     }
 
 
-def judge_claim(claim: Claim, runs: Runs, reading: str = "model") -> dict:
-    """A claim's effects measured on ``runs`` (model -> seed -> eval) under one reading."""
-    effects = [judge_effect(e, runs, reading) for e in claim.effects]
+KIND_NAMES = {"nll": "NLL", "acc": "accuracy", "log10_fisher": "Fisher", "slope": "slope", "share": "share"}
+
+
+def parts_text(effects: list[dict]) -> str:
+    """Each effect's verdict by its kind ('NLL inconclusive, accuracy no effect'), numbered where
+    a claim has two effects of one kind: shown beside a claim's verdict, so that a combined
+    label never hides an unresolved part."""
+    kinds = [e["kind"] for e in effects]
+    names = [KIND_NAMES[k] + (f" {kinds[:i + 1].count(k)}" if kinds.count(k) > 1 else "")
+             for i, k in enumerate(kinds)]
+    return ", ".join(f"{name} {e['status']}" for name, e in zip(names, effects))
+
+
+def judge_claim(claim: Claim, runs: Runs, reading: str = "model", spreads: dict | None = None) -> dict:
+    """A claim's effects measured on ``runs`` (model -> seed -> eval) under one reading; an effect
+    of one seed borrows its between-seed spread from ``spreads`` ((claim, reading, index) -> spread)."""
+    effects = [judge_effect(e, runs, reading, (spreads or {}).get((claim.id, reading, i)))
+               for i, e in enumerate(claim.effects)]
+    status = claim_verdict([e["status"] for e in effects])
     return {"id": claim.id, "statement": claim.statement, "where": claim.where, "reading": reading,
-            "status": claim_verdict([e["status"] for e in effects]), "effects": effects}
+            "status": status, "summary": f"{status}: {parts_text(effects)}", "effects": effects}
+
+
+# Where a single seed's effect borrows its between-seed spread: the same effect over three seeds
+# under our protocol, at the longest budget first.
+SPREAD_SOURCES = (("long", None), ("cpu", None))
+
+
+def seed_spreads(results_dir: Path | str) -> dict[tuple[str, str, int], dict]:
+    """(claim, reading, effect index) -> {"sd", "n", "source"}: the standard deviation across seeds
+    of every effect measured with n >= 3 under our protocol (:data:`SPREAD_SOURCES`, first wins)."""
+    root = Path(results_dir).resolve()
+    files = tuple((str(f), f.stat().st_mtime_ns) for preset, _ in SPREAD_SOURCES
+                  for f in sorted(root.glob(f"{preset}/*/seed*/eval*.json")))
+    return _seed_spreads(str(root), files)
+
+
+@lru_cache(maxsize=8)
+def _seed_spreads(results_dir: str, files: tuple) -> dict[tuple[str, str, int], dict]:
+    """:func:`seed_spreads` for one state of the result files (``files``: paths and times)."""
+    spreads: dict[tuple[str, str, int], dict] = {}
+    for preset, epoch in SPREAD_SOURCES:
+        evidence = verdict_evidence(results_dir, preset, OURS, epoch, borrow=False)
+        for cid, claim in evidence.items():
+            at = default_epoch(preset, epoch)
+            source = f"our protocol, preset {preset}" + (f" epoch {at}" if at is not None else "")
+            for reading, judged in claim["readings"].items():
+                for i, e in enumerate(judged["effects"]):
+                    if e["n"] >= 3:
+                        spreads.setdefault((cid, reading, i), {"sd": float(np.std(e["values"], ddof=1)),
+                                                              "n": e["n"], "source": source})
+    return spreads
 
 
 def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: Twin | str = OURS,
-                     epoch: int | None = None) -> dict[str, dict]:
+                     epoch: int | None = None, borrow: bool = True) -> dict[str, dict]:
     """Every claim of :data:`CLAIMS`, measured on the results of its stage.
 
     With a ``twin`` set (a :class:`~scvae_core.zoo.Twin` or its suffix) the Table 1 claims are
     measured again on its models and the other claims are left out. A Fisher claim's entry
     carries its verdict under each reading (``readings``); its own status is the model
-    reading's. ``epoch`` picks one of the preset's within-run budgets (default: its last).
+    reading's. ``epoch`` picks one of the preset's within-run budgets (default: its last). An
+    effect of one seed borrows the between-seed spread of :func:`seed_spreads` (``borrow``), or
+    is not judged.
     """
     twin = _twin(twin)
     claims = [c for c in CLAIMS if not twin.suffix or c.stage == "table1"]
@@ -326,13 +411,17 @@ def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: T
         p = resolve_preset(results_dir, twin.stage if twin.suffix else stage, preset)
         stages = get_preset(p).stages if p else {}
         models = stages.get(stage, ())
+        if twin.suffix and stage == "table1" and not models:  # a preset that trains only the twins (converged)
+            models = tuple(m.removesuffix(twin.suffix) for m in stages.get(twin.stage, ()))
         runs = collect(results_dir, p, [m + twin.suffix for m in models], epoch=epoch) if models else {}
         by_stage[stage] = (p, {m.removesuffix(twin.suffix) if twin.suffix else m: v
                                for m, v in by_seed(runs).items()})
+    single = any(len(seeds) == 1 for _, runs in by_stage.values() for seeds in runs.values())
+    spreads = seed_spreads(results_dir) if borrow and single else {}
     evidence = {}
     for claim in claims:
         p, runs = by_stage[claim.stage]
-        readings = {r: judge_claim(claim, runs, r) for r in claim.readings}
+        readings = {r: judge_claim(claim, runs, r, spreads) for r in claim.readings}
         evidence[claim.id] = {**readings["model"], "preset": p, "twin": twin.suffix,
                               "epoch": default_epoch(p, epoch) if p else None, "readings": readings}
     return evidence

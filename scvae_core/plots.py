@@ -333,7 +333,7 @@ def proposition3_bars(runs: Mapping[str, list[dict]]) -> Figure:
     return fig
 
 
-STATUS_COLOURS = dict(zip(VERDICTS, ("tab:green", "tab:red", "tab:blue", "tab:orange", "tab:grey")))
+STATUS_COLOURS = dict(zip(VERDICTS, ("tab:green", "tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:grey")))
 LINE_STYLES = ("-", "--", ":", "-.")  # one per twin set, ours first (a new set needs no entry here)
 
 

@@ -134,8 +134,35 @@ def collect(results_dir: Path | str, preset: str, models: Iterable[str], seeds: 
     raises ResultError naming the file.
     """
     epoch = default_epoch(preset, epoch)
-    return {m: [at_common_samples(load_eval(results_dir, preset, m, s, epoch), run_preset(preset, m), epoch)
+    return {m: [with_figures_path(at_common_samples(load_eval(results_dir, preset, m, s, epoch),
+                                                    run_preset(preset, m), epoch),
+                                  RunPaths(Path(results_dir), preset, m, s).figures_npz_at(epoch))
                 for s in evaluated_seeds(results_dir, preset, m, seeds, epoch)] for m in models}
+
+
+FIGURES_KEY = "_figures"  # where an evaluation's figures.npz lies: per-image values for paired differences
+
+
+def with_figures_path(doc: dict, path: Path) -> dict:
+    doc[FIGURES_KEY] = str(path)
+    return doc
+
+
+def per_image_nll(doc: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(test indices, each image's NLL estimate) of an evaluation that stored them, else None
+    (runs evaluated before they were stored, or read without their folder)."""
+    path = Path(doc.get(FIGURES_KEY) or "")
+    if not path.is_file():
+        return None
+    return _per_image_nll(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=512)
+def _per_image_nll(path: str, mtime_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+    with np.load(path, allow_pickle=False) as z:
+        if "nll_per_image" not in z.files or "nll_test_index" not in z.files:
+            return None
+        return z["nll_test_index"], z["nll_per_image"].astype(np.float64)
 
 
 def at_common_samples(doc: dict, preset: Preset, epoch: int | None) -> dict:

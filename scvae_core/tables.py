@@ -661,10 +661,9 @@ def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:
     if authors:
         b = seed_summary(per_seed(authors, metric("nll")))["mean"]
         ours = {e["seed"]: e for e in long}
-        gaps = [verdicts.Est(ours[e["seed"]]["metrics"]["nll"], ours[e["seed"]]["metrics"]["nll_se"])
-                - verdicts.Est(e["metrics"]["nll"], e["metrics"]["nll_se"]) for e in authors if e["seed"] in ours]
+        gaps = [claims.nll_diff(ours[e["seed"]], e) for e in authors if e["seed"] in ours]
         iv = verdicts.interval(gaps)
-        judged = "" if not gaps or math.isnan(iv["low"]) else (
+        judged = "" if not gaps else f"; n = 1: not judged" if iv["n"] == 1 else "" if math.isnan(iv["low"]) else (
             f"; 95% interval [{iv['low']:+.2f}, {iv['high']:+.2f}], n = {iv['n']}: "
             f"{verdicts.verdict(iv, +1, 0.0, verdicts.THRESHOLDS['nll'][0])} against the 1-nat threshold")
         paired = iv["estimate"] if gaps else nll - b  # ours minus theirs over the seeds both have

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_MEASURED = (
-    "holds", "contradicted", "no effect", "inconclusive", "not measured")
-VERDICTS = (HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_MEASURED)
+HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_JUDGED, NOT_MEASURED = (
+    "holds", "contradicted", "no effect", "inconclusive", "not judged", "not measured")
+VERDICTS = (HOLDS, CONTRADICTED, NO_EFFECT, INCONCLUSIVE, NOT_JUDGED, NOT_MEASURED)
 LEVEL = 0.95
 
 # kind -> (threshold, unit, why). An effect inside +-threshold is too small to matter whatever
@@ -27,18 +27,21 @@ THRESHOLDS: dict[str, tuple[float, str, str]] = {
 }
 
 RULE = (
-    "Each effect is a number per seed: its estimate is the random-effects mean over seeds, weighted by each "
-    "run's own estimator error (standard error of the NLL over test images, of the SVM accuracy over folds, "
-    "bootstrap over Fisher points or minibatches; DerSimonian-Laird between-seed variance), and its 95% "
-    "interval is the Hartung-Knapp interval with Student t on n − 1 degrees of freedom, which widens with the "
-    "observed spread across seeds, or the DerSimonian-Laird normal interval where that is wider (seeds that "
-    "agree by chance must not make an interval narrower than their own errors). With n = 1 seed the interval "
-    "holds only that run's estimator error (normal quantile), and without a recorded estimator error it cannot "
-    "be formed. Against the practical threshold δ of its kind, in the claimed direction: **holds** if the whole"
-    " interval is beyond +δ, **contradicted** if beyond −δ, **no effect** if inside ±δ, **inconclusive** "
-    "otherwise, **not measured** without results. A claim is contradicted if any effect is; else not measured "
-    "if any effect is; else holds if every effect holds; else no effect if any effect shows none; else "
-    "inconclusive."
+    "Each effect is a number per seed, with the run's own estimator error where it records one (the standard "
+    "error over test images of the two models' NLLs, paired image by image where both runs stored every image's "
+    "estimate, else the two errors in quadrature; of the SVM accuracy difference over the same five folds; the "
+    "bootstrap over Fisher points or minibatches). Every seed evaluates the same test images, so that error is "
+    "shared by the seeds and does not shrink with their number: with n ≥ 2 seeds the estimate is the mean over "
+    "seeds and its 95% interval is Student t on n − 1 degrees of freedom with the standard error "
+    "√(s²/n + mean SE²), s the standard deviation across seeds (s/√n alone where the runs recorded no error). "
+    "**One seed is not a verdict**: with n = 1 the interval borrows the between-seed standard deviation of the "
+    "same effect measured with n ≥ 3 elsewhere in the book (named beside it), t on that measurement's n − 1 "
+    "degrees of freedom with √(s² + SE²); where no such measurement exists the effect is **not judged**. "
+    "Against the practical threshold δ of its kind, in the claimed direction: **holds** if the whole interval is "
+    "beyond +δ, **contradicted** if beyond −δ, **no effect** if inside ±δ, **inconclusive** otherwise, **not "
+    "measured** without results. A claim is contradicted if any effect is; else not measured if any effect is; "
+    "else not judged if any effect is; else holds if every effect holds; else no effect if any effect shows "
+    "none; else inconclusive. Its verdict is always shown with its effects' verdicts beside it."
 )
 
 
@@ -48,6 +51,7 @@ class Est:
 
     value: float
     se: float | None = None
+    paired: bool = False  # se is that of differences taken image by image (or fold by fold)
 
     def __sub__(self, other: Est) -> Est:
         return Est(self.value - other.value, add_se(self.se, other.se))
@@ -58,47 +62,41 @@ class Est:
 
 def add_se(*ses: float | None) -> float | None:
     """Independent errors add in quadrature (two runs' NLLs on the same test images are positively
-    correlated, so this overstates the error of their difference: a conservative choice)."""
+    correlated, so this overstates the error of their difference: a conservative choice, used only
+    where the runs did not store what a paired error needs)."""
     return None if any(s is None for s in ses) else math.sqrt(sum(s * s for s in ses))
 
 
 # ------------------------------------------------------------------------- the interval
 
-def interval(ests: list[Est], level: float = LEVEL) -> dict:
-    """Estimate and ``level`` interval over seeds: random-effects mean (DerSimonian-Laird) with
-    the Hartung-Knapp-Sidik-Jonkman interval for n >= 2, never narrower than the DerSimonian-Laird
-    one; the run's own error for n = 1."""
+def interval(ests: list[Est], level: float = LEVEL, borrowed: dict | None = None) -> dict:
+    """Estimate and ``level`` interval over seeds (see :data:`RULE`). ``borrowed`` (for n = 1):
+    ``{"sd", "n", "source"}``, the between-seed spread of the same effect measured elsewhere."""
     n = len(ests)
     values = np.array([e.value for e in ests], dtype=float)
     out = {"n": n, "estimate": math.nan, "low": math.nan, "high": math.nan, "method": "none"}
     if n == 0:
         return out
     ses = [e.se for e in ests]
-    known = all(s is not None and s > 0 for s in ses)
+    known = all(s is not None for s in ses)
+    shared = float(np.mean(np.square(ses))) if known else 0.0  # the within-run error every seed shares
+    out["estimate"] = float(values.mean())
     if n == 1:
-        out["estimate"] = float(values[0])
-        if known:
-            half = st.norm.ppf((1 + level) / 2) * ses[0]
-            out.update(low=float(values[0] - half), high=float(values[0] + half),
-                       method="n = 1: the run's estimator error only")
-        else:
-            out["method"] = "n = 1 and no estimator error recorded: no interval"
+        if borrowed is None or borrowed["n"] < 3:
+            out["method"] = "n = 1: not judged (no between-seed spread of this effect measured with n ≥ 3)"
+            return out
+        se = math.sqrt(borrowed["sd"] ** 2 + shared)
+        half = st.t.ppf((1 + level) / 2, borrowed["n"] - 1) * se
+        out.update(low=out["estimate"] - half, high=out["estimate"] + half, tau=borrowed["sd"],
+                   method=f"n = 1: between-seed SD {borrowed['sd']:.3g} borrowed from {borrowed['source']} "
+                          f"(n = {borrowed['n']}), t({borrowed['n'] - 1})")
         return out
-    var = np.array([s * s for s in ses]) if known else np.zeros(n)
-    w = 1 / var if known else np.ones(n)
-    fixed = float(np.sum(w * values) / np.sum(w))
-    q = float(np.sum(w * (values - fixed) ** 2))
-    tau2 = max(0.0, (q - (n - 1)) / (np.sum(w) - np.sum(w * w) / np.sum(w))) if known else 0.0
-    w = 1 / (var + tau2) if known else np.ones(n)
-    mean = float(np.sum(w * values) / np.sum(w))
-    hk = float(np.sum(w * (values - mean) ** 2) / ((n - 1) * np.sum(w)))
-    half = st.t.ppf((1 + level) / 2, n - 1) * math.sqrt(hk)
-    if known:  # seeds that agree by chance (two accuracies 0.0084 apart in both) give hk ~ 0: take the
-        # wider of this and the DerSimonian-Laird normal interval, as Jackson et al. (2017) advise
-        half = max(half, st.norm.ppf((1 + level) / 2) / math.sqrt(float(np.sum(w))))
-    out.update(estimate=mean, low=mean - half, high=mean + half, tau=math.sqrt(tau2),
-               method=f"n = {n}: random effects, Hartung-Knapp t({n - 1})"
-                      + ("" if known else " (no estimator errors recorded: seeds only)"))
+    sd = float(values.std(ddof=1))
+    se = math.sqrt(sd * sd / n + shared)
+    half = st.t.ppf((1 + level) / 2, n - 1) * se
+    out.update(low=out["estimate"] - half, high=out["estimate"] + half, tau=sd,
+               method=f"n = {n}: mean over seeds, t({n - 1}), shared within-run error"
+                      + ("" if known else " not recorded: seeds only"))
     return out
 
 
@@ -107,7 +105,7 @@ def verdict(iv: dict, sign: int, level: float, threshold: float) -> str:
     if iv["n"] == 0:
         return NOT_MEASURED
     if math.isnan(iv["low"]):
-        return INCONCLUSIVE
+        return NOT_JUDGED if iv["n"] == 1 else INCONCLUSIVE
     lo, hi = sorted((sign * (iv["low"] - level), sign * (iv["high"] - level)))
     if lo > threshold:
         return HOLDS
@@ -123,6 +121,8 @@ def claim_verdict(verdicts: list[str]) -> str:
         return CONTRADICTED
     if NOT_MEASURED in verdicts:
         return NOT_MEASURED
+    if NOT_JUDGED in verdicts:
+        return NOT_JUDGED
     if all(v == HOLDS for v in verdicts):
         return HOLDS
     return NO_EFFECT if NO_EFFECT in verdicts else INCONCLUSIVE

@@ -18,13 +18,14 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
                dec: float = 1e-2, model_mean: float | None = None, prop1_pairs: list[dict] | None = None,
                prop3_layers: list[dict] | None = None, wall_time_s: float = 2.0,
                nll_by_samples: dict[str, float] | None = None, readings: dict | None = None,
-               epoch: int | None = None, nll_samples: int = 8, acc_std: float = 0.01) -> Path:
+               epoch: int | None = None, nll_samples: int = 8, acc_std: float = 0.01,
+               fold_accs: list[float] | None = None) -> Path:
     """``readings``: {"model" | "empirical" | "authors": {side: (log10 value, se)}}, written as the
     robust summary (model, empirical) or the authors' block, as evaluate.py writes them."""
     paths = RunPaths(Path(results_dir), preset, model, seed)
     metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": nll_samples, "elbo": elbo, "rec": elbo + kl, "kl": kl,
                "test_size": 64, "active_units": active_units, "au_threshold": 0.01, "svm_acc": acc,
-               "svm_acc_std": acc_std, "svm_fold_accs": [acc, acc], "svm_size": 200}
+               "svm_acc_std": acc_std, "svm_fold_accs": fold_accs or [acc, acc], "svm_size": 200}
     if nll_by_samples is not None:
         metrics["nll_by_samples"] = nll_by_samples
     layers = [{"name": "encoder.mlp.layers.0", "part": "encoder", "exact": enc, "kfac": enc},
@@ -62,11 +63,13 @@ def write_train(results_dir: Path, preset: str, model: str, seed: int, *, epochs
 
 
 def write_figures(results_dir: Path, preset: str, model: str, seed: int, *, n: int = 60, k: int = 4,
-                  epoch: int | None = None) -> Path:
+                  epoch: int | None = None, nll_per_image: np.ndarray | None = None) -> Path:
     paths = RunPaths(Path(results_dir), preset, model, seed)
     rng = np.random.default_rng(seed)
     tsne = {f"tsne_{key}": rng.normal(size=(n, 2)).astype(np.float32)
             for key in ("raw", "first", "middle", "last", "latent")}
     images = {key: rng.random((k, 28, 28)).astype(np.float32) for key in ("recon_truth", "recon_model", "samples")}
-    write_npz(paths.figures_npz_at(epoch), labels=np.arange(n) % 10, **tsne, **images)
+    per_image = {} if nll_per_image is None else {"nll_per_image": np.asarray(nll_per_image, dtype=np.float64),
+                                                  "nll_test_index": np.arange(len(nll_per_image))}
+    write_npz(paths.figures_npz_at(epoch), labels=np.arange(n) % 10, **tsne, **images, **per_image)
     return paths.figures_npz_at(epoch)

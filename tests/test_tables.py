@@ -288,7 +288,7 @@ def test_gap_text_splits_budget_estimator_and_protocol(tmp_path):
     assert "S = 200 overstates the NLL by 1.00 nats" in text and "S = 1000 overstates the NLL by 0.30" in text
     # both read at the common S = 1000, the NLL the seeds compare at
     assert "93.30 nats (mean over 1 seed(s), S = 1000)" in text
-    assert "reaches 92.60 at epoch 100, +0.70 nats against ours (seed 0; 95% interval" in text
+    assert "reaches 92.60 at epoch 100, +0.70 nats against ours (seed 0; n = 1: not judged)" in text
 
 
 def test_training_end_follows_the_best_so_far_and_counts_dips(tmp_path):

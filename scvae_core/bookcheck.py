@@ -26,6 +26,7 @@ from .results import DEFAULT_RESULTS_DIR, PAPER_REPORTED, ResultError
 from .zoo import UnknownName
 
 GENERATED = "scvae-table"
+GENERATED_TEXT = "scvae-text"  # report.text_html's paragraphs
 NOTEBOOK_PAGES = "notebooks"  # pages built from notebooks/*.ipynb
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
 FIX = "run `make book` to rebuild the pages from the current results"
@@ -91,7 +92,8 @@ def _check_paper_columns(where: str, table_id: str, columns, rows, paper_file: P
 
 def check_table(where: str, table, results_dir: Path, paper_file: Path) -> list[str]:
     """Problems of one generated table: its attributes, its cells against a rebuild from results."""
-    from .tables import build_table  # imports torch: only when there is a table to check
+    from . import report  # noqa: F401 (registers the front page's table, TABLES["headline"])
+    from .tables import build_table
 
     table_id, preset = table.get("id"), table.get("data-preset")
     if not table_id or preset is None:
@@ -124,6 +126,24 @@ def check_table(where: str, table, results_dir: Path, paper_file: Path) -> list[
             if len(got_row) != len(want_row):
                 problems.append(f"{where}: row {want_row[0]!r} has {len(got_row)} cells, expected {len(want_row)}")
     return problems + _check_paper_columns(where, table_id, columns, rows, paper_file)
+
+
+def check_texts(page: str, soup, results_dir: Path) -> list[str]:
+    """Every generated text on a page (``<div class="scvae-text" id=...>``, :data:`report.TEXTS`:
+    the abstract, the summary's results) against a rebuild from the results."""
+    from .report import TEXTS
+
+    problems = []
+    for el in soup.select(f"div.{GENERATED_TEXT}"):
+        text_id = el.get("id")
+        if text_id not in TEXTS:
+            problems.append(f"{page}: generated text {text_id!r} is not one scvae_core.report.TEXTS can rebuild")
+            continue
+        want = _text(BeautifulSoup(TEXTS[text_id](results_dir), "html.parser"))
+        if _text(el) != want:
+            problems.append(f"{page}: text {text_id!r} differs from what the results in {results_dir} give: "
+                            f"stale or edited ({FIX})")
+    return problems
 
 
 def _paste_format(value: float, fmt: str) -> str:
@@ -181,6 +201,7 @@ def check_book(html_dir: Path | str, results_dir: Path | str = DEFAULT_RESULTS_D
                             "notebook pages may only show tables built from results")
     for path in pages(html_dir):
         page = path.relative_to(html_dir).as_posix()
+        problems += check_texts(page, BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser"), results_dir)
         if page.startswith(NOTEBOOK_PAGES + "/"):
             problems += check_glued(page, BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser"),
                                     results_dir, Path(sources))

@@ -323,6 +323,26 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+# Each claim in a few words, for the front page's one-screen table (every claim has one: tested).
+SHORT = {
+    "deg-q++": "Deeper encoder: better accuracy, worse NLL",
+    "deg-p++": "Deeper decoder: better NLL, worse accuracy",
+    "deg-deep": "Both sides deeper: worse at both",
+    "fisher-depth-plain-decreases": "Without skips, Fisher falls with depth",
+    "fisher-depth-skip-flat": "Skips keep Fisher near its shallow level",
+    "fig3-enc-dec": "A deeper side drains the other side's Fisher",
+    "scvae-vs-1l": "SCVAE beats VAE(1L) in NLL and accuracy",
+    "scvae-best-both": "SCVAE is best of Table 1 in both",
+    "scvae-l-between": "SCVAE-L's encoder Fisher lies between",
+    "prop1-eq6": "Proposition 1 (eq. 6) within a factor 2",
+    "prop1-remark2": "Remark 2: deeper layers hold less Fisher",
+    "prop3-skip-adds": "Proposition 3: a skip adds Fisher",
+    "table2-vamp": "SCVAE+VampPrior beats VAE(1L)+VampPrior",
+    "table2-pixel": "SCVAE+PixelVAE beats PixelVAE",
+    "pixelvae-encoder-negligible": "PixelVAE's encoder Fisher is negligible",
+}
+
+
 # ------------------------------------------------------------------------- judging
 
 def judge_effect(effect: Effect, runs: Runs, reading: str = "model", borrowed: dict | None = None) -> dict:
@@ -461,6 +481,13 @@ def format_effect(e: dict) -> str:
     return f"{e['estimate']:+.{digits}f} {interval_text} (n={e['n']})"
 
 
+def _pairing(e: dict) -> str:
+    """How many seeds of an NLL or accuracy effect are paired over the same images or folds."""
+    if e["kind"] not in DIFFS or not e["n"]:
+        return ""
+    return f"; paired in {sum(e['paired'])} of {e['n']} seeds"
+
+
 def verdicts_markdown(evidence: dict[str, dict]) -> str:
     """The verdicts page's text: per claim, its verdict and every effect with its interval and
     per-seed values (lists, not tables: the book check reserves HTML tables for generated ones)."""
@@ -469,7 +496,7 @@ def verdicts_markdown(evidence: dict[str, dict]) -> str:
         lines.append(f"### {claim['statement']}\n")
         budget = "" if claim.get("epoch") is None else f" at epoch {claim['epoch']}"
         lines.append(f"*{claim['where']}* · results: preset **{md_text(claim['preset'] or 'none')}**{budget} · "
-                     f"verdict: **{claim['status']}**\n")
+                     f"verdict: **{md_text(claim['summary'])}**\n")
         for reading, judged in claim["readings"].items():
             if len(claim["readings"]) > 1:
                 lines.append(f"- reading *{reading}* ({READINGS[reading]}): **{judged['status']}**")
@@ -478,7 +505,7 @@ def verdicts_markdown(evidence: dict[str, dict]) -> str:
                     "no results"
                 indent = "  " if len(claim["readings"]) > 1 else ""
                 lines.append(f"{indent}- {e['label']} (claimed {e['claimed']}, threshold ±{e['threshold']:g}): "
-                             f"{format_effect(e)}; {e['method']} ({per_seed}) → {e['status']}")
+                             f"{format_effect(e)}; {e['method']}{_pairing(e)} ({per_seed}) → {e['status']}")
         lines.append("")
     return "\n".join(lines)
 

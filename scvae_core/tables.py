@@ -374,7 +374,7 @@ def verdict_columns(results_dir: Path | str) -> list[Column]:
     ours first, then each twin set."""
     found = []
     for twin in (OURS, *TWINS):
-        for name in ("cpu", "long", "paper"):
+        for name in ("cpu", "long", "converged", "paper"):
             p = get_preset(name)
             if twin.stage not in p.stages:
                 continue

@@ -153,7 +153,7 @@ def test_removed_pasted_number_is_reported(site):
 @pytest.mark.book
 def test_front_page_verdicts_are_checked(site):
     html, results = site
-    _edit(html, "book/intro.html", lambda soup: soup.select_one("table#glance td.verdict a").string.replace_with("holds"
-          if soup.select_one("table#glance td.verdict a").get_text() != "holds" else "contradicted"))
+    _edit(html, "book/intro.html", lambda soup: soup.select_one("table#headline td.verdict a").string.replace_with("holds"
+          if soup.select_one("table#headline td.verdict a").get_text() != "holds" else "contradicted"))
     problems = check_book(html, results)
-    assert any("book/intro.html: table 'glance'" in p for p in problems), problems
+    assert any("book/intro.html: table 'headline'" in p for p in problems), problems

@@ -220,8 +220,9 @@ ZOOM_NATS = 20.0  # the right panel of the training curves: this far below the b
 
 def training_curves(train_docs: Iterable[dict]) -> Figure:
     """Validation (solid) and training (dotted) ELBO per epoch of train.json documents, one
-    colour per model: all of it (left), and within ZOOM_NATS of the best validation ELBO (right),
-    where a collapsed or unstable run's dips no longer flatten the converging ones."""
+    colour per model, the best epoch marked (o) and an early stop (x): all of it (left), and within
+    ZOOM_NATS of the best validation ELBO (right), where a collapsed or unstable run's dips no longer
+    flatten the converging ones."""
     docs = list(train_docs)
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
@@ -234,6 +235,10 @@ def training_curves(train_docs: Iterable[dict]) -> Figure:
             ax.plot(epochs, [h["valid_elbo"] for h in doc["history"]], color=colour,
                     label=doc["model"] if first_of_model and ax is axes[0] else None)
             ax.plot(epochs, [h["train_elbo"] for h in doc["history"]], color=colour, linestyle=":")
+            # the weights that are evaluated (o), and where early stopping ended the run (x)
+            ax.plot([doc["best_epoch"]], [doc["best_valid_elbo"]], color=colour, marker="o", markersize=4)
+            if doc.get("stopped") == "early_stopping":
+                ax.plot([epochs[-1]], [doc["history"][-1]["valid_elbo"]], color=colour, marker="x", markersize=6)
     best = max((h["valid_elbo"] for d in docs for h in d["history"]), default=0.0)
     axes[1].set_ylim(best - ZOOM_NATS, best + 0.1 * ZOOM_NATS)
     axes[0].set_title("all epochs", fontsize=9)

@@ -27,6 +27,15 @@ LOCAL_SCHEMES = ("file", "data", "blob", "about")
 # A known equation: eq. 4 of the paper (the Fisher information), labelled eq-fisher.
 EQUATION_PAGE, EQUATION_ID = "notebooks/02_fisher_derivations.html", "equation-eq-fisher"
 
+# The front page's answer: its table's height and whether anything in it is cut at the right.
+FRONT_PAGE = "book/intro.html"
+HEADLINE_JS = """() => {
+  const t = document.querySelector('table#headline');
+  if (!t) return null;
+  const box = t.closest('.scvae-scroll') || t.parentElement;
+  return {height: t.getBoundingClientRect().height, cut: t.scrollWidth > box.clientWidth + 1};
+}"""
+
 # Every table, figure and equation must fit the page. Only a table may scroll sideways, inside
 # a box that fits (div.scvae-scroll for generated tables, the theme's for prose ones); a figure
 # or an equation must fit as it is.
@@ -140,8 +149,9 @@ def visits(built, browser) -> dict[str, dict]:
                 page.screenshot(path=str(shot), full_page=True)
                 equation = page.evaluate(f"!!document.querySelector('#{EQUATION_ID} mjx-container')") \
                     if name == EQUATION_PAGE else None
+                headline = page.evaluate(HEADLINE_JS) if name == FRONT_PAGE else None
                 results[(label, name)] = {"problems": problems, "overflow": overflow, "math": math,
-                                          "shot": shot, "equation": equation}
+                                          "shot": shot, "equation": equation, "headline": headline}
                 page.close()
         finally:
             context.close()
@@ -176,3 +186,13 @@ def test_screenshots_of_every_page_at_both_widths(visits):
     for (label, name), v in visits.items():
         with Image.open(v["shot"]) as img:
             assert img.width == WIDTHS[label], f"{v['shot']}: {img.width}px wide, expected {WIDTHS[label]}"
+
+
+def test_the_front_pages_answer_fits_one_screen_and_is_never_cut(visits):
+    """At 1280 px the one-row-per-claim table is at most one 900 px screen tall; at 1280 and at
+    390 px (a phone) nothing in it is cut at the right (it is read without scrolling sideways)."""
+    for label, width in WIDTHS.items():
+        found = visits.get((label, FRONT_PAGE), {}).get("headline")
+        assert found is not None, f"{FRONT_PAGE} at {width}px: no table#headline"
+        assert not found["cut"], f"{FRONT_PAGE} at {width}px: table#headline is cut at the right"
+    assert visits[("desktop", FRONT_PAGE)]["headline"]["height"] <= 900, visits[("desktop", FRONT_PAGE)]["headline"]

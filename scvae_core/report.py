@@ -14,8 +14,9 @@ from pathlib import Path
 
 from . import claims
 from .presets import get_preset
-from .runs import collect
-from .tables import TABLES, Column, Table
+from .results import RunPaths
+from .runs import collect, display_name, load_train, paper_rows, seed_summary
+from .tables import TABLES, Column, Table, training_end
 from .verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_JUDGED, NOT_MEASURED
 from .zoo import OURS, TWINS
 
@@ -148,6 +149,84 @@ def summary_results(results_dir: Path | str) -> list[str]:
     return lines
 
 
+DEEP_PLAIN = ("vae-11l", "vae-q++", "vae-p++")  # the deep models without skips
+FINDINGS_BUDGET = ("long", 100)  # the longest budget every Table 1 model of both protocols has
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else math.nan
+
+
+def _collapse(results_dir: Path | str) -> str:
+    """Whether the deep plain models keep any active latent unit, per protocol."""
+    preset, epoch = FINDINGS_BUDGET
+    parts = []
+    for label, twin in PROTOCOLS:
+        runs = collect(results_dir, preset, [m + twin.suffix for m in DEEP_PLAIN], epoch=epoch)
+        shown = [(display_name(m.removesuffix(twin.suffix)), _mean(e["metrics"]["active_units"] for e in evals),
+                  _mean(e["metrics"]["svm_acc"] for e in evals), len(evals))
+                 for m, evals in runs.items() if evals]
+        if not shown:
+            continue
+        dead = [name for name, units, _, _ in shown if units < 1]
+        described = "; ".join(f"{name}: {units:.1f} active units, accuracy {acc:.4f} (n = {n})"
+                              for name, units, acc, n in shown)
+        verdict = (f"{len(dead)} of {len(shown)} collapsed to no active latent unit" if dead
+                   else f"none of the {len(shown)} collapsed")
+        parts.append(f"{label} ({preset}, epoch {epoch}): {verdict} — {described}.")
+    return " ".join(parts) or "The long budget holds results of none of the deep plain models so far."
+
+
+def _overfitting(results_dir: Path | str) -> str:
+    """How much better each Table 1 model fits its training images than held-out ones at the end."""
+    preset, epoch = FINDINGS_BUDGET
+    runs = collect(results_dir, preset, get_preset(preset).stage_models("table1"), epoch=epoch)
+    rows = []
+    for model, evals in runs.items():
+        ends = [training_end(load_train(RunPaths(Path(results_dir), preset, model, e["seed"]))) for e in evals]
+        ends = [x for x in ends if x is not None]
+        if ends:
+            rows.append((display_name(model), _mean(x["overfit"] for x in ends), _mean(x["best_epoch"] for x in ends),
+                         len(ends)))
+    if not rows:
+        return "The long preset holds none of the Table 1 runs so far."
+    low, high = min(rows, key=lambda r: r[1]), max(rows, key=lambda r: r[1])
+    best = "; ".join(f"{name} {b:.0f}" for name, _, b, _ in rows)
+    return (f"Our protocol, {preset} preset, last epoch: training minus validation ELBO ranges from {low[1]:+.2f} "
+            f"nats ({low[0]}) to {high[1]:+.2f} ({high[0]}), mean over seeds (n = {low[3]}); the epoch of the best "
+            f"validation ELBO, mean over seeds: {best}. A positive gap means the model fits its training images "
+            "better than held-out ones: it overfits.")
+
+
+def _gap_to_paper(results_dir: Path | str) -> str:
+    """The paper's best NLL against the best any of our runs reached, at any budget."""
+    paper = paper_rows("table1")
+    best_paper = min(paper.values(), key=lambda r: r["nll"])
+    ours = []
+    for name, epoch in BUDGETS:
+        p = get_preset(name)
+        if epoch is not None and epoch not in p.eval_epochs:
+            continue
+        stages = [s for s in ("table1", "authors") if s in p.stages]
+        for stage in stages:
+            for model, evals in collect(results_dir, name, p.stage_models(stage), epoch=epoch).items():
+                if evals:
+                    s = seed_summary({e["seed"]: e["metrics"]["nll"] for e in evals})
+                    ours.append((s["mean"], model, _budget(Column(name, OURS, epoch)), s["n"]))
+    if not ours:
+        return "None of the Table 1 models has results so far."
+    nll, model, budget, n = min(ours)
+    return (f"The paper's best Table 1 NLL is {best_paper['nll']:.2f} nats ({best_paper['display']}); the best "
+            f"any of our runs reached is {nll:.2f} ({display_name(model)}, {budget}, mean over n = {n}), "
+            f"{nll - best_paper['nll']:.2f} nats above it.")
+
+
+def findings(results_dir: Path | str) -> list[str]:
+    """The 'What we found' chapter's findings, each read from the results."""
+    return [_collapse(results_dir), _overfitting(results_dir), _gap_to_paper(results_dir)]
+
+
 def _html(paragraphs: list[str], items: bool = False) -> str:
     if items:
         return "<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in paragraphs) + "</ul>"
@@ -158,6 +237,7 @@ def _html(paragraphs: list[str], items: bool = False) -> str:
 TEXTS = {
     "abstract": lambda results_dir: _html(abstract_paragraphs(results_dir)),
     "summary-results": lambda results_dir: _html(summary_results(results_dir), items=True),
+    "findings": lambda results_dir: _html(findings(results_dir), items=True),
 }
 
 

@@ -3,7 +3,7 @@ model's evaluated runs and their summaries over seeds. Tables, claims, plots and
 check all read results through here (one way data flows: results/ -> book).
 
 Every function takes a ``preset``; left ``None`` (or ``auto``) it is :func:`pick_preset`'s:
-the ``paper`` results wherever they exist, ``cpu`` ones otherwise. The paper's own numbers
+the ``paper`` results wherever they exist, else ``long`` ones (at their last epoch), else ``cpu``. The paper's own numbers
 are read from ``data/paper_reported.json`` (cited there), never typed here.
 """
 from __future__ import annotations
@@ -20,7 +20,9 @@ import numpy as np
 from .presets import EVAL_FIELDS, TRAINING_FIELDS, Preset, get_preset, run_preset
 from .results import PAPER_REPORTED, PUBLISHED, RunPaths, read_figures, read_run
 
-PREFERRED_PRESETS = ("paper", "cpu")  # the book shows the first that has results
+# The book shows the most trustworthy that has results: the paper's budget, then the long one
+# (at its last epoch), then the cpu one.
+PREFERRED_PRESETS = ("paper", "long", "cpu")
 AUTO = "auto"  # the notebooks' (and make's) spelling of "pick for me"
 COIN_FLIP_ELBO = -784 * math.log(2)  # the ELBO of a model that says 1/2 for every pixel
 DEPTH_MODEL = re.compile(r"^(enc|dec)(\d+)-(plain|skip)$")  # zoo's depth-sweep names
@@ -112,7 +114,8 @@ def evaluated_seeds(results_dir: Path | str, preset: str, model: str, seeds: Ite
 
 
 def pick_preset(results_dir: Path | str, stage: str) -> str | None:
-    """``paper`` if it has any evaluated run of ``stage``, else ``cpu``, else None."""
+    """The first of :data:`PREFERRED_PRESETS` with an evaluated run of ``stage`` (at its last
+    evaluated epoch), else None."""
     for preset in PREFERRED_PRESETS:
         models = get_preset(preset).stages.get(stage, ())  # a preset may lack the stage (cpu-long)
         if any(evaluated_seeds(results_dir, preset, m) for m in models):

@@ -105,9 +105,13 @@ def test_html_carries_id_class_preset_seeds_and_caption(cpu_tree):
         tables.build_table("table9", cpu_tree)
 
 
-def test_pick_preset_prefers_paper_then_cpu(cpu_tree):
+def test_pick_preset_prefers_paper_then_long_then_cpu(cpu_tree):
     assert runs.pick_preset(cpu_tree, "table1") == "cpu"
     assert runs.pick_preset(cpu_tree, "table2") is None
+    write_eval(cpu_tree, "long", "vae-1l", 0, epoch=30)  # the long preset's last epoch is 100: not yet
+    assert runs.pick_preset(cpu_tree, "table1") == "cpu"
+    write_eval(cpu_tree, "long", "vae-1l", 0, epoch=100)
+    assert runs.pick_preset(cpu_tree, "table1") == "long"
     write_eval(cpu_tree, "paper", "vae-1l", 0)
     assert runs.pick_preset(cpu_tree, "table1") == "paper"
     assert tables.table1(cpu_tree).preset == tables.table1(cpu_tree, "auto").preset == "paper"

@@ -74,3 +74,14 @@ def test_pdf_shows_table1_as_the_results_give_it(text):
     expected = table1(REPO_ROOT / "results", preset).shown()
     missing = [(row[0], cell) for row in expected.rows for cell in row if " ".join(cell.split()) not in text]
     assert not missing, f"Table 1 cells not in the PDF's text (stale PDF? run `make pdf`): {missing[:8]}"
+
+
+def test_the_first_page_reads_like_a_papers(pdf):
+    """Title, the authors line and the abstract's opening on page 1, as a reproduction report opens."""
+    first = subprocess.run([_tool("pdftotext"), "-f", "1", "-l", "1", "-enc", "UTF-8", str(pdf), "-"],
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    page = " ".join(first.stdout.replace("\u2019", "'").split())
+    for expected in ("[Re] Degeneration in VAE", "Reproduced by the scvae project", "Abstract",
+                     "We re-implemented the paper's models"):
+        assert expected in page, f"{expected!r} is not on the PDF's first page: {page[:300]!r}"

@@ -454,6 +454,10 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
         print(f"{paths.eval_json_at(epoch)}: up to date, not recomputed (delete it to force)")
         return doc
     check_writable(paths.dir, RESULT_BYTES)  # before the work, not after it
+    for target in (paths.eval_json_at(epoch), paths.figures_npz_at(epoch)):
+        if target.is_dir() and not target.is_symlink():  # a file would be replaced; a folder cannot be
+            raise ResultError(f"{target}: is a folder, where this evaluation writes its result. To fix: remove it "
+                              f"(`rm -r {target}`), then run `{paths.command('evaluate')}` again")
 
     start = time.perf_counter()
     dev = resolve_device(device)

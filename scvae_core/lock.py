@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .results import check_writable
+from .results import IrregularFile, check_writable, open_regular, read_regular
 
 LOCK_NAME = ".lock"
 POLL_S = 0.5  # how often a waiting writer tries again
@@ -51,7 +51,7 @@ def holder_record() -> dict:
 def read_holder(run_dir: Path | str) -> dict | None:
     """What the lock file of ``run_dir`` says about its (last) holder, or None."""
     try:
-        text = (Path(run_dir) / LOCK_NAME).read_text()
+        text = read_regular(Path(run_dir) / LOCK_NAME, 4096)
         return json.loads(text) if text.strip() else None
     except (OSError, ValueError):
         return None
@@ -62,8 +62,8 @@ def live_holder(run_dir: Path | str) -> dict | None:
     for cleaning a dead writer's leftovers), else None; takes nothing."""
     path = Path(run_dir) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = open_regular(path)  # a FIFO planted there must not block `scvae status`
+    except OSError:  # none, or not a lock file of ours (a writer refuses it with a message)
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: cannot be had while a writer holds it
@@ -95,11 +95,21 @@ def _try_flock(fd: int, path: Path) -> bool:
         raise
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file, created if missing, never through a symbolic link: a ``.lock`` planted as a
+    link to another file would have the holder record written into that file."""
+    try:
+        return open_regular(path, os.O_RDWR | os.O_CREAT)
+    except IrregularFile as e:
+        raise LockError(f"{path}: refused: the lock file is {e.strerror}, so this run is not taken (nothing is "
+                        f"written through it). To fix: remove it (`rm {path}`) and run again") from None
+
+
 def _acquire(path: Path) -> tuple[int, dict | None]:
     """(fd holding the flock, record of a dead holder taken over or None); raises BlockingIOError
     while another holder is alive."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path)
         try:
             if not _try_flock(fd, path):
                 raise BlockingIOError

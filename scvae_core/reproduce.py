@@ -9,6 +9,7 @@ and on what machine.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +19,8 @@ from tqdm import tqdm
 from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
 from .lock import describe, live_holder
 from .presets import PRESETS, get_preset, run_preset
-from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json
+from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, open_regular, provenance, read_json,
+                      write_json)
 from .runs import seeds_on_disk
 from .zoo import check_name
 
@@ -83,6 +85,7 @@ def _checkpoint_epoch(path: Path) -> int | None:
     import torch
 
     try:
+        os.close(open_regular(path))  # not a FIFO, which would block status, nor a link
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["progress"]["epoch"])
     except Exception:  # noqa: BLE001  (status reports; `scvae train` says what is wrong with it)
         return None
@@ -136,7 +139,10 @@ def stage_path(results_dir: Path | str, preset_name: str, stage: str) -> Path:
 
 
 def _wall_time(path: Path, kind: str) -> float | None:
-    return read_json(path, kind).get("wall_time_s") if path.exists() else None
+    try:
+        return read_json(path, kind).get("wall_time_s") if path.exists() else None
+    except ResultError:  # `scvae status` lists the run as invalid and why; its time is unknown
+        return None
 
 
 def run_seconds(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[float | None, float | None]:
@@ -180,8 +186,12 @@ def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, action
 def _machine(paths: RunPaths) -> str:
     """The machine a run's training recorded (without a train.json: its evaluation's)."""
     epochs = run_preset(paths.preset, paths.model).eval_epochs or (None,)
-    files = [(paths.train_json, "train")] + [(paths.eval_json_at(e), "eval") for e in epochs]
-    return next((read_json(f, kind)["provenance"].get("device_name", "?") for f, kind in files if f.exists()), "?")
+    for path, kind in [(paths.train_json, "train")] + [(paths.eval_json_at(e), "eval") for e in epochs]:
+        try:
+            return read_json(path, kind)["provenance"].get("device_name", "?")
+        except (ResultError, AttributeError):  # missing or unreadable: the next file may say
+            continue
+    return "?"
 
 
 def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:

@@ -630,3 +630,151 @@ class TestSmallerMessages:
         progress = torch.load(RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt, weights_only=True)["progress"]
         assert (progress["epoch"], progress["step"], progress["global_step"]) == (0, 2, 2)
         assert signal.getsignal(signal.SIGINT) is before  # restored
+
+
+# ================================================================ round two (issue 30)
+
+def smoke_run(results_dir: Path, model: str, seed: int = 0) -> RunPaths:
+    """A done run under the smoke preset (fabricated eval.json and figures.npz)."""
+    write_eval(results_dir, "smoke", model, seed)
+    write_figures(results_dir, "smoke", model, seed)
+    return RunPaths(results_dir, "smoke", model, seed)
+
+
+def status_in_subprocess(results_dir: Path, *stages: str) -> subprocess.CompletedProcess:
+    """`scvae status` of this checkout, with a generous timeout: a hang fails instead of blocking."""
+    return subprocess.run([sys.executable, "-m", "scvae_core.cli", "status", *(stages or ("table1",)), "--preset",
+                           "smoke", "--results-dir", str(results_dir)], capture_output=True, text=True, timeout=300)
+
+
+# ---------------------------------------------------------------- 2. lock and result files that are links
+
+class TestLinksWhereFilesGo:
+    pytestmark = pytest.mark.unit
+
+    def test_a_lock_that_is_a_symlink_refuses_the_run_and_leaves_its_target_alone(self, tmp_path, capsys):
+        from scvae_core.lock import LockError, run_lock
+
+        victim = tmp_path / "victim"
+        victim.write_text("precious\n")
+        run_dir = RunPaths(tmp_path / "results", "smoke", MODEL, 0).dir
+        run_dir.mkdir(parents=True)
+        (run_dir / ".lock").symlink_to(victim)
+        assert cli.main(["evaluate", MODEL, "--preset", "smoke", "--results-dir", str(tmp_path / "results"),
+                         "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"{run_dir}/.lock: refused: the lock file is a symbolic link (to {victim})" in err
+        assert f"`rm {run_dir}/.lock`" in err and "took over" not in err
+        assert victim.read_text() == "precious\n" and (run_dir / ".lock").is_symlink()
+        with pytest.raises(LockError, match="symbolic link"):
+            with run_lock(run_dir):
+                pass
+
+    def test_a_dangling_lock_link_is_refused_too_and_creates_nothing(self, tmp_path):
+        from scvae_core.lock import LockError, run_lock
+
+        target = tmp_path / "would-be-created"
+        (tmp_path / ".lock").symlink_to(target)
+        with pytest.raises(LockError, match=rf"symbolic link \(to {target}\)"):
+            with run_lock(tmp_path):
+                pass
+        assert not target.exists()
+
+    def test_a_result_file_that_is_a_symlink_is_invalid_and_named(self, tmp_path):
+        outside = write_eval(tmp_path / "elsewhere", "smoke", MODEL, 0)
+        paths = smoke_run(tmp_path / "results", MODEL)
+        paths.eval_json.unlink()
+        paths.eval_json.symlink_to(outside)
+        with pytest.raises(ResultError, match=rf"{paths.eval_json}: refused: it is a symbolic link \(to {outside}\)"):
+            load_eval(paths.results_dir, "smoke", MODEL, 0)
+        assert reproduce.run_status(paths.results_dir, "smoke", MODEL, 0) == "invalid"
+
+
+# ---------------------------------------------------------------- 6. one malformed file among valid ones
+
+def plant_deep_json(path: Path) -> str:
+    path.write_text("[" * 5000 + "]" * 5000)
+    return "nested too deeply"
+
+
+def plant_folder(path: Path) -> str:
+    path.unlink()
+    path.mkdir()
+    return "it is a folder, not a file"
+
+
+def plant_fifo(path: Path) -> str:
+    path.unlink()
+    os.mkfifo(path)
+    return r"it is a FIFO \(named pipe\), not a file"
+
+
+def plant_huge_npz(path: Path) -> str:
+    """A figures.npz whose samples.npy declares 8 GiB, in a few kilobytes of deflated zeros."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**21, 32, 32)})
+    with np.load(path) as z:
+        kept = {k: z[k] for k in z.files if k != "samples"}
+    results.write_npz(path, **kept)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("samples.npy", header.getvalue() + bytes(1 << 20))
+    return r"samples.npy declares an array of shape \(2097152, 32, 32\) \(8.0 GiB\)"
+
+
+PLANTS = {"vae-1l": ("eval.json", plant_deep_json), "vae-11l": ("eval.json", plant_folder),
+          "vae-q++": ("eval.json", plant_fifo), "vae-p++": ("figures.npz", plant_huge_npz)}
+
+
+class TestOneMalformedFileDoesNotStopTheOthers:
+    pytestmark = pytest.mark.unit
+
+    def test_status_lists_each_as_invalid_with_its_reason_and_the_rest_as_done(self, tmp_path):
+        reasons = {}
+        for model in ("vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae"):
+            paths = smoke_run(tmp_path, model)
+            write_train(tmp_path, "smoke", model, 0)
+            if model in PLANTS:
+                name, plant = PLANTS[model]
+                reasons[model] = (paths.dir / name, plant(paths.dir / name))
+        started = RunPaths(tmp_path, "smoke", "scvae-l", 0)  # a started run whose checkpoint and lock are FIFOs
+        started.last_ckpt.parent.mkdir(parents=True)
+        os.mkfifo(started.last_ckpt)
+        os.mkfifo(started.dir / ".lock")
+        done = status_in_subprocess(tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "6 runs: 1 done, 4 invalid, 1 partial, 0 todo" in done.stdout, done.stdout
+        assert re.search(r"scvae-l .* partial \(an unreadable checkpoint\)", done.stdout), done.stdout
+        for model, (path, reason) in reasons.items():
+            assert re.search(rf"invalid: {re.escape(str(path))}: refused: .*{reason}", done.stdout), (model, done.stdout)
+        assert "Traceback" not in done.stderr
+
+    @pytest.mark.parametrize("model", PLANTS)
+    def test_evaluate_reports_it_and_computes_it_again(self, tmp_path, model):
+        paths = smoke_run(tmp_path, model)
+        name, plant = PLANTS[model]
+        reason = plant(paths.dir / name)
+        with pytest.warns(UserWarning, match=rf"{re.escape(str(paths.dir / name))}.*{reason}.*recomputing it"):
+            assert evaluate._reusable(paths, get_preset("smoke"), get_config(model)) is None
+
+    def test_evaluate_refuses_a_folder_where_eval_json_goes_before_the_work(self, tmp_path):
+        paths = smoke_run(tmp_path, MODEL)
+        plant_folder(paths.eval_json)
+        with pytest.warns(UserWarning, match="a folder, not a file"):
+            with pytest.raises(ResultError, match=rf"{paths.eval_json}: is a folder, where this evaluation writes its "
+                                                  rf"result.*To fix: remove it \(`rm -r {paths.eval_json}`\)"):
+                evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, progress=False)
+
+    def test_json_and_npz_are_read_up_to_a_size_limit(self, tmp_path, monkeypatch):
+        paths = smoke_run(tmp_path, MODEL)
+        monkeypatch.setattr(results, "JSON_BYTES", 100)
+        with pytest.raises(ResultError, match=rf"{paths.eval_json}: refused: it is larger than the"):
+            load_eval(tmp_path, "smoke", MODEL, 0)
+        monkeypatch.setattr(results, "NPZ_BYTES", 100)
+        with pytest.raises(ResultError, match=rf"{paths.figures_npz}: refused: larger than the"):
+            plots.load_figures(tmp_path, "smoke", MODEL, 0)
+

@@ -388,9 +388,11 @@ class TestFailuresComeFirst:
 
         monkeypatch.setattr(results, "_atomic_write", full_disk)
         paths = RunPaths(results_dir, "smoke", MODEL, 0)
+        paths.best_ckpt.parent.mkdir(parents=True)
+        paths.best_ckpt.write_bytes(b"the weights evaluated")  # the rescue is bound to its checksum
+        kept = evaluate._rescue_paths(tmp_path / "rescue", paths).dir
         with pytest.raises(ResultError, match=rf"{paths.eval_json}: could not be written .*No space left on device.*"
-                                              rf"kept in {tmp_path}/rescue/smoke/{MODEL}/seed0.*installs the kept "
-                                              "result without recomputing"):
+                                              rf"kept in {kept}.*installs the kept result without recomputing"):
             evaluate._write_result(paths, figures, doc)
         assert not paths.eval_json.exists()
         monkeypatch.setattr(evaluate, "RESCUE_DIRS", (tmp_path / "rescue-full",))  # nowhere left to write
@@ -403,7 +405,7 @@ class TestFailuresComeFirst:
         again = evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=results_dir,
                                       progress=False)  # no_work: no model
         assert again["metrics"] == doc["metrics"] and reproduce.run_status(results_dir, "smoke", MODEL, 0) == "done"
-        assert not (tmp_path / "rescue" / "smoke" / MODEL / "seed0").exists()
+        assert not kept.exists()
 
 
 # ---------------------------------------------------------------- 5. resume across thread counts
@@ -778,3 +780,116 @@ class TestOneMalformedFileDoesNotStopTheOthers:
         with pytest.raises(ResultError, match=rf"{paths.figures_npz}: refused: larger than the"):
             plots.load_figures(tmp_path, "smoke", MODEL, 0)
 
+
+# ---------------------------------------------------------------- 1. a rescued evaluation belongs to one run
+
+class TestRescueIsBoundToItsRun:
+    pytestmark = pytest.mark.unit
+
+    @pytest.fixture
+    def rescue(self, tmp_path, monkeypatch) -> Path:
+        top = tmp_path / "rescue"
+        monkeypatch.setattr(evaluate, "RESCUE_DIRS", (top,))
+        return top
+
+    def _kept(self, results_dir: Path, nll: float = 88.8) -> tuple[RunPaths, dict]:
+        """An evaluation of ``results_dir``'s run that a full disk sent to the rescue folder."""
+        made = smoke_run(results_dir.parent / f"made-{nll}", MODEL)
+        doc = json.loads(made.eval_json.read_text())
+        doc["metrics"]["nll"] = nll
+        doc = {k: v for k, v in doc.items() if k not in ("schema_version", "kind")}
+        paths = RunPaths(results_dir, "smoke", MODEL, 0)
+        if not paths.best_ckpt.exists():
+            paths.best_ckpt.parent.mkdir(parents=True)
+            paths.best_ckpt.write_bytes(b"weights of " + str(results_dir).encode())
+        real_write = results._atomic_write
+
+        def full_disk(path, write):
+            if Path(path).is_relative_to(results_dir):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            real_write(path, write)
+
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(results, "_atomic_write", full_disk)
+            with pytest.raises(ResultError, match="the finished evaluation is kept in"):
+                evaluate._write_result(paths, dict(np.load(made.figures_npz)), doc)
+        return paths, doc
+
+    def _evaluate(self, paths: RunPaths) -> dict:
+        return evaluate._evaluate_locked(paths, get_preset("smoke"), get_config(MODEL), "cpu", None, False, None)
+
+    def test_it_is_installed_into_its_own_run_only(self, tmp_path, rescue):
+        mine, doc = self._kept(tmp_path / "mine")
+        other = RunPaths(tmp_path / "other", "smoke", MODEL, 0)
+        other.best_ckpt.parent.mkdir(parents=True)
+        shutil.copy(mine.best_ckpt, other.best_ckpt)  # even the same weights: another folder's run
+        assert not evaluate._install_rescued(other, get_preset("smoke"), get_config(MODEL))
+        assert not other.eval_json.exists()
+        assert self._evaluate(mine)["metrics"]["nll"] == 88.8 and reproduce.run_status(mine.results_dir, "smoke",
+                                                                                       MODEL, 0) == "done"
+
+    def test_one_moved_under_another_folders_key_is_refused(self, tmp_path, rescue):
+        mine, _ = self._kept(tmp_path / "mine")
+        other = RunPaths(tmp_path / "other", "smoke", MODEL, 0)
+        other.best_ckpt.parent.mkdir(parents=True)
+        shutil.copy(mine.best_ckpt, other.best_ckpt)
+        src, dest = evaluate._rescue_paths(rescue, mine).results_dir, evaluate._rescue_paths(rescue, other).results_dir
+        src.rename(dest)
+        with pytest.warns(UserWarning, match=rf"not installed: it was computed for '{mine.dir}'"):
+            assert not evaluate._install_rescued(other, get_preset("smoke"), get_config(MODEL))
+        assert not other.eval_json.exists()
+
+    def test_a_valid_evaluation_is_never_replaced(self, tmp_path, rescue):
+        paths, _ = self._kept(tmp_path / "results", nll=1.23)
+        write_eval(tmp_path / "results", "smoke", MODEL, 0, nll=90.0)  # evaluated again since, successfully
+        write_figures(tmp_path / "results", "smoke", MODEL, 0)
+        kept = evaluate._rescue_paths(rescue, paths)
+        future = time.time() + 10 * 365 * 86400
+        for f in kept.dir.iterdir():
+            os.utime(f, (future, future))  # a file time anyone can set decides nothing
+        assert self._evaluate(paths)["metrics"]["nll"] == 90.0
+        assert load_eval(paths.results_dir, "smoke", MODEL, 0)["metrics"]["nll"] == 90.0
+
+    def test_one_of_other_weights_is_refused(self, tmp_path, rescue):
+        paths, _ = self._kept(tmp_path / "results")
+        paths.best_ckpt.write_bytes(b"trained again")
+        with pytest.warns(UserWarning, match=rf"not installed: it evaluated other weights than {paths.best_ckpt} holds"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+        assert not paths.eval_json.exists()
+
+    def test_a_folder_others_can_write_is_refused(self, tmp_path, rescue):
+        paths, _ = self._kept(tmp_path / "results")
+        kept = evaluate._rescue_paths(rescue, paths)
+        assert stat.S_IMODE(rescue.stat().st_mode) & 0o077 == 0  # made private
+        os.chmod(kept.results_dir, 0o777)
+        with pytest.warns(UserWarning, match=rf"{kept.results_dir} can be written by other users \(mode drwxrwxrwx\)"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+        os.chmod(kept.results_dir, 0o700)
+        assert evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+
+    def test_a_folder_of_another_user_is_refused_for_reading_and_for_writing(self, tmp_path, rescue, monkeypatch):
+        paths, doc = self._kept(tmp_path / "results")
+        uid = os.getuid()
+        monkeypatch.setattr(evaluate.os, "getuid", lambda: uid + 1)  # as if another user had made them
+        with pytest.warns(UserWarning, match=rf"{rescue} belongs to another user \(uid {uid}\)"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+
+        def full_disk(path, write):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+        monkeypatch.setattr(results, "_atomic_write", full_disk)
+        with pytest.raises(ResultError, match=rf"could not be written anywhere .*: not used, {rescue} belongs to "
+                                              "another user"):
+            evaluate._write_result(paths, {}, doc)
+
+    def test_a_planted_folder_without_its_binding_is_refused(self, tmp_path, rescue):
+        paths = RunPaths(tmp_path / "results", "smoke", MODEL, 0)
+        paths.best_ckpt.parent.mkdir(parents=True)
+        paths.best_ckpt.write_bytes(b"weights")
+        kept = evaluate._rescue_paths(rescue, paths)
+        smoke_run(kept.results_dir, MODEL)  # a valid-looking eval.json, but no record of whose it is
+        for folder in (kept.dir, *kept.dir.parents):
+            if folder.is_relative_to(rescue):
+                os.chmod(folder, 0o700)  # private, whatever the umask: only the missing binding is wrong
+        with pytest.warns(UserWarning, match=r"rescued.json: missing"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))

@@ -893,3 +893,44 @@ class TestRescueIsBoundToItsRun:
                 os.chmod(folder, 0o700)  # private, whatever the umask: only the missing binding is wrong
         with pytest.warns(UserWarning, match=r"rescued.json: missing"):
             assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+
+
+# ---------------------------------------------------------------- 5. a disk that fills during training
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class TestDiskFullDuringTraining:
+    pytestmark = pytest.mark.unit
+
+    def test_enospc_in_torch_save_says_what_is_kept_and_how_to_resume(self, tmp_path, monkeypatch):
+        run = untrained_run(tmp_path)
+        run.save()
+        last, best = run.paths.last_ckpt, run.paths.best_ckpt
+        good = last.read_bytes()
+        monkeypatch.setattr(torch, "save", no_space)
+        with pytest.raises(ResultError, match=rf"{last}: could not be written: No space left on device \(the disk is "
+                                              rf"full\); the last good checkpoint, {last} \(epoch 1, step 0\), is kept "
+                                              rf"and running again resumes there\. To fix: make room in {last.parent} "
+                                              r"\(this run's checkpoints take about \d+ MiB\), then run `scvae train "
+                                              rf"{MODEL} --preset smoke --seed 0 --results-dir {tmp_path}` again"):
+            run.save()
+        with pytest.raises(ResultError, match=rf"{best}: could not be written: .*\(the disk is full\)"):
+            run.save_best(best)
+        monkeypatch.undo()
+        assert last.read_bytes() == good and not best.exists() and not list(last.parent.glob(".*.tmp"))
+        untrained_run(tmp_path).resume()  # and the kept checkpoint resumes
+
+    def test_a_write_that_fails_inside_the_file_is_reported_as_the_full_disk_it_is(self, tmp_path, monkeypatch):
+        class FullDisk:  # what a file on a full disk does: its writes fail
+            write = staticmethod(no_space)
+
+        real = train._atomic_write
+        monkeypatch.setattr(train, "_atomic_write", lambda path, write: real(path, lambda f: write(FullDisk())))
+        run = untrained_run(tmp_path)
+        # torch.save itself turns this into "RuntimeError: ... unexpected pos"; the message must say what it is
+        with pytest.raises(ResultError, match=r"No space left on device \(the disk is full\); no checkpoint was "
+                                              r"written yet, so running again starts from scratch"):
+            run.save()
+        assert not run.paths.last_ckpt.exists()

@@ -132,6 +132,31 @@ def check_scheduler(scheduler: str | None) -> None:
                          f"or {INLINE!r} to run in this process")
 
 
+REACH_S = 5.0  # how long reaching a --scheduler may take before it is called unreachable
+
+
+def reach_scheduler(scheduler: str | None, timeout: float = REACH_S) -> None:
+    """Fail in seconds, before any work or file, if nothing answers at a ``--scheduler`` address
+    (Dask's own client would wait 30 s and end in a raw OSError)."""
+    from urllib.parse import urlsplit
+
+    if scheduler in (None, INLINE):
+        return
+    address = urlsplit(scheduler)
+    try:
+        host, port = address.hostname, address.port
+    except ValueError:  # a port that is not a number
+        host = port = None
+    if not host or not port:
+        raise ValueError(f"--scheduler {scheduler!r}: give HOST and PORT, as in tcp://HOST:8786")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e.strerror or e}). To fix: "
+                         "start the scheduler and its workers (`dask scheduler`, `dask worker ADDRESS`; book/scale.md) "
+                         "and check the address, or leave out --scheduler to run on local workers") from None
+
+
 def execute(specs: list[RunSpec], scheduler: str | None = None, jobs: int = DEFAULT_JOBS,
             runs_per_gpu: int = 1) -> Iterator[dict]:
     """Run every spec as a task; yield each run's record as it completes (in any order).

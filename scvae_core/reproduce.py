@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
-from .lock import describe, live_holder
+from .executor import (DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute,
+                       reach_scheduler)
+from .lock import describe, live_holder, remove_if_free
 from .presets import PRESETS, get_preset, run_preset
 from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, open_regular, provenance, read_json,
                       write_json)
@@ -237,6 +238,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
         jobs = runs_per_gpu if str(device).startswith("cuda") else DEFAULT_JOBS
     check_layout(jobs, threads, runs_per_gpu)
     check_scheduler(scheduler)
+    reach_scheduler(scheduler)
     check_writable(results_dir, 0)  # and the results folder: a failure must not come after the first run
     # On a cluster the workers resolve the device themselves; this machine may have no GPU.
     machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
@@ -268,6 +270,10 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
                     if not pending[s] and s not in summaries:
                         summarise(s)
         finally:
+            # Workers stopped with this command (Ctrl-C, SIGTERM) die holding their runs' locks: the
+            # kernel frees them, and their files, free now, go too.
+            for spec in specs.values():
+                remove_if_free(RunPaths(Path(results_dir), preset_name, spec.model, spec.seed).dir)
             # Also written when interrupted or when a run failed: how far this invocation got.
             for s in stage_order:
                 if s not in summaries:

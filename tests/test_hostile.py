@@ -934,3 +934,94 @@ class TestDiskFullDuringTraining:
                                               r"written yet, so running again starts from scratch"):
             run.save()
         assert not run.paths.last_ckpt.exists()
+
+
+# ---------------------------------------------------------------- 8. smaller ones, round two
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestSmallerRoundTwo:
+    @pytest.mark.unit
+    def test_an_unreachable_scheduler_fails_at_once_and_writes_no_stage_file(self, tmp_path, capsys, monkeypatch):
+        import distributed
+
+        def no_client(*args, **kwargs):
+            raise AssertionError("a Client was made for an address nothing answers at")
+
+        monkeypatch.setattr(distributed, "Client", no_client)
+        address = f"tcp://127.0.0.1:{closed_port()}"
+        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--results-dir", str(tmp_path), "--scheduler",
+                         address, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"scvae: error: --scheduler {address}: no Dask scheduler answers there (Connection refused)" in err
+        assert "leave out --scheduler" in err and not list(tmp_path.rglob("stage-*.json"))
+
+    @pytest.mark.unit
+    def test_a_scheduler_address_without_a_port_is_named(self, tmp_path, capsys):
+        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--results-dir", str(tmp_path), "--scheduler",
+                         "tcp://127.0.0.1", "--no-progress"]) == 2
+        assert "--scheduler 'tcp://127.0.0.1': give HOST and PORT" in capsys.readouterr().err
+
+    @pytest.mark.unit
+    def test_models_into_a_closed_pipe_ends_quietly(self):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line, as `| head -1` is after it
+        done = subprocess.run([sys.executable, "-m", "scvae_core.cli", "models"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+        os.close(write)
+        assert done.returncode == 0 and "BrokenPipeError" not in done.stderr and "Traceback" not in done.stderr, \
+            done.stderr
+
+    @pytest.mark.unit
+    def test_scvae_data_pointing_at_a_file_says_it_is_a_file(self, tmp_path, monkeypatch):
+        afile = tmp_path / "binarized_mnist_train.amat"
+        afile.write_text("0 1\n")
+        monkeypatch.setenv("SCVAE_DATA", str(afile))
+        with pytest.raises(data.DataError, match=rf"data folder {afile} \(from SCVAE_DATA\) is a file, not a folder: "
+                                                 rf"point SCVAE_DATA at the folder .*e\.g\. {tmp_path}"):
+            data.resolve_data_dir()
+        with pytest.raises(data.DataError, match=r"\(from --data-dir \(data_dir=\)\) is a file"):
+            data.resolve_data_dir(afile)
+
+    @pytest.mark.unit
+    @pytest.mark.parametrize("verb", ["train", "evaluate"])
+    def test_a_failed_command_leaves_no_empty_run_folder(self, tmp_path, capsys, verb):
+        results_dir = tmp_path / "results"
+        assert cli.main([verb, MODEL, "--preset", "smoke", "--results-dir", str(results_dir), "--data-dir",
+                         str(tmp_path / "no-data"), "--no-progress"]) == 2
+        assert "scvae: error:" in capsys.readouterr().err  # no data; no checkpoint
+        assert not results_dir.exists()
+        results_dir.mkdir()
+        (results_dir / "smoke" / "scvae" / "seed0").mkdir(parents=True)  # another run's folder: not ours to remove
+        assert cli.main([verb, MODEL, "--preset", "smoke", "--results-dir", str(results_dir), "--data-dir",
+                         str(tmp_path / "no-data"), "--no-progress"]) == 2
+        assert sorted(p.relative_to(results_dir).as_posix() for p in results_dir.rglob("*")) == [
+            "smoke", "smoke/scvae", "smoke/scvae/seed0"]
+
+    @pytest.mark.smoke
+    def test_sigterm_to_reproduce_stops_with_the_resume_hint_and_leaves_no_lock(self, tmp_path, data_dir):
+        cmd = [sys.executable, "-m", "scvae_core.cli", "reproduce", "activation", "--preset", "smoke", "--seeds", "1",
+               "2", "--jobs", "2", "--device", "cpu", "--results-dir", str(tmp_path), "--data-dir", str(data_dir),
+               "--no-progress"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            deadline = time.monotonic() + 600
+            while proc.poll() is None and time.monotonic() < deadline and len(list(tmp_path.rglob(".lock"))) < 2:
+                time.sleep(0.05)  # both workers inside a run
+            assert proc.poll() is None, f"the stage ended before it could be stopped: {proc.communicate()}"
+            assert len(list(tmp_path.rglob(".lock"))) == 2
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 143, err
+        assert "scvae: terminated (SIGTERM); run the same command again to resume." in err
+        assert not list(tmp_path.rglob(".lock")), list(tmp_path.rglob(".lock"))

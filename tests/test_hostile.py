@@ -1025,3 +1025,31 @@ class TestSmallerRoundTwo:
         assert proc.returncode == 143, err
         assert "scvae: terminated (SIGTERM); run the same command again to resume." in err
         assert not list(tmp_path.rglob(".lock")), list(tmp_path.rglob(".lock"))
+
+
+# ---------------------------------------------------------------- 4. the local cluster admits only its own client
+
+class TestLocalClusterAdmitsOnlyItsClient:
+    pytestmark = pytest.mark.unit
+
+    def test_a_client_without_the_clusters_credentials_is_refused(self, tmp_path):
+        from distributed import Client
+        from distributed.security import Security
+
+        from scvae_core import executor
+
+        marker = tmp_path / "ran-in-a-worker"
+        with executor._local_cluster(1, "cpu", 1) as cluster:
+            address = cluster.scheduler_address
+            assert address.startswith("tls://127.0.0.1:")
+            with Client(cluster, security=cluster.security, timeout="60s") as ours:  # as _execute_dask connects
+                ours.run(marker.touch)
+            assert marker.exists()  # the credentials' holder gets in
+            marker.unlink()
+            # what another user of the machine can try: plain, TLS-less on the same port, their own credentials
+            for tried, security in ((address, None), (address.replace("tls://", "tcp://"), None),
+                                    (address, Security.temporary())):
+                with pytest.raises((OSError, TypeError)):  # refused (TypeError: no TLS context at all)
+                    with Client(tried, security=security, timeout="10s") as theirs:
+                        theirs.run(marker.touch)
+                assert not marker.exists(), tried

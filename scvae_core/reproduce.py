@@ -20,8 +20,8 @@ from .executor import (DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_lay
                        reach_scheduler)
 from .lock import describe, live_holder, remove_if_free
 from .presets import PRESETS, get_preset, run_preset
-from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, open_regular, provenance, read_json,
-                      write_json)
+from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, make_results_dir, open_regular,
+                      provenance, read_json, write_json)
 from .runs import seeds_on_disk
 from .zoo import check_name
 
@@ -239,6 +239,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
     check_layout(jobs, threads, runs_per_gpu)
     check_scheduler(scheduler)
     reach_scheduler(scheduler)
+    make_results_dir(results_dir)
     check_writable(results_dir, 0)  # and the results folder: a failure must not come after the first run
     # On a cluster the workers resolve the device themselves; this machine may have no GPU.
     machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
@@ -283,18 +284,19 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
 
 def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto",
                    results_dir: Path | str = DEFAULT_RESULTS_DIR,
-                   recompute: bool | str = False) -> dict[str, str | None]:
+                   recompute: bool | str = False, results_dir_ok: bool = False) -> dict[str, str | None]:
     """What a notebook shows, per stage: the preset whose results it renders.
 
     ``recompute`` False renders what is on disk; True or ``"missing"`` first runs the stages
     (``reproduce`` only does what is missing; to redo finished runs, delete their files).
     With ``preset="auto"`` the book shows paper results where they exist, else cpu; asked to
-    recompute, ``auto`` means cpu, the preset this machine can run.
+    recompute, ``auto`` means cpu, the preset this machine can run. It writes only into the
+    repository's results folder or one scvae created, unless ``results_dir_ok`` (params.py).
     """
     from .params import check_notebook_params
     from .runs import resolve_preset
 
-    check_notebook_params(preset, seeds, device, results_dir, recompute)
+    check_notebook_params(preset, seeds, device, results_dir, recompute, results_dir_ok)
     if recompute:
         reproduce(stages, "cpu" if preset == "auto" else preset, seeds=seeds, device=device, results_dir=results_dir)
     return {stage: resolve_preset(results_dir, stage, preset) for stage in stages}

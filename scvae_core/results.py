@@ -221,6 +221,24 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+RESULTS_MARKER = ".scvae-results"  # in a results folder that scvae created (params.py trusts it)
+
+
+def make_results_dir(results_dir: Path | str) -> None:
+    """Create the results folder ``results_dir`` if it does not exist yet, with the marker file
+    that says scvae made it: a notebook writes only into the repository's results/ or into
+    such a folder, unless told otherwise (``params.py``). An existing folder is left as it is;
+    one that cannot be made is left to :func:`check_writable` to report."""
+    folder = Path(results_dir)
+    if folder.exists():
+        return
+    try:
+        folder.mkdir(parents=True)
+        (folder / RESULTS_MARKER).write_text("Results written by scvae (scvae_core), which created this folder.\n")
+    except OSError:
+        pass
+
+
 def check_writable(folder: Path | str, need_bytes: int, option: str = "--results-dir") -> Path:
     """Fail now, not after an hour of work, if results cannot be written under ``folder``:
     it must be (or become) a folder we can create files in, with ``need_bytes`` free."""

@@ -562,6 +562,7 @@ class TestSmallerMessages:
     def test_bad_notebook_parameters_fail_with_the_valid_values(self, params, message, tmp_path):
         from scvae_core.params import check_notebook_params
 
+        write_eval(tmp_path, "cpu", MODEL, 0)  # a folder that holds results
         good = {"preset": "auto", "seeds": None, "device": "auto", "results_dir": str(tmp_path), "recompute": False}
         check_notebook_params(**good)
         with pytest.raises(ValueError, match=message):
@@ -1053,3 +1054,88 @@ class TestLocalClusterAdmitsOnlyItsClient:
                     with Client(tried, security=security, timeout="10s") as theirs:
                         theirs.run(marker.touch)
                 assert not marker.exists(), tried
+
+
+# ---------------------------------------------------------------- 7. where a notebook may write
+
+class TestNotebooksWriteOnlyWhereTheyMay:
+    pytestmark = pytest.mark.unit
+
+    @pytest.fixture
+    def victim(self, tmp_path) -> Path:
+        """Someone's folder, as /etc: it exists, scvae did not make it."""
+        folder = tmp_path / "etc"
+        folder.mkdir()
+        (folder / "passwd").write_text("root:x:0:0\n")
+        return folder
+
+    def _params(self, results_dir, recompute="missing", **extra) -> dict:
+        return {"preset": "smoke", "seeds": None, "device": "cpu", "results_dir": str(results_dir),
+                "recompute": recompute, **extra}
+
+    def test_a_folder_outside_results_that_scvae_did_not_make_is_refused(self, victim, monkeypatch):
+        from scvae_core.params import check_notebook_params
+
+        def no_run(*args, **kwargs):
+            raise AssertionError("the stages ran")
+
+        monkeypatch.setattr(reproduce, "reproduce", no_run)
+        message = (rf"results_dir '{victim}' \(make RESULTS_DIR=\): {victim} is outside the repository's results "
+                   r"folder and was not created by scvae .*To fix: .*results_dir_ok=True \(make RESULTS_DIR_OK=True\)")
+        with pytest.raises(ValueError, match=message):
+            check_notebook_params(**self._params(victim))
+        with pytest.raises(ValueError, match=message):
+            reproduce.ensure_results(["table1"], "smoke", None, "cpu", str(victim), "missing")
+        deep = victim / "a" / "b"
+        deep.mkdir(parents=True)
+        monkeypatch.chdir(deep)
+        with pytest.raises(ValueError, match=rf"{victim} is outside the repository's results folder"):
+            check_notebook_params(**self._params("../.."))  # as root, ../../.. from the repository is /
+        assert sorted(p.name for p in victim.iterdir()) == ["a", "passwd"]
+
+    def test_said_explicitly_it_is_allowed(self, victim):
+        from scvae_core.params import check_notebook_params
+
+        check_notebook_params(**self._params(victim), results_dir_ok=True)
+        with pytest.raises(ValueError, match=r"results_dir_ok 'yes' \(make RESULTS_DIR_OK=\): choose one of False, True"):
+            check_notebook_params(**self._params(victim), results_dir_ok="yes")
+
+    def test_a_new_folder_is_created_marked_and_trusted_afterwards(self, tmp_path):
+        from scvae_core.params import check_notebook_params
+
+        new = tmp_path / "new-results"
+        check_notebook_params(**self._params(new))
+        assert (new / results.RESULTS_MARKER).is_file()
+        check_notebook_params(**self._params(new))  # scvae made it: trusted from now on
+        made = tmp_path / "by-reproduce"
+        reproduce.reproduce(["table1"], "smoke", seeds=[], device="cpu", results_dir=made, progress=False,
+                            scheduler="inline")
+        assert (made / results.RESULTS_MARKER).is_file()
+        check_notebook_params(**self._params(made))
+
+    def test_the_repositorys_results_folder_is_allowed(self):
+        from scvae_core.params import check_notebook_params
+
+        check_notebook_params(**self._params(results.DEFAULT_RESULTS_DIR))
+
+    def test_a_folder_without_results_fails_at_once(self, victim, tmp_path):
+        from scvae_core.params import check_notebook_params
+
+        with pytest.raises(ValueError, match=rf"results_dir '{victim}' \(make RESULTS_DIR=\): holds no results .*"
+                                             "RECOMPUTE=missing"):
+            check_notebook_params(**self._params(victim, recompute=False))
+        write_eval(tmp_path / "some", "cpu", MODEL, 0)
+        check_notebook_params(**self._params(tmp_path / "some", recompute=False))
+
+    def test_a_notebook_asked_to_write_into_such_a_folder_fails_in_its_first_cell(self, victim, monkeypatch):
+        import jupytext
+        import papermill
+
+        repo = Path(__file__).resolve().parent.parent
+        monkeypatch.setenv("PYTHONPATH", str(repo))  # the kernel imports this checkout's package
+        notebook = victim.parent / "04_table1.ipynb"
+        jupytext.write(jupytext.read(repo / "notebooks" / "04_table1.md"), notebook)
+        with pytest.raises(papermill.PapermillExecutionError, match=r"is outside the repository's results folder"):
+            papermill.execute_notebook(str(notebook), str(victim.parent / "out.ipynb"), kernel_name="python3",
+                                       parameters=self._params(victim), cwd=str(victim.parent), progress_bar=False)
+        assert sorted(p.name for p in victim.iterdir()) == ["passwd"]

@@ -1139,3 +1139,127 @@ class TestNotebooksWriteOnlyWhereTheyMay:
             papermill.execute_notebook(str(notebook), str(victim.parent / "out.ipynb"), kernel_name="python3",
                                        parameters=self._params(victim), cwd=str(victim.parent), progress_bar=False)
         assert sorted(p.name for p in victim.iterdir()) == ["passwd"]
+
+
+# ---------------------------------------------------------------- 3. the book check knows what the book should hold
+
+def small_book(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A built book in miniature, made by the same builders as `make book`'s pages: a front page
+    with the glued verdicts at a glance, the Table 1 page (its table and a pasted number) and a
+    page with the budget sentence; their sources and table of contents. (html, results, toc)."""
+    from scvae_core import glued, tables
+    from scvae_core.presets import TABLE1
+
+    res, src, site = tmp_path / "results", tmp_path / "src", tmp_path / "html"
+    for i, model in enumerate(TABLE1):
+        for seed in (0, 1):
+            write_eval(res, "cpu", model, seed, nll=90.0 + i + 0.25 * seed, acc=0.9 - 0.01 * i,
+                       prop3_layers=[] if model.startswith("scvae") else None)
+    for model, nll in (("vae-1l", 113.46), ("vae-q++", 120.5)):  # the budget sentence's two models
+        for seed in (0, 1):
+            write_eval(res, "cpu", model, seed, nll=nll)
+        write_eval(res, "cpu-long", model, 0, nll=nll - 19.65)
+    pages = {
+        "book/intro": ("# SCVAE\n\n```{glue:any} glance\n:doc: ../notebooks/06_verdicts.ipynb\n```\n",
+                       tables.glance_table(res).to_html()),
+        "notebooks/04_table1": ('HTML(build_table("table1", results_dir, shown).to_html())\n\n'
+                                "SCVAE's test NLL is {glue:text}`scvae_nll:.2f` nats.\n",
+                                tables.build_table("table1", res, "cpu").to_html()
+                                + f'<p>SCVAE\'s test NLL is <span class="pasted-text">'
+                                f'{glued.table1_numbers(res, "cpu")["scvae_nll"]:.2f}</span> nats.</p>'),
+        "notebooks/08_differences": ('HTML(build_text("budget", results_dir).to_html())\n',
+                                     tables.build_text("budget", res).to_html()),
+    }
+    (src / "notebooks").mkdir(parents=True)
+    (src / "book").mkdir()
+    (src / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/04_table1\n"
+                                  "  - file: notebooks/08_differences\n")
+    for name, (source, body) in pages.items():
+        (src / f"{name}.md").write_text(source)
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / f"{name}.html").write_text(f"<html><body><nav>menu</nav><main>{body}</main></body></html>")
+    (site / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
+    return site, res, src / "_toc.yml"
+
+
+class TestBookCheckKnowsWhatShouldBeThere:
+    pytestmark = pytest.mark.unit
+
+    @pytest.fixture
+    def book(self, tmp_path):
+        from scvae_core.bookcheck import check_book
+
+        site, res, toc = small_book(tmp_path)
+
+        def check() -> list[str]:
+            return check_book(site, res, sources=toc.parent / "notebooks", toc=toc)
+
+        assert check() == [], "the untouched book should pass"
+        return site, check
+
+    def _tamper(self, site: Path, page: str, change) -> None:
+        from bs4 import BeautifulSoup
+
+        path = site / f"{page}.html"
+        soup = BeautifulSoup(path.read_text(), "html.parser")
+        change(soup)
+        path.write_text(str(soup))
+
+    def test_a_deleted_table_on_the_table1_page_fails_it(self, book):
+        site, check = book
+        self._tamper(site, "notebooks/04_table1", lambda soup: soup.select_one("table#table1").decompose())
+        assert check() == ["notebooks/04_table1.html: the generated table 'table1' is missing, though 04_table1.md "
+                           "shows it (run `make book` to rebuild the pages from the current results)"]
+
+    def test_a_deleted_table_on_the_front_page_fails_it(self, book):
+        site, check = book
+        self._tamper(site, "book/intro", lambda soup: soup.select_one("table#glance").decompose())
+        assert check() == ["book/intro.html: the generated table 'glance' is missing, though intro.md shows it (run "
+                           "`make book` to rebuild the pages from the current results)"]
+
+    def test_a_deleted_page_fails_it(self, book):
+        site, check = book
+        (site / "notebooks" / "08_differences.html").unlink()
+        assert check() == ["notebooks/08_differences.html: missing, though _toc.yml lists notebooks/08_differences "
+                           "(run `make book` to rebuild the pages from the current results)"]
+
+    def test_a_number_changed_inside_a_generated_sentence_fails_it(self, book):
+        site, check = book
+        sentence = "moved its test NLL from 113.46 to 93.81 nats"
+
+        def edit(soup):
+            node = soup.find(string=re.compile(re.escape(sentence)))
+            node.replace_with(node.replace("93.81", "99.81"))
+
+        assert sentence in (site / "notebooks" / "08_differences.html").read_text()
+        self._tamper(site, "notebooks/08_differences", edit)
+        problems = check()
+        assert len(problems) == 1 and "notebooks/08_differences.html: sentence 'budget' (preset 'none'): shows" \
+            in problems[0] and "99.81" in problems[0] and "93.81" in problems[0] and "stale or edited" in problems[0]
+
+    def test_a_deleted_sentence_fails_it(self, book):
+        site, check = book
+        self._tamper(site, "notebooks/08_differences", lambda soup: soup.select_one("div.scvae-text").decompose())
+        assert check() == ["notebooks/08_differences.html: the generated sentence 'budget' is missing, though "
+                           "08_differences.md shows it (run `make book` to rebuild the pages from the current results)"]
+
+    def test_a_deleted_pasted_number_fails_it(self, book):
+        site, check = book
+        self._tamper(site, "notebooks/04_table1", lambda soup: soup.select_one("span.pasted-text").decompose())
+        assert any("pasted numbers but 04_table1.md pastes 1" in p for p in check())
+
+    def test_every_page_source_shows_its_tables_and_sentences_by_id(self):
+        """The book's own sources: every table and sentence a page shows is one the check can find
+        there and rebuild (by id), so that a page cannot show one the check does not know of."""
+        from scvae_core.bookcheck import SHOWS, TOC, toc_pages
+        from scvae_core.tables import TABLES, TEXTS
+
+        shown = {kind: set() for kind in ("table", "text")}
+        for name in toc_pages(TOC):
+            source = TOC.parent / f"{name}.md"
+            code = re.sub(r'glue\("[^"]+", HTML\(', "", source.read_text())  # glued: checked where it is pasted
+            assert not re.search(r"\bMarkdown\(\w+_text\(|HTML\((?!build_)\w+\([^)]*\)\.to_html", code), \
+                f"{source}: shows a table or sentence without build_table/build_text"
+            for kind, item in SHOWS.findall(code):
+                shown[kind].add(item)
+        assert shown["table"] <= set(TABLES) and shown["text"] <= set(TEXTS) and len(shown["text"]) >= 7, shown

@@ -331,18 +331,32 @@ def _jsonable(o):
 _RECREATE = " Re-create it with the scvae command that wrote it."
 
 
-def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = "") -> dict:
-    """Load a result file and check it is the ``kind`` and schema this code writes."""
-    path = Path(path)
-    hint = f" To fix: {fix}" if fix else _RECREATE
+def _open_result(path: Path, hint: str):
+    """A result file opened for reading (:func:`open_regular`); missing, not a regular file or not
+    openable, the ResultError that says which, with ``hint``."""
     try:
-        doc = json.loads(read_regular(path, JSON_BYTES))
+        return os.fdopen(open_regular(path), "rb")
     except FileNotFoundError:
         raise ResultError(f"{path}: missing.{hint}") from None
     except IrregularFile as e:
         raise ResultError(f"{path}: refused: it is {e.strerror}.{hint}") from None
     except OSError as e:
         raise ResultError(f"{path}: unreadable ({e.strerror or e}).{hint}") from None
+
+
+def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = "") -> dict:
+    """Load a result file and check it is the ``kind`` and schema this code writes."""
+    path = Path(path)
+    hint = f" To fix: {fix}" if fix else _RECREATE
+    try:
+        with _open_result(path, hint) as f:
+            data = f.read(JSON_BYTES + 1)
+    except OSError as e:
+        raise ResultError(f"{path}: unreadable ({e.strerror or e}).{hint}") from None
+    if len(data) > JSON_BYTES:
+        raise ResultError(f"{path}: refused: larger than the {JSON_BYTES / 2**20:.0f} MiB a result file may have.{hint}")
+    try:
+        doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ResultError(f"{path}: not valid JSON ({e}); the file is corrupt.{hint}") from None
     except RecursionError:
@@ -494,16 +508,9 @@ def write_npz(path: Path, **arrays) -> None:
 def read_npz(path: Path, required: tuple[str, ...] = (), fix: str = "") -> dict[str, np.ndarray]:
     path = Path(path)
     hint = f" To fix: {fix}" if fix else ""
+    opened = _open_result(path, hint)
     try:
-        fd = open_regular(path)
-    except FileNotFoundError:
-        raise ResultError(f"{path}: missing.{hint}") from None
-    except IrregularFile as e:
-        raise ResultError(f"{path}: refused: it is {e.strerror}.{hint}") from None
-    except OSError as e:
-        raise ResultError(f"{path}: unreadable ({e.strerror or e}).{hint}") from None
-    try:
-        with os.fdopen(fd, "rb") as f:
+        with opened as f:
             if os.fstat(f.fileno()).st_size > NPZ_BYTES:
                 raise ResultError(f"{path}: refused: larger than the {NPZ_BYTES / 2**20:.0f} MiB a figures file may "
                                   f"have.{hint}")

@@ -775,7 +775,7 @@ class TestOneMalformedFileDoesNotStopTheOthers:
     def test_json_and_npz_are_read_up_to_a_size_limit(self, tmp_path, monkeypatch):
         paths = smoke_run(tmp_path, MODEL)
         monkeypatch.setattr(results, "JSON_BYTES", 100)
-        with pytest.raises(ResultError, match=rf"{paths.eval_json}: refused: it is larger than the"):
+        with pytest.raises(ResultError, match=rf"{paths.eval_json}: refused: larger than the 0 MiB a result file"):
             load_eval(tmp_path, "smoke", MODEL, 0)
         monkeypatch.setattr(results, "NPZ_BYTES", 100)
         with pytest.raises(ResultError, match=rf"{paths.figures_npz}: refused: larger than the"):
@@ -1205,16 +1205,15 @@ class TestBookCheckKnowsWhatShouldBeThere:
         change(soup)
         path.write_text(str(soup))
 
-    def test_a_deleted_table_on_the_table1_page_fails_it(self, book):
+    @pytest.mark.parametrize("page, selector, what", [
+        ("notebooks/04_table1", "table#table1", "table 'table1'"),  # on the Table 1 page
+        ("book/intro", "table#glance", "table 'glance'"),  # on the front page
+        ("notebooks/08_differences", "div.scvae-text", "sentence 'budget'"),
+    ])
+    def test_a_deleted_table_or_sentence_fails_it(self, book, page, selector, what):
         site, check = book
-        self._tamper(site, "notebooks/04_table1", lambda soup: soup.select_one("table#table1").decompose())
-        assert check() == ["notebooks/04_table1.html: the generated table 'table1' is missing, though 04_table1.md "
-                           "shows it (run `make book` to rebuild the pages from the current results)"]
-
-    def test_a_deleted_table_on_the_front_page_fails_it(self, book):
-        site, check = book
-        self._tamper(site, "book/intro", lambda soup: soup.select_one("table#glance").decompose())
-        assert check() == ["book/intro.html: the generated table 'glance' is missing, though intro.md shows it (run "
+        self._tamper(site, page, lambda soup: soup.select_one(selector).decompose())
+        assert check() == [f"{page}.html: the generated {what} is missing, though {Path(page).name}.md shows it (run "
                            "`make book` to rebuild the pages from the current results)"]
 
     def test_a_deleted_page_fails_it(self, book):
@@ -1236,12 +1235,6 @@ class TestBookCheckKnowsWhatShouldBeThere:
         problems = check()
         assert len(problems) == 1 and "notebooks/08_differences.html: sentence 'budget' (preset 'none'): shows" \
             in problems[0] and "99.81" in problems[0] and "93.81" in problems[0] and "stale or edited" in problems[0]
-
-    def test_a_deleted_sentence_fails_it(self, book):
-        site, check = book
-        self._tamper(site, "notebooks/08_differences", lambda soup: soup.select_one("div.scvae-text").decompose())
-        assert check() == ["notebooks/08_differences.html: the generated sentence 'budget' is missing, though "
-                           "08_differences.md shows it (run `make book` to rebuild the pages from the current results)"]
 
     def test_a_deleted_pasted_number_fails_it(self, book):
         site, check = book

@@ -5,6 +5,7 @@ SEEDS       ?=          # comma-separated, e.g. SEEDS=0,1 (empty: each stage's p
 DEVICE      ?= auto     # auto | cpu | cuda | cuda:N
 RESULTS_DIR ?= results  # results root, relative to the repository
 RECOMPUTE   ?= False    # False | True | missing (run a page's stages when its results are missing)
+RESULTS_DIR_OK ?= False # True: let RECOMPUTE write into a RESULTS_DIR outside results/ that scvae did not create
 
 PYTHON ?= python3
 VENV   := .venv
@@ -30,13 +31,13 @@ RESULT_FILES := $(shell find $(RESULTS_DIR) -path '*/checkpoints' -prune -o -typ
 PARAMS_FILE := _build/notebook-params
 # -r passes strings raw (no YAML surprises with cuda:0), -p turns True/False into booleans.
 PM_PARAMS = -r preset $(strip $(PRESET)) -r device $(strip $(DEVICE)) -r results_dir $(strip $(RESULTS_DIR)) \
-	-p recompute $(strip $(RECOMPUTE)) -y "seeds: $(if $(strip $(SEEDS)),[$(strip $(SEEDS))],null)"
+	-p recompute $(strip $(RECOMPUTE)) -p results_dir_ok $(strip $(RESULTS_DIR_OK)) -y "seeds: $(if $(strip $(SEEDS)),[$(strip $(SEEDS))],null)"
 
 .PHONY: help venv notebooks book html pdf check-book test test-fast pytest chromium poppler clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@echo "usage: make TARGET [PRESET=auto|smoke|cpu|paper] [SEEDS=0,1] [DEVICE=auto|cpu|cuda] [RESULTS_DIR=results] [RECOMPUTE=False|True|missing]"
+	@echo "usage: make TARGET [PRESET=auto|smoke|cpu|paper] [SEEDS=0,1] [DEVICE=auto|cpu|cuda] [RESULTS_DIR=results] [RECOMPUTE=False|True|missing] [RESULTS_DIR_OK=False|True]"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## create .venv with the package and its book and test extras

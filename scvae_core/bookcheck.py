@@ -6,7 +6,15 @@ the results unnoticed. Each generated table, wherever it is, is rebuilt from the
 and compared cell by cell, and its paper columns against ``data/paper_reported.json``.
 Every number pasted into a notebook page's prose (``{glue:text}`key:format``` in
 ``notebooks/<page>.md``, shown as ``<span class="pasted-text">``) is recomputed with
-:data:`scvae_core.glued.NUMBERS` and that format, and compared with the page.
+:data:`scvae_core.glued.NUMBERS` and that format, and compared with the page. Every sentence
+built from results (``<div class="scvae-text" data-text=...>``, from
+:func:`scvae_core.tables.build_text`) is rebuilt and compared word for word.
+
+What is there is not all: the check also knows what should be. Every page of ``_toc.yml``
+must be built, and each must hold every generated table and sentence its source shows
+(``build_table("id", ...)``, ``build_text("id", ...)``, and ``{glue:any} id`` for a table glued
+from another page), so that a deleted table, sentence or page fails it too. A table may be
+missing only where the results give it nothing to show (no rows, or no column but the first).
 
     python -m scvae_core.bookcheck _build/html [--results-dir results]
 """
@@ -17,16 +25,20 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 from bs4 import BeautifulSoup
 
-from .results import DEFAULT_RESULTS_DIR, PAPER_REPORTED, ResultError
+from .results import DEFAULT_RESULTS_DIR, PAPER_REPORTED, REPO_ROOT, ResultError
 from .zoo import UnknownName
 
 GENERATED = "scvae-table"
-GENERATED_TEXT = "scvae-text"  # report.text_html's paragraphs
+TEXT = "scvae-text"  # a sentence built from results (tables.Text)
+TOC = REPO_ROOT / "_toc.yml"  # the book's pages; each one's source is <file>.md beside it
+SHOWS = re.compile(r'build_(table|text)\(\s*"([^"]+)"')  # what a page's source shows: table or text, id
+GLUED_TABLE = re.compile(r"\{glue:any\}\s+(\S+)")  # a table or sentence glued from another page, by its id
 NOTEBOOK_PAGES = "notebooks"  # pages built from notebooks/*.ipynb
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
 FIX = "run `make book` to rebuild the pages from the current results"
@@ -92,8 +104,7 @@ def _check_paper_columns(where: str, table_id: str, columns, rows, paper_file: P
 
 def check_table(where: str, table, results_dir: Path, paper_file: Path) -> list[str]:
     """Problems of one generated table: its attributes, its cells against a rebuild from results."""
-    from . import report  # noqa: F401 (registers the front page's table, TABLES["headline"])
-    from .tables import build_table
+    from .tables import build_table  # imports torch: only when there is a table to check
 
     table_id, preset = table.get("id"), table.get("data-preset")
     if not table_id or preset is None:
@@ -126,24 +137,6 @@ def check_table(where: str, table, results_dir: Path, paper_file: Path) -> list[
             if len(got_row) != len(want_row):
                 problems.append(f"{where}: row {want_row[0]!r} has {len(got_row)} cells, expected {len(want_row)}")
     return problems + _check_paper_columns(where, table_id, columns, rows, paper_file)
-
-
-def check_texts(page: str, soup, results_dir: Path) -> list[str]:
-    """Every generated text on a page (``<div class="scvae-text" id=...>``, :data:`report.TEXTS`:
-    the abstract, the summary's results) against a rebuild from the results."""
-    from .report import TEXTS
-
-    problems = []
-    for el in soup.select(f"div.{GENERATED_TEXT}"):
-        text_id = el.get("id")
-        if text_id not in TEXTS:
-            problems.append(f"{page}: generated text {text_id!r} is not one scvae_core.report.TEXTS can rebuild")
-            continue
-        want = _text(BeautifulSoup(TEXTS[text_id](results_dir), "html.parser"))
-        if _text(el) != want:
-            problems.append(f"{page}: text {text_id!r} differs from what the results in {results_dir} give: "
-                            f"stale or edited ({FIX})")
-    return problems
 
 
 def _paste_format(value: float, fmt: str) -> str:
@@ -186,13 +179,89 @@ def check_glued(page: str, soup, results_dir: Path, sources: Path = SOURCES) -> 
     return problems
 
 
+def check_text(where: str, div, results_dir: Path) -> list[str]:
+    """Problems of one sentence built from results: its words against a rebuild from them."""
+    from .tables import build_text  # imports what tables import: only when there is a sentence to check
+
+    text_id, preset = div.get("data-text"), div.get("data-preset")
+    if not text_id or preset is None:
+        return [f"{where}: a {TEXT} block needs data-text and data-preset attributes"]
+    where = f"{where}: sentence {text_id!r} (preset {preset or 'none'!r})"
+    try:
+        expected = BeautifulSoup(build_text(text_id, results_dir, preset or None).to_html(), "html.parser").div
+    except (UnknownName, ResultError) as e:
+        return [f"{where}: cannot rebuild it from {results_dir}: {e}"]
+    got, want = _text(div), _text(expected)
+    if got == want:
+        return []
+    at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    start = max(0, at - 40)
+    return [f"{where}: shows {'...' * (start > 0)}{got[start:at + 40]!r} where the results in {results_dir} give "
+            f"{'...' * (start > 0)}{want[start:at + 40]!r}: stale or edited ({FIX})"]
+
+
+def toc_pages(toc: Path) -> list[str]:
+    """Every file of the book's table of contents, its root first (as ``notebooks/04_table1``)."""
+    import yaml
+
+    def files(entries):  # chapters and their sections, at any depth
+        for entry in entries:
+            yield entry["file"]
+            yield from files(entry.get("sections", []))
+
+    doc = yaml.safe_load(Path(toc).read_text(encoding="utf-8"))
+    return [doc["root"], *files(doc.get("chapters", []))]
+
+
+def _nothing_to_show(table_id: str, results_dir: Path) -> bool:
+    """Whether the results give table ``table_id`` nothing to show, so a page may leave it out."""
+    from .tables import build_table
+
+    try:
+        table = build_table(table_id, results_dir)
+    except (UnknownName, ResultError):
+        return False
+    return not table.rows or len(table.columns) < 2
+
+
+def _glued_kind(key: str) -> tuple[str, str]:
+    """("table" | "text", key) of an item glued from another page (``{glue:any} key``)."""
+    from .tables import TEXTS
+
+    return ("text" if key in TEXTS else "table"), key
+
+
+def check_pages(html_dir: Path, results_dir: Path, toc: Path = TOC) -> list[str]:
+    """What should be in the book and is not: a page of ``toc`` that was not built, or a generated
+    table or sentence that a page's source shows and the built page does not hold."""
+    problems = []
+    for name in toc_pages(toc):
+        page, source = f"{name}.html", Path(toc).parent / f"{name}.md"
+        if not (html_dir / page).is_file():
+            problems.append(f"{page}: missing, though {Path(toc).name} lists {name} ({FIX})")
+            continue
+        soup = BeautifulSoup((html_dir / page).read_text(encoding="utf-8"), "html.parser")
+        content = soup.find("main") or soup
+        held = {"table": Counter(t.get("id") for t in content.select(f"table.{GENERATED}")),
+                "text": Counter(d.get("data-text") for d in content.select(f"div.{TEXT}"))}
+        code = source.read_text(encoding="utf-8") if source.is_file() else ""
+        wanted = Counter(SHOWS.findall(code)) + Counter(_glued_kind(key) for key in GLUED_TABLE.findall(code))
+        for (kind, item), n in sorted(wanted.items()):
+            if held[kind][item] < n and not (kind == "table" and _nothing_to_show(item, results_dir)):
+                what = "table" if kind == "table" else "sentence"
+                problems.append(f"{page}: the generated {what} {item!r} is missing, though {source.name} shows it "
+                                f"({FIX})")
+    return problems
+
+
 def check_book(html_dir: Path | str, results_dir: Path | str = DEFAULT_RESULTS_DIR,
-               paper_file: Path | str = PAPER_REPORTED, sources: Path | str = SOURCES) -> list[str]:
+               paper_file: Path | str = PAPER_REPORTED, sources: Path | str = SOURCES,
+               toc: Path | str = TOC) -> list[str]:
     """Every problem found in the built book at ``html_dir``; an empty list means it is fine."""
     html_dir, results_dir, paper_file = Path(html_dir), Path(results_dir), Path(paper_file)
     if not (html_dir / "index.html").is_file():
         return [f"{html_dir}: no built book here (no index.html): run `make book`"]
-    problems = []
+    problems = check_pages(html_dir, results_dir, Path(toc))
     for page, table in tables(html_dir):
         if GENERATED in (table.get("class") or []):
             problems += check_table(page, table, results_dir, paper_file)
@@ -201,10 +270,11 @@ def check_book(html_dir: Path | str, results_dir: Path | str = DEFAULT_RESULTS_D
                             "notebook pages may only show tables built from results")
     for path in pages(html_dir):
         page = path.relative_to(html_dir).as_posix()
-        problems += check_texts(page, BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser"), results_dir)
+        soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+        for div in (soup.find("main") or soup).select(f"div.{TEXT}"):
+            problems += check_text(page, div, results_dir)
         if page.startswith(NOTEBOOK_PAGES + "/"):
-            problems += check_glued(page, BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser"),
-                                    results_dir, Path(sources))
+            problems += check_glued(page, soup, results_dir, Path(sources))
     return problems
 
 
@@ -221,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"book check: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     n = sum(GENERATED in (t.get("class") or []) for _, t in tables(Path(args.html_dir)))
-    print(f"book check: {len(pages(Path(args.html_dir)))} pages, {n} generated tables, all match the results")
+    print(f"book check: {len(pages(Path(args.html_dir)))} pages, {n} generated tables and every page, table, "
+          "sentence and pasted number the sources show, all match the results")
     return 0
 
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 
 from . import data
 from .executor import RunsFailed
@@ -217,16 +220,37 @@ def _bench(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a batch system's time limit), stopping the command as Ctrl-C does: the
+    runs' locks released, the stage files written, and the hint to resume."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Only where nobody chose another handler (an embedding program, a test runner).
+    term = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if term:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         result = args.func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is seen below, not at exit
     except (UnknownName, ResultError, data.DataError, ValueError, LockError, RunsFailed) as e:
         print(f"scvae: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("scvae: interrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"scvae: {how}; run the same command again to resume.", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    except BrokenPipeError:  # `scvae models | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+    finally:
+        if term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return int(result or 0)
 
 

@@ -79,6 +79,11 @@ def _data_dir_path(data_dir: str | Path | None) -> Path:
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """The data folder: ``data_dir``, else $SCVAE_DATA, else the repository's data/."""
     path = _data_dir_path(data_dir)
+    if path.exists() and not path.is_dir():
+        source = ("--data-dir (data_dir=)" if data_dir is not None else
+                  "SCVAE_DATA" if os.environ.get("SCVAE_DATA") else "the default data folder")
+        raise DataError(f"data folder {path} (from {source}) is a file, not a folder: point {source} at the folder "
+                        f"that holds the data files (binarized_mnist/ and the labels), e.g. {path.parent}")
     if not path.is_dir():
         raise DataError(
             f"data folder {path} does not exist: pass --data-dir (or data_dir=) with a folder "

@@ -8,8 +8,11 @@ seed must see the same points.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import stat
 import sys
 import tempfile
 import time
@@ -28,8 +31,8 @@ from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_
 from .lock import run_lock
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import Preset, run_preset
-from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json,
-                      write_npz)
+from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, open_regular, provenance, read_json,
+                      write_json, write_npz)
 from .runs import TRAIN_KEYS, load_eval, load_figures_npz
 from .train import epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config
@@ -46,7 +49,8 @@ TSNE_PERPLEXITY = 30.0
 TSNE_JOBS = 1
 TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
 # Where a finished evaluation goes when its own folder cannot take it (a full disk, a lost
-# mount): the next evaluate_run of that run installs it from there instead of recomputing.
+# mount): the next evaluate_run of that run installs it from there instead of recomputing,
+# if it is that run's (see _install_rescued).
 RESCUE_DIRS = (Path(tempfile.gettempdir()) / "scvae-rescued", Path.home() / ".cache" / "scvae-rescued")
 RESULT_BYTES = 16 * 2**20  # eval.json and figures.npz of the largest preset, with a margin
 
@@ -333,9 +337,55 @@ def _stale_reason(paths: RunPaths, epoch: int | None = None) -> str | None:
     return None
 
 
+def _rescue_paths(top: Path, paths: RunPaths) -> RunPaths:
+    """Where a result of ``paths`` is kept under the rescue folder ``top``: one subfolder per
+    results folder (a digest of its resolved path), so that a run finds only its own folder's."""
+    key = hashlib.sha256(str(Path(paths.results_dir).resolve()).encode()).hexdigest()[:16]
+    return RunPaths(top / key, paths.preset, paths.model, paths.seed)
+
+
+def _rescue_record(rescue: RunPaths, epoch: int | None) -> Path:
+    """The file that binds a kept result to its run: results folder and checkpoint checksum."""
+    return rescue.dir / ("rescued.json" if epoch is None else f"rescued-e{epoch:03d}.json")
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        with os.fdopen(open_regular(path), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _untrusted(top: Path, folder: Path, create: bool = False) -> str | None:
+    """Why the rescue folder ``folder`` (under ``top``) cannot be trusted, or None: every folder
+    from ``top`` down must be a real folder (no link) of this user's that no one else can write,
+    or another user could plant a result in it. ``create``: make the missing ones, private."""
+    here = top
+    for part in ("", *folder.relative_to(top).parts):
+        here = here / part
+        if create:
+            try:
+                here.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            return f"{here} does not exist"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{here} is {'a symbolic link' if stat.S_ISLNK(st.st_mode) else 'not a folder'}"
+        if st.st_uid != os.getuid():
+            return f"{here} belongs to another user (uid {st.st_uid})"
+        if st.st_mode & 0o022:
+            return f"{here} can be written by other users (mode {stat.filemode(st.st_mode)})"
+    return None
+
+
 def _write_result(paths: RunPaths, figures: dict[str, np.ndarray], doc: dict, epoch: int | None = None) -> None:
     """figures.npz, then eval.json (an eval.json on disk means the evaluation is complete). If
-    they cannot be written, the result is not lost: it goes under a rescue folder, and the
+    they cannot be written, the result is not lost: it goes under a rescue folder of this user's,
+    bound to this run's results folder and the checksum of the checkpoint it evaluated, and the
     error says where and how the next run picks it up."""
     try:
         write_npz(paths.figures_npz_at(epoch), **figures)
@@ -344,9 +394,17 @@ def _write_result(paths: RunPaths, figures: dict[str, np.ndarray], doc: dict, ep
     except OSError as e:
         error = e
     failures = [f"{paths.dir}: {error.strerror or error}"]
-    for rescue_dir in RESCUE_DIRS:
-        rescue = RunPaths(rescue_dir, paths.preset, paths.model, paths.seed)
+    ckpt = paths.best_ckpt_at(epoch)
+    binding = {"results_dir": str(Path(paths.results_dir).resolve()), "run": str(paths.dir),
+               "checkpoint": str(ckpt), "checkpoint_sha256": _sha256(ckpt), "provenance": doc.get("provenance", {})}
+    for top in RESCUE_DIRS:
+        rescue = _rescue_paths(top, paths)
         try:
+            problem = _untrusted(top, rescue.dir, create=True)
+            if problem:
+                failures.append(f"{rescue.dir}: not used, {problem}")
+                continue
+            write_json(_rescue_record(rescue, epoch), "rescue", binding)
             write_npz(rescue.figures_npz_at(epoch), **figures)
             write_json(rescue.eval_json_at(epoch), "eval", doc)
         except OSError as e:
@@ -362,29 +420,51 @@ def _write_result(paths: RunPaths, figures: dict[str, np.ndarray], doc: dict, ep
                       f"`{paths.command('evaluate')}` again")
 
 
-def _install_rescued(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> None:
-    """Move a result that :func:`_write_result` had to put aside into the run's folder, if it is
-    valid and not older than the checkpoint it was computed from."""
-    for rescue_dir in RESCUE_DIRS:
-        rescue = RunPaths(rescue_dir, paths.preset, paths.model, paths.seed)
-        if not rescue.eval_json_at(epoch).exists():
+def _binding_problem(record: dict, paths: RunPaths, epoch: int | None) -> str | None:
+    """Why a kept result is not this run's evaluation of its current checkpoint, or None."""
+    here = str(Path(paths.results_dir).resolve())
+    if record.get("results_dir") != here or record.get("run") != str(paths.dir):
+        return f"it was computed for {record.get('run')!r} in the results folder {record.get('results_dir')!r}"
+    ckpt = paths.best_ckpt_at(epoch)
+    digest = _sha256(ckpt)
+    if digest is None:
+        return f"the checkpoint it evaluated, {ckpt}, is not there to compare with"
+    if record.get("checkpoint_sha256") != digest:
+        return f"it evaluated other weights than {ckpt} holds now (the model was trained again since)"
+    return None
+
+
+def _install_rescued(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> bool:
+    """Move a result that :func:`_write_result` had to put aside into the run's folder; called
+    only when the run has no valid evaluation of its own. Installed only if it is this run's:
+    kept for this results folder, computed from the checkpoint the run has now (its SHA-256),
+    valid, and in a folder no other user can write. Anything else is refused with a warning."""
+    for top in RESCUE_DIRS:
+        rescue = _rescue_paths(top, paths)
+        kept = rescue.eval_json_at(epoch)
+        if not os.path.lexists(kept):
             continue
-        try:
-            doc = load_eval(rescue_dir, paths.preset, paths.model, paths.seed, epoch, preset, config)
-            figures = load_figures_npz(rescue, epoch)
-        except ResultError as e:
-            warnings.warn(f"{e} Ignoring it.", stacklevel=3)
+        problem = _untrusted(top, rescue.dir)
+        if problem is None:
+            try:
+                record = read_json(_rescue_record(rescue, epoch), "rescue", ("results_dir", "checkpoint_sha256"))
+                doc = load_eval(rescue.results_dir, paths.preset, paths.model, paths.seed, epoch, preset, config)
+                figures = load_figures_npz(rescue, epoch)
+                problem = _binding_problem(record, paths, epoch)
+            except ResultError as e:
+                problem = str(e)
+        if problem:
+            warnings.warn(f"{kept}: a kept evaluation of {paths.dir}, not installed: {problem}. To fix: nothing "
+                          f"needed (the run is evaluated anew); delete {rescue.dir} to silence this", stacklevel=3)
             continue
-        ckpt = paths.best_ckpt_at(epoch)
-        if ckpt.exists() and ckpt.stat().st_mtime > rescue.eval_json_at(epoch).stat().st_mtime:
-            continue  # the model was trained again since
         _write_result(paths, figures, {k: v for k, v in doc.items() if k not in ("schema_version", "kind")}, epoch)
-        for kept in (rescue.eval_json_at(epoch), rescue.figures_npz_at(epoch)):
-            kept.unlink(missing_ok=True)
+        for kept_file in (kept, rescue.figures_npz_at(epoch), _rescue_record(rescue, epoch)):
+            kept_file.unlink(missing_ok=True)
         if not any(rescue.dir.iterdir()):
             rescue.dir.rmdir()
         print(f"{paths.eval_json_at(epoch)}: installed the evaluation kept in {rescue.dir}")
-        return
+        return True
+    return False
 
 
 def _reusable(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int | None = None) -> dict | None:
@@ -448,12 +528,17 @@ def evaluate_run(
 def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, device, data_dir, progress: bool,
                      epoch: int | None) -> dict:
     model_name, preset_name, seed, results_dir = paths.model, paths.preset, paths.seed, paths.results_dir
-    _install_rescued(paths, preset, config, epoch)
     doc = _reusable(paths, preset, config, epoch)
+    if doc is None and _install_rescued(paths, preset, config, epoch):
+        doc = _reusable(paths, preset, config, epoch)
     if doc is not None:
         print(f"{paths.eval_json_at(epoch)}: up to date, not recomputed (delete it to force)")
         return doc
     check_writable(paths.dir, RESULT_BYTES)  # before the work, not after it
+    for target in (paths.eval_json_at(epoch), paths.figures_npz_at(epoch)):
+        if target.is_dir() and not target.is_symlink():  # a file would be replaced; a folder cannot be
+            raise ResultError(f"{target}: is a folder, where this evaluation writes its result. To fix: remove it "
+                              f"(`rm -r {target}`), then run `{paths.command('evaluate')}` again")
 
     start = time.perf_counter()
     dev = resolve_device(device)

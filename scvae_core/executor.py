@@ -3,7 +3,8 @@ evaluated by one worker, locally or on a cluster.
 
 - local (the default): a ``LocalCluster`` of ``jobs`` worker processes, one run at a time
   each, with ``threads`` torch threads per run (``DEFAULT_JOBS`` x ``DEFAULT_THREADS`` was
-  measured fastest on this project's 2-core machine by layouts.py; README, "Parallel runs, clusters and a GPU");
+  measured fastest on this project's 2-core machine by layouts.py; README, "Parallel runs, clusters and a GPU"),
+  reached over TLS with credentials made for it (:func:`local_security`);
 - ``tcp://HOST:PORT``: a running Dask scheduler and its workers (``dask scheduler``,
   ``dask worker``, or dask-jobqueue's ``SLURMCluster``/``PBSCluster``; book/scale.md);
 - ``inline``: one run after another in this process, without Dask (debugging, tests that
@@ -132,6 +133,31 @@ def check_scheduler(scheduler: str | None) -> None:
                          f"or {INLINE!r} to run in this process")
 
 
+REACH_S = 5.0  # how long reaching a --scheduler may take before it is called unreachable
+
+
+def reach_scheduler(scheduler: str | None, timeout: float = REACH_S) -> None:
+    """Fail in seconds, before any work or file, if nothing answers at a ``--scheduler`` address
+    (Dask's own client would wait 30 s and end in a raw OSError)."""
+    from urllib.parse import urlsplit
+
+    if scheduler in (None, INLINE):
+        return
+    address = urlsplit(scheduler)
+    try:
+        host, port = address.hostname, address.port
+    except ValueError:  # a port that is not a number
+        host = port = None
+    if not host or not port:
+        raise ValueError(f"--scheduler {scheduler!r}: give HOST and PORT, as in tcp://HOST:8786")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e.strerror or e}). To fix: "
+                         "start the scheduler and its workers (`dask scheduler`, `dask worker ADDRESS`; book/scale.md) "
+                         "and check the address, or leave out --scheduler to run on local workers") from None
+
+
 def execute(specs: list[RunSpec], scheduler: str | None = None, jobs: int = DEFAULT_JOBS,
             runs_per_gpu: int = 1) -> Iterator[dict]:
     """Run every spec as a task; yield each run's record as it completes (in any order).
@@ -161,6 +187,20 @@ def _execute_inline(specs):
             yield spec, None, e
 
 
+def local_security():
+    """TLS credentials made for one local cluster, in memory only (Dask's own
+    ``Security.temporary``): its scheduler and workers accept only clients that present them,
+    so that another user of this machine cannot connect to their ports and run code in them."""
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError:
+        raise ValueError("the local cluster's TLS credentials need the `cryptography` package, a dependency of "
+                         "scvae-core. To fix: reinstall the package (`make venv`, or pip install -e .), or pass "
+                         f"--scheduler {INLINE} to run without Dask") from None
+
+
 def _local_cluster(jobs: int, device: str, runs_per_gpu: int):
     from distributed import LocalCluster
 
@@ -168,7 +208,8 @@ def _local_cluster(jobs: int, device: str, runs_per_gpu: int):
         n_workers=jobs, threads_per_worker=1, processes=True,  # one run per worker process at a time
         dashboard_address=None,  # no fixed port: several clusters may run on one machine
         resources=task_resources(device, runs_per_gpu) or {},  # locally, each worker is one GPU share
-        scheduler_port=0, host="127.0.0.1")
+        scheduler_port=0, host="127.0.0.1",
+        security=local_security())  # tls:// with credentials only this process and its workers hold
 
 
 def _execute_dask(specs, scheduler, jobs, runs_per_gpu):
@@ -180,7 +221,7 @@ def _execute_dask(specs, scheduler, jobs, runs_per_gpu):
         if scheduler is None:
             device = specs[0].device if specs else "cpu"
             cluster = stack.enter_context(_local_cluster(jobs, device, runs_per_gpu))
-            client = stack.enter_context(Client(cluster))
+            client = stack.enter_context(Client(cluster, security=cluster.security))
         else:
             client = stack.enter_context(Client(scheduler, timeout="30s"))
         by_future = {client.submit(run_one, spec, key=spec.key, resources=task_resources(spec.device, runs_per_gpu)):

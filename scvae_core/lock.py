@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .results import check_writable
+from .results import IrregularFile, check_writable, open_regular, read_regular
 
 LOCK_NAME = ".lock"
 POLL_S = 0.5  # how often a waiting writer tries again
@@ -51,7 +51,7 @@ def holder_record() -> dict:
 def read_holder(run_dir: Path | str) -> dict | None:
     """What the lock file of ``run_dir`` says about its (last) holder, or None."""
     try:
-        text = (Path(run_dir) / LOCK_NAME).read_text()
+        text = read_regular(Path(run_dir) / LOCK_NAME, 4096)
         return json.loads(text) if text.strip() else None
     except (OSError, ValueError):
         return None
@@ -62,8 +62,8 @@ def live_holder(run_dir: Path | str) -> dict | None:
     for cleaning a dead writer's leftovers), else None; takes nothing."""
     path = Path(run_dir) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = open_regular(path)  # a FIFO planted there must not block `scvae status`
+    except OSError:  # none, or not a lock file of ours (a writer refuses it with a message)
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: cannot be had while a writer holds it
@@ -95,11 +95,25 @@ def _try_flock(fd: int, path: Path) -> bool:
         raise
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file, created if missing, never through a symbolic link: a ``.lock`` planted as a
+    link to another file would have the holder record written into that file."""
+    try:
+        return open_regular(path, os.O_RDWR | os.O_CREAT)
+    except IrregularFile as e:
+        raise LockError(f"{path}: refused: the lock file is {e.strerror}, so this run is not taken (nothing is "
+                        f"written through it). To fix: remove it (`rm {path}`) and run again") from None
+
+
 def _acquire(path: Path) -> tuple[int, dict | None]:
     """(fd holding the flock, record of a dead holder taken over or None); raises BlockingIOError
     while another holder is alive."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = _open_lock(path)
+        except FileNotFoundError:  # its folder, left empty, was just removed by a writer that failed
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
         try:
             if not _try_flock(fd, path):
                 raise BlockingIOError
@@ -129,6 +143,26 @@ def _acquire(path: Path) -> tuple[int, dict | None]:
             raise
 
 
+def remove_if_free(run_dir: Path | str) -> bool:
+    """Remove ``run_dir``'s lock file if no process holds it (one left by a killed worker); True
+    if removed. Taken and unlinked as a release does, so that a writer that opened the file
+    meanwhile starts again on a new one (the inode check in ``_acquire``)."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = open_regular(path, os.O_RDWR)
+    except OSError:  # none, or not ours to remove (a writer refuses it with a message)
+        return False
+    try:
+        if not _try_flock(fd, path) or os.stat(path).st_ino != os.fstat(fd).st_ino:
+            return False
+        path.unlink()
+        return True
+    except (OSError, LockError):
+        return False
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def run_lock(run_dir: Path | str, wait: float = 0.0) -> Iterator[None]:
     """Hold the lock of ``run_dir`` (created if missing; refused with results.check_writable's
@@ -138,6 +172,8 @@ def run_lock(run_dir: Path | str, wait: float = 0.0) -> Iterator[None]:
     (``wait`` 0), or try again every ``POLL_S`` for up to ``wait`` seconds (``float("inf")``:
     until it is free). A lock file of a dead holder is taken over with a message.
     """
+    run_dir = Path(run_dir)
+    created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # removed again if left empty
     run_dir = check_writable(run_dir, 0)  # a folder we can write in, or a ResultError saying what is wrong
     path = run_dir / LOCK_NAME
     key, me = str(path.resolve()), threading.get_ident()
@@ -156,27 +192,11 @@ def run_lock(run_dir: Path | str, wait: float = 0.0) -> Iterator[None]:
                 _held[key] = (me, _held[key][1] - 1)  # the outermost block releases the lock
         return
 
-    deadline, announced = time.monotonic() + wait, False
-    while True:
-        with _held_guard:
-            other_thread = key in _held  # flock does not keep threads of one process apart on NFS
-            if not other_thread:
-                try:
-                    fd, stale = _acquire(path)
-                    _held[key] = (me, 1)
-                    break
-                except BlockingIOError:
-                    pass
-        holder = read_holder(run_dir)
-        if time.monotonic() >= deadline:
-            raise RunLocked(f"{run_dir}: another writer holds this run: {describe(holder)}. Wait for it to finish, "
-                            f"or stop that process; a lock left by a dead process is taken over by itself "
-                            f"(lock file {path})")
-        if not announced:
-            print(f"{run_dir}: waiting for {describe(holder)}, which holds this run")
-            announced = True
-        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-
+    try:
+        fd, stale = _wait_for(path, key, me, wait)
+    except BaseException:
+        _remove_empty(created)
+        raise
     if stale is not None:
         print(f"{run_dir}: took over the lock left by {describe(stale)}, which is no longer running")
     try:
@@ -191,3 +211,37 @@ def run_lock(run_dir: Path | str, wait: float = 0.0) -> Iterator[None]:
             except FileNotFoundError:
                 pass
             os.close(fd)
+        _remove_empty(created)  # a run that failed before writing anything leaves no empty seed<k>/
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: the run wrote something, or another writer is in it
+            break
+
+
+def _wait_for(path: Path, key: str, me: int, wait: float) -> tuple[int, dict | None]:
+    """:func:`_acquire` the lock file ``path``, waiting up to ``wait`` seconds for another holder."""
+    run_dir = path.parent
+    deadline, announced = time.monotonic() + wait, False
+    while True:
+        with _held_guard:
+            other_thread = key in _held  # flock does not keep threads of one process apart on NFS
+            if not other_thread:
+                try:
+                    fd, stale = _acquire(path)
+                    _held[key] = (me, 1)
+                    return fd, stale
+                except BlockingIOError:
+                    pass
+        holder = read_holder(run_dir)
+        if time.monotonic() >= deadline:
+            raise RunLocked(f"{run_dir}: another writer holds this run: {describe(holder)}. Wait for it to finish, "
+                            f"or stop that process; a lock left by a dead process is taken over by itself "
+                            f"(lock file {path})")
+        if not announced:
+            print(f"{run_dir}: waiting for {describe(holder)}, which holds this run")
+            announced = True
+        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))

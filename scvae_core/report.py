@@ -3,11 +3,11 @@ trustworthy budget that measured it, and the abstract and results summary writte
 
 Every sentence that states a finding is built here from the verdicts, so the front page cannot
 contradict the verdicts page; the book check rebuilds the table (``TABLES["headline"]``) and
-the texts (:data:`TEXTS`) and compares them with the built page.
+the texts (``TEXTS["abstract"]``, ...) and compares them with the built page. Importing
+:mod:`scvae_core.tables` registers them.
 """
 from __future__ import annotations
 
-import html
 import math
 from collections import Counter
 from pathlib import Path
@@ -15,8 +15,8 @@ from pathlib import Path
 from . import claims
 from .presets import get_preset
 from .results import RunPaths
-from .runs import collect, display_name, load_train, paper_rows, seed_summary
-from .tables import TABLES, Column, Table, training_end
+from .runs import collect, display_name, load_train, md_text, paper_rows, seed_summary
+from .tables import TABLES, TEXTS, Column, Table, training_end
 from .verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_JUDGED, NOT_MEASURED
 from .zoo import OURS, TWINS
 
@@ -227,20 +227,16 @@ def findings(results_dir: Path | str) -> list[str]:
     return [_collapse(results_dir), _overfitting(results_dir), _gap_to_paper(results_dir)]
 
 
-def _html(paragraphs: list[str], items: bool = False) -> str:
-    if items:
-        return "<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in paragraphs) + "</ul>"
-    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
+def _markdown(paragraphs: list[str], items: bool = False) -> str:
+    """Paragraphs (or list items) as Markdown; each is text read from results, escaped as such."""
+    escaped = [md_text(p) for p in paragraphs]
+    return "\n".join(f"- {p}" for p in escaped) if items else "\n\n".join(escaped)
 
 
-# text id -> (results_dir -> its HTML): the book check rebuilds each and compares it with the page
-TEXTS = {
-    "abstract": lambda results_dir: _html(abstract_paragraphs(results_dir)),
-    "summary-results": lambda results_dir: _html(summary_results(results_dir), items=True),
-    "findings": lambda results_dir: _html(findings(results_dir), items=True),
+# The front page's and the findings chapter's texts, shown by tables.build_text and rebuilt by the
+# book check like every other sentence built from results.
+TEXTS |= {
+    "abstract": lambda results_dir, preset=None: _markdown(abstract_paragraphs(results_dir)),
+    "summary-results": lambda results_dir, preset=None: _markdown(summary_results(results_dir), items=True),
+    "findings": lambda results_dir, preset=None: _markdown(findings(results_dir), items=True),
 }
-
-
-def text_html(text_id: str, results_dir: Path | str) -> str:
-    """A generated text as the book shows it: ``<div class="scvae-text" id=...>``."""
-    return f'<div class="scvae-text" id="{html.escape(text_id)}">{TEXTS[text_id](results_dir)}</div>'

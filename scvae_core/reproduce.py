@@ -9,16 +9,19 @@ and on what machine.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 from tqdm import tqdm
 
-from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
-from .lock import describe, live_holder
+from .executor import (DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute,
+                       reach_scheduler)
+from .lock import describe, live_holder, remove_if_free
 from .presets import PRESETS, get_preset, run_preset
-from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json
+from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, make_results_dir, open_regular,
+                      provenance, read_json, write_json)
 from .runs import seeds_on_disk
 from .zoo import check_name
 
@@ -83,6 +86,7 @@ def _checkpoint_epoch(path: Path) -> int | None:
     import torch
 
     try:
+        os.close(open_regular(path))  # not a FIFO, which would block status, nor a link
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["progress"]["epoch"])
     except Exception:  # noqa: BLE001  (status reports; `scvae train` says what is wrong with it)
         return None
@@ -136,7 +140,10 @@ def stage_path(results_dir: Path | str, preset_name: str, stage: str) -> Path:
 
 
 def _wall_time(path: Path, kind: str) -> float | None:
-    return read_json(path, kind).get("wall_time_s") if path.exists() else None
+    try:
+        return read_json(path, kind).get("wall_time_s") if path.exists() else None
+    except ResultError:  # `scvae status` lists the run as invalid and why; its time is unknown
+        return None
 
 
 def run_seconds(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[float | None, float | None]:
@@ -180,8 +187,12 @@ def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, action
 def _machine(paths: RunPaths) -> str:
     """The machine a run's training recorded (without a train.json: its evaluation's)."""
     epochs = run_preset(paths.preset, paths.model).eval_epochs or (None,)
-    files = [(paths.train_json, "train")] + [(paths.eval_json_at(e), "eval") for e in epochs]
-    return next((read_json(f, kind)["provenance"].get("device_name", "?") for f, kind in files if f.exists()), "?")
+    for path, kind in [(paths.train_json, "train")] + [(paths.eval_json_at(e), "eval") for e in epochs]:
+        try:
+            return read_json(path, kind)["provenance"].get("device_name", "?")
+        except (ResultError, AttributeError):  # missing or unreadable: the next file may say
+            continue
+    return "?"
 
 
 def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
@@ -227,6 +238,8 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
         jobs = runs_per_gpu if str(device).startswith("cuda") else DEFAULT_JOBS
     check_layout(jobs, threads, runs_per_gpu)
     check_scheduler(scheduler)
+    reach_scheduler(scheduler)
+    make_results_dir(results_dir)
     check_writable(results_dir, 0)  # and the results folder: a failure must not come after the first run
     # On a cluster the workers resolve the device themselves; this machine may have no GPU.
     machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
@@ -258,6 +271,10 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
                     if not pending[s] and s not in summaries:
                         summarise(s)
         finally:
+            # Workers stopped with this command (Ctrl-C, SIGTERM) die holding their runs' locks: the
+            # kernel frees them, and their files, free now, go too.
+            for spec in specs.values():
+                remove_if_free(RunPaths(Path(results_dir), preset_name, spec.model, spec.seed).dir)
             # Also written when interrupted or when a run failed: how far this invocation got.
             for s in stage_order:
                 if s not in summaries:
@@ -267,18 +284,19 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
 
 def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto",
                    results_dir: Path | str = DEFAULT_RESULTS_DIR,
-                   recompute: bool | str = False) -> dict[str, str | None]:
+                   recompute: bool | str = False, results_dir_ok: bool = False) -> dict[str, str | None]:
     """What a notebook shows, per stage: the preset whose results it renders.
 
     ``recompute`` False renders what is on disk; True or ``"missing"`` first runs the stages
     (``reproduce`` only does what is missing; to redo finished runs, delete their files).
     With ``preset="auto"`` the book shows paper results where they exist, else cpu; asked to
-    recompute, ``auto`` means cpu, the preset this machine can run.
+    recompute, ``auto`` means cpu, the preset this machine can run. It writes only into the
+    repository's results folder or one scvae created, unless ``results_dir_ok`` (params.py).
     """
     from .params import check_notebook_params
     from .runs import resolve_preset
 
-    check_notebook_params(preset, seeds, device, results_dir, recompute)
+    check_notebook_params(preset, seeds, device, results_dir, recompute, results_dir_ok)
     if recompute:
         reproduce(stages, "cpu" if preset == "auto" else preset, seeds=seeds, device=device, results_dir=results_dir)
     return {stage: resolve_preset(results_dir, stage, preset) for stage in stages}

@@ -2,6 +2,7 @@
 and read (schema-checked). The one way data flows: run -> results/<preset>/ -> book."""
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import math
@@ -10,6 +11,7 @@ import platform
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -219,6 +221,24 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+RESULTS_MARKER = ".scvae-results"  # in a results folder that scvae created (params.py trusts it)
+
+
+def make_results_dir(results_dir: Path | str) -> None:
+    """Create the results folder ``results_dir`` if it does not exist yet, with the marker file
+    that says scvae made it: a notebook writes only into the repository's results/ or into
+    such a folder, unless told otherwise (``params.py``). An existing folder is left as it is;
+    one that cannot be made is left to :func:`check_writable` to report."""
+    folder = Path(results_dir)
+    if folder.exists():
+        return
+    try:
+        folder.mkdir(parents=True)
+        (folder / RESULTS_MARKER).write_text("Results written by scvae (scvae_core), which created this folder.\n")
+    except OSError:
+        pass
+
+
 def check_writable(folder: Path | str, need_bytes: int, option: str = "--results-dir") -> Path:
     """Fail now, not after an hour of work, if results cannot be written under ``folder``:
     it must be (or become) a folder we can create files in, with ``need_bytes`` free."""
@@ -240,6 +260,58 @@ def check_writable(folder: Path | str, need_bytes: int, option: str = "--results
     return folder
 
 
+# What a reader takes at most from one result file: a result JSON of the largest preset is well
+# under 1 MiB and its figures.npz under 2 MiB (evaluate.RESULT_BYTES budgets both with a margin).
+JSON_BYTES = 16 * 2**20
+NPZ_BYTES = 64 * 2**20  # a figures.npz on disk ...
+NPZ_ARRAY_BYTES = 256 * 2**20  # ... and all its arrays together, as their headers declare them
+
+
+class IrregularFile(OSError):
+    """Something where a result or lock file should be that is not a regular file (a symbolic
+    link, a folder, a FIFO, a device) or is too large; its message says what it is."""
+
+
+def _kind(mode: int) -> str | None:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def open_regular(path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """``path`` opened (a file descriptor) without following a symbolic link, and only if it is a
+    regular file: a link planted where a result or lock file goes must not redirect a write into
+    its target, a FIFO must not block a reader, a folder is no result. Raises
+    :class:`IrregularFile` saying what ``path`` is instead."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP and os.path.islink(path):
+            raise IrregularFile(errno.ELOOP, f"a symbolic link (to {os.readlink(path)}), not a file", str(path)) \
+                from None
+        if e.errno == errno.EISDIR:
+            raise IrregularFile(errno.EISDIR, "a folder, not a file", str(path)) from None
+        raise
+    kind = _kind(os.fstat(fd).st_mode)
+    if kind:
+        os.close(fd)
+        raise IrregularFile(errno.EINVAL, f"{kind}, not a file", str(path))
+    return fd
+
+
+def read_regular(path: Path | str, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (see :func:`open_regular`), if it holds at most ``limit``."""
+    with os.fdopen(open_regular(path), "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise IrregularFile(errno.EFBIG, f"larger than the {limit / 2**20:.0f} MiB a result file may have",
+                            str(path))
+    return data
+
+
 def write_json(path: Path, kind: str, payload: dict) -> None:
     doc = {"schema_version": SCHEMA_VERSION, "kind": kind, **payload}
     data = json.dumps(doc, indent=1, sort_keys=False, default=_jsonable).encode() + b"\n"
@@ -259,16 +331,37 @@ def _jsonable(o):
 _RECREATE = " Re-create it with the scvae command that wrote it."
 
 
+def _open_result(path: Path, hint: str):
+    """A result file opened for reading (:func:`open_regular`); missing, not a regular file or not
+    openable, the ResultError that says which, with ``hint``."""
+    try:
+        return os.fdopen(open_regular(path), "rb")
+    except FileNotFoundError:
+        raise ResultError(f"{path}: missing.{hint}") from None
+    except IrregularFile as e:
+        raise ResultError(f"{path}: refused: it is {e.strerror}.{hint}") from None
+    except OSError as e:
+        raise ResultError(f"{path}: unreadable ({e.strerror or e}).{hint}") from None
+
+
 def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = "") -> dict:
     """Load a result file and check it is the ``kind`` and schema this code writes."""
     path = Path(path)
     hint = f" To fix: {fix}" if fix else _RECREATE
-    if not path.exists():
-        raise ResultError(f"{path}: missing.{hint}")
     try:
-        doc = json.loads(path.read_text())
+        with _open_result(path, hint) as f:
+            data = f.read(JSON_BYTES + 1)
+    except OSError as e:
+        raise ResultError(f"{path}: unreadable ({e.strerror or e}).{hint}") from None
+    if len(data) > JSON_BYTES:
+        raise ResultError(f"{path}: refused: larger than the {JSON_BYTES / 2**20:.0f} MiB a result file may have.{hint}")
+    try:
+        doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ResultError(f"{path}: not valid JSON ({e}); the file is corrupt.{hint}") from None
+    except RecursionError:
+        raise ResultError(f"{path}: refused: nested too deeply to be a result file (corrupt or planted).{hint}") \
+            from None
     if not isinstance(doc, dict) or doc.get("kind") != kind:
         raise ResultError(f"{path}: expected a {kind!r} result, found {doc.get('kind') if isinstance(doc, dict) else type(doc).__name__!r}.{hint}")
     if doc.get("schema_version") != SCHEMA_VERSION:
@@ -397,7 +490,12 @@ def read_run(path: Path, paths: RunPaths, kind: str, required: tuple[str, ...], 
              fix: str = "", settings=None, config=None) -> dict:
     """A run's result file ``path``, read as :func:`read_json` does and checked by :func:`check_run`."""
     doc = read_json(path, kind, required, fix)
-    return check_run(doc, path, paths, fields, f" To fix: {fix}" if fix else _RECREATE, settings, config)
+    hint = f" To fix: {fix}" if fix else _RECREATE
+    try:
+        return check_run(doc, path, paths, fields, hint, settings, config)
+    except RecursionError:  # parsed, but too deep for the checks: no result file of ours is
+        raise ResultError(f"{path}: refused: nested too deeply to be a result file (corrupt or planted).{hint}") \
+            from None
 
 
 def write_npz(path: Path, **arrays) -> None:
@@ -410,11 +508,18 @@ def write_npz(path: Path, **arrays) -> None:
 def read_npz(path: Path, required: tuple[str, ...] = (), fix: str = "") -> dict[str, np.ndarray]:
     path = Path(path)
     hint = f" To fix: {fix}" if fix else ""
-    if not path.exists():
-        raise ResultError(f"{path}: missing.{hint}")
+    opened = _open_result(path, hint)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with opened as f:
+            if os.fstat(f.fileno()).st_size > NPZ_BYTES:
+                raise ResultError(f"{path}: refused: larger than the {NPZ_BYTES / 2**20:.0f} MiB a figures file may "
+                                  f"have.{hint}")
+            problem = _npz_headers_problem(f)
+            if problem:
+                raise ResultError(f"{path}: refused: {problem}; the file is corrupt or not ours.{hint}")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         raise ResultError(f"{path}: unreadable npz ({type(e).__name__}: {e}); the file is truncated or corrupt."
                           f"{hint}") from None
@@ -422,6 +527,30 @@ def read_npz(path: Path, required: tuple[str, ...] = (), fix: str = "") -> dict[
     if missing:
         raise ResultError(f"{path}: missing arrays {', '.join(missing)}.{hint}")
     return arrays
+
+
+def _npz_headers_problem(f) -> str | None:
+    """Why an npz's arrays must not be loaded, read from their .npy headers alone: a header may
+    declare gigabytes that a few compressed megabytes stand for, and loading would allocate them."""
+    from numpy.lib import format as npy
+
+    declared = 0
+    with zipfile.ZipFile(f) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as member:
+                version = npy.read_magic(member)
+                read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    return f"{info.filename} is of .npy version {version}, which this code does not write"
+                shape, _, dtype = read_header(member)
+            if dtype.hasobject:
+                return f"{info.filename} holds Python objects, not numbers"
+            size = math.prod(shape) * dtype.itemsize
+            declared += size
+            if declared > NPZ_ARRAY_BYTES:
+                return (f"{info.filename} declares an array of shape {shape} ({size / 2**30:.1f} GiB), more than "
+                        f"the {NPZ_ARRAY_BYTES / 2**20:.0f} MiB a figures file holds")
+    return None
 
 
 TSNE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")

@@ -702,3 +702,71 @@ def gap_text(results_dir: Path | str, preset: str = "cpu") -> str:
         lines.append(f"- Protocol: the authors' protocol (ReLU, He init, lr 1e-3) reaches {b:.2f} at epoch {last}, "
                      f"{paired:+.2f} nats against ours ({seeds_text(sorted(e['seed'] for e in authors))}{judged}).")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- sentences, as the book shows them
+
+@dataclass(frozen=True)
+class Text:
+    """A sentence (or list) built from results, as a page shows it: ``to_html`` marks it with its
+    ``id`` and preset, so that the book check rebuilds it (:data:`TEXTS`) and compares it word for
+    word, as it does a :class:`Table`."""
+
+    id: str
+    markdown: str
+    preset: str | None
+
+    def to_html(self) -> str:
+        from markdown_it import MarkdownIt
+
+        # Raw HTML off: a value from a result file is text, whatever it holds (md_text escapes it too).
+        body = MarkdownIt("commonmark", {"html": False}).render(self.markdown)
+        return (f'<div class="scvae-text" data-text="{html.escape(self.id)}" '
+                f'data-preset="{html.escape(self.preset or "")}">\n{body}</div>')
+
+
+def _by_budget(results_dir: Path | str, preset: str) -> dict[str, dict]:
+    """Every claim's verdict evidence at each budget with results: the short preset, its long
+    preset's evaluated epochs and the paper preset, by :func:`claims.budget_label`."""
+    short, long_name = short_and_long(preset)
+    return {claims.budget_label(p, e): claims.verdict_evidence(results_dir, p, epoch=e)
+            for p, e in claims.budgets(results_dir, (short, long_name, "paper"))}
+
+
+def budget_verdicts_text(results_dir: Path | str, preset: str = "cpu") -> str:
+    """Each budget's verdict of every claim, as a list."""
+    return "\n".join(f"- **{label}**: " + ", ".join(f"{cid} *{c['status']}*" for cid, c in ev.items())
+                     for label, ev in _by_budget(results_dir, preset).items())
+
+
+def replicates_text(results_dir: Path | str, preset: str = "cpu") -> str:
+    """:func:`claims.replicate_text` for the short preset against its long preset's first
+    evaluated epoch (the same seeds, the same epochs), where each has results."""
+    short, long_name = short_and_long(preset)
+    pair = (claims.budget_label(short, None), claims.budget_label(long_name, get_preset(long_name).eval_epochs[0]))
+    by_budget = _by_budget(results_dir, preset)
+    return claims.replicate_text(*(by_budget.get(b, {}) for b in pair), pair)
+
+
+# id -> the sentence's builder (results_dir, preset): every sentence a page shows by build_text
+TEXTS: dict[str, Callable[..., str]] = {
+    "budget": lambda results_dir, preset=None: budget_text(results_dir),
+    "collapse": collapse_text,
+    "convergence": lambda results_dir, preset=None: convergence_text(nll_convergence(results_dir, preset)),
+    **{f"start-{t.stage}": (lambda results_dir, preset="long", t=t: start_text(results_dir, t, preset)) for t in TWINS},
+    "short-long": short_long_text,
+    "gap": gap_text,
+    "budget-verdicts": budget_verdicts_text,
+    "replicates": replicates_text,
+}
+
+
+def build_text(text_id: str, results_dir: Path | str, preset: str | None = None) -> Text:
+    """The sentence ``text_id`` of :data:`TEXTS` from the results, for a page to show (``to_html``)."""
+    check_name("text", text_id, TEXTS)
+    builder = TEXTS[text_id]
+    return Text(text_id, builder(results_dir) if preset is None else builder(results_dir, preset), preset)
+
+
+# The front page's table and texts register themselves here (report.py builds on this module).
+from . import report  # noqa: E402, F401

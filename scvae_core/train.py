@@ -8,7 +8,9 @@ order that is a function of (seed, epoch) alone, so the batches already done are
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import math
 import pickle
 import random
@@ -342,15 +344,27 @@ class _Run:
             "rng_cuda": torch.cuda.get_rng_state_all() if self.dev.type == "cuda" else [],
             "runtime": runtime_settings(self.dev),
         }
-        _atomic_write(self.paths.last_ckpt, lambda f: torch.save(ck, f))
+        self.write(self.paths.last_ckpt, lambda: _save_torch(self.paths.last_ckpt, ck))
         self.saved_at, self.last_save = self._position(), time.monotonic()
 
     def save_best(self, path: Path) -> None:
         """The best weights so far (by validation ELBO), as evaluation loads them."""
         p = self.p
-        _atomic_write(path, lambda f: torch.save(
-            {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": p.best_epoch,
-             "valid_elbo": p.best_valid_elbo, "model": self.best_state, "runtime": runtime_settings(self.dev)}, f))
+        self.write(path, lambda: _save_torch(path, {
+            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": p.best_epoch,
+            "valid_elbo": p.best_valid_elbo, "model": self.best_state, "runtime": runtime_settings(self.dev)}))
+
+    def write(self, path: Path, write) -> None:
+        """Run ``write`` (of ``path``, atomic: a failed write leaves the previous file whole); a write
+        that fails (a full disk) ends training with what happened, what is kept and how to resume."""
+        try:
+            write()
+        except OSError as e:
+            full = " (the disk is full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            need = checkpoint_bytes(self.cfg, self.preset) / 2**20
+            raise ResultError(f"{path}: could not be written: {e.strerror or e}{full}; {self._kept()}. To fix: make "
+                              f"room in {path.parent} (this run's checkpoints take about {need:.0f} MiB), then run "
+                              f"`{_train_command(self.paths)}` again") from None
 
     def save_if_due(self) -> None:
         if time.monotonic() - self.last_save >= self.preset.checkpoint_minutes * 60:
@@ -424,10 +438,26 @@ def _train_locked(paths: RunPaths, cfg: ModelConfig, preset: Preset, device, dat
     p = run.p
 
     run.save_best(paths.best_ckpt)
-    write_json(paths.train_json, "train", run.payload(p.stopped))
+    run.write(paths.train_json, lambda: write_json(paths.train_json, "train", run.payload(p.stopped)))
     print(f"{model_name}: {len(p.history)} epochs ({p.stopped}), best validation ELBO "
           f"{p.best_valid_elbo:.2f} at epoch {p.best_epoch}; wrote {paths.train_json}")
     return load_train(paths, preset, cfg)
+
+
+def _save_torch(path: Path, obj) -> None:
+    """torch.save through an atomic write, serialised in memory first: torch reports a write that
+    fails (a full disk) as an unrelated RuntimeError ("unexpected pos"), a plain write as the OSError."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def _train_command(paths: RunPaths) -> str:
+    """The command that trains this run, with its --results-dir unless the default."""
+    command = paths.command("train")
+    if Path(paths.results_dir).resolve() != DEFAULT_RESULTS_DIR.resolve():
+        command += f" --results-dir {paths.results_dir}"
+    return command
 
 
 def checkpoint_bytes(cfg: ModelConfig, preset: Preset) -> int:
@@ -503,9 +533,7 @@ def load_trained(model_name: str, preset_name: str, seed: int, results_dir: str 
     paths = RunPaths(Path(results_dir), preset_name, model_name, seed)
     best_ckpt = paths.best_ckpt_at(epoch)
     cfg = get_config(model_name)
-    command = paths.command("train")
-    if Path(results_dir).resolve() != DEFAULT_RESULTS_DIR.resolve():
-        command += f" --results-dir {results_dir}"
+    command = _train_command(paths)
     if not best_ckpt.exists():
         if paths.train_json.exists():  # e.g. results from git: checkpoints stay where they were trained
             raise ResultError(f"{best_ckpt}: missing, although {paths.train_json} exists (checkpoints are "

@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from bs4 import BeautifulSoup
 from fake_results import write_eval
 
-from scvae_core.bookcheck import check_book
+from scvae_core.bookcheck import TOC, check_book, toc_pages
 from scvae_core.results import PAPER_REPORTED, REPO_ROOT
 
 BUILT = REPO_ROOT / "_build" / "html"
@@ -30,13 +29,7 @@ def test_built_book_matches_results(built):
 
 @pytest.mark.unit
 def test_every_notebook_is_in_the_book():
-    def files(entries):  # chapters and their sections, at any depth
-        for entry in entries:
-            yield entry["file"]
-            yield from files(entry.get("sections", []))
-
-    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
-    listed = {toc["root"], *files(toc.get("chapters", []))}
+    listed = set(toc_pages(TOC))
     missing = [p.stem for p in (REPO_ROOT / "notebooks").glob("*.md") if f"notebooks/{p.stem}" not in listed]
     assert not missing, f"notebooks not listed in _toc.yml: {missing}"
 
@@ -157,3 +150,51 @@ def test_front_page_verdicts_are_checked(site):
           if soup.select_one("table#headline td.verdict a").get_text() != "holds" else "contradicted"))
     problems = check_book(html, results)
     assert any("book/intro.html: table 'headline'" in p for p in problems), problems
+
+
+# ---- what should be there and is not: a table, a page, a generated sentence (issue 30)
+
+@pytest.mark.book
+@pytest.mark.parametrize("page, table", [(PAGE, "table1"), ("book/intro.html", "headline")])
+def test_deleted_table_is_reported(site, page, table):
+    html, results = site
+    _edit(html, page, lambda soup: soup.select_one(f"table.scvae-table#{table}").decompose())
+    problems = check_book(html, results)
+    assert any(p.startswith(f"{page}: the generated table {table!r} is missing") for p in problems), problems
+
+
+@pytest.mark.book
+def test_deleted_page_is_reported(site):
+    html, results = site
+    (html / "notebooks" / "09_budget.html").unlink()
+    assert any(p.startswith("notebooks/09_budget.html: missing, though _toc.yml lists") for p in check_book(html, results))
+
+
+def _first_number_changed(soup) -> str:
+    """Change the first digit of the first number in the first generated sentence that has one."""
+    import re
+
+    for div in soup.select("div.scvae-text"):
+        node = div.find(string=re.compile(r"\d"))
+        if node is not None:
+            node.replace_with(re.sub(r"\d", lambda m: str((int(m.group()) + 6) % 10), node, count=1))
+            return div["data-text"]
+    raise AssertionError("no generated sentence with a number on the page")
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", ["notebooks/08_differences.html", "notebooks/09_budget.html"])
+def test_number_changed_inside_a_generated_sentence_is_reported(site, page):
+    html, results = site
+    changed = []
+    _edit(html, page, lambda soup: changed.append(_first_number_changed(soup)))
+    problems = check_book(html, results)
+    assert any(f"{page}: sentence {changed[0]!r}" in p and "stale or edited" in p for p in problems), problems
+
+
+@pytest.mark.book
+def test_deleted_generated_sentence_is_reported(site):
+    html, results = site
+    _edit(html, "notebooks/08_differences.html", lambda soup: soup.select_one('div.scvae-text[data-text="budget"]')
+          .decompose())
+    assert any("the generated sentence 'budget' is missing" in p for p in check_book(html, results))

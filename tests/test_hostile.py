@@ -388,9 +388,11 @@ class TestFailuresComeFirst:
 
         monkeypatch.setattr(results, "_atomic_write", full_disk)
         paths = RunPaths(results_dir, "smoke", MODEL, 0)
+        paths.best_ckpt.parent.mkdir(parents=True)
+        paths.best_ckpt.write_bytes(b"the weights evaluated")  # the rescue is bound to its checksum
+        kept = evaluate._rescue_paths(tmp_path / "rescue", paths).dir
         with pytest.raises(ResultError, match=rf"{paths.eval_json}: could not be written .*No space left on device.*"
-                                              rf"kept in {tmp_path}/rescue/smoke/{MODEL}/seed0.*installs the kept "
-                                              "result without recomputing"):
+                                              rf"kept in {kept}.*installs the kept result without recomputing"):
             evaluate._write_result(paths, figures, doc)
         assert not paths.eval_json.exists()
         monkeypatch.setattr(evaluate, "RESCUE_DIRS", (tmp_path / "rescue-full",))  # nowhere left to write
@@ -403,7 +405,7 @@ class TestFailuresComeFirst:
         again = evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=results_dir,
                                       progress=False)  # no_work: no model
         assert again["metrics"] == doc["metrics"] and reproduce.run_status(results_dir, "smoke", MODEL, 0) == "done"
-        assert not (tmp_path / "rescue" / "smoke" / MODEL / "seed0").exists()
+        assert not kept.exists()
 
 
 # ---------------------------------------------------------------- 5. resume across thread counts
@@ -560,6 +562,7 @@ class TestSmallerMessages:
     def test_bad_notebook_parameters_fail_with_the_valid_values(self, params, message, tmp_path):
         from scvae_core.params import check_notebook_params
 
+        write_eval(tmp_path, "cpu", MODEL, 0)  # a folder that holds results
         good = {"preset": "auto", "seeds": None, "device": "auto", "results_dir": str(tmp_path), "recompute": False}
         check_notebook_params(**good)
         with pytest.raises(ValueError, match=message):
@@ -630,3 +633,626 @@ class TestSmallerMessages:
         progress = torch.load(RunPaths(tmp_path, "smoke", MODEL, 0).last_ckpt, weights_only=True)["progress"]
         assert (progress["epoch"], progress["step"], progress["global_step"]) == (0, 2, 2)
         assert signal.getsignal(signal.SIGINT) is before  # restored
+
+
+# ================================================================ round two (issue 30)
+
+def smoke_run(results_dir: Path, model: str, seed: int = 0) -> RunPaths:
+    """A done run under the smoke preset (fabricated eval.json and figures.npz)."""
+    write_eval(results_dir, "smoke", model, seed)
+    write_figures(results_dir, "smoke", model, seed)
+    return RunPaths(results_dir, "smoke", model, seed)
+
+
+def status_in_subprocess(results_dir: Path, *stages: str) -> subprocess.CompletedProcess:
+    """`scvae status` of this checkout, with a generous timeout: a hang fails instead of blocking."""
+    return subprocess.run([sys.executable, "-m", "scvae_core.cli", "status", *(stages or ("table1",)), "--preset",
+                           "smoke", "--results-dir", str(results_dir)], capture_output=True, text=True, timeout=300)
+
+
+# ---------------------------------------------------------------- 2. lock and result files that are links
+
+class TestLinksWhereFilesGo:
+    pytestmark = pytest.mark.unit
+
+    def test_a_lock_that_is_a_symlink_refuses_the_run_and_leaves_its_target_alone(self, tmp_path, capsys):
+        from scvae_core.lock import LockError, run_lock
+
+        victim = tmp_path / "victim"
+        victim.write_text("precious\n")
+        run_dir = RunPaths(tmp_path / "results", "smoke", MODEL, 0).dir
+        run_dir.mkdir(parents=True)
+        (run_dir / ".lock").symlink_to(victim)
+        assert cli.main(["evaluate", MODEL, "--preset", "smoke", "--results-dir", str(tmp_path / "results"),
+                         "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"{run_dir}/.lock: refused: the lock file is a symbolic link (to {victim})" in err
+        assert f"`rm {run_dir}/.lock`" in err and "took over" not in err
+        assert victim.read_text() == "precious\n" and (run_dir / ".lock").is_symlink()
+        with pytest.raises(LockError, match="symbolic link"):
+            with run_lock(run_dir):
+                pass
+
+    def test_a_dangling_lock_link_is_refused_too_and_creates_nothing(self, tmp_path):
+        from scvae_core.lock import LockError, run_lock
+
+        target = tmp_path / "would-be-created"
+        (tmp_path / ".lock").symlink_to(target)
+        with pytest.raises(LockError, match=rf"symbolic link \(to {target}\)"):
+            with run_lock(tmp_path):
+                pass
+        assert not target.exists()
+
+    def test_a_result_file_that_is_a_symlink_is_invalid_and_named(self, tmp_path):
+        outside = write_eval(tmp_path / "elsewhere", "smoke", MODEL, 0)
+        paths = smoke_run(tmp_path / "results", MODEL)
+        paths.eval_json.unlink()
+        paths.eval_json.symlink_to(outside)
+        with pytest.raises(ResultError, match=rf"{paths.eval_json}: refused: it is a symbolic link \(to {outside}\)"):
+            load_eval(paths.results_dir, "smoke", MODEL, 0)
+        assert reproduce.run_status(paths.results_dir, "smoke", MODEL, 0) == "invalid"
+
+
+# ---------------------------------------------------------------- 6. one malformed file among valid ones
+
+def plant_deep_json(path: Path) -> str:
+    path.write_text("[" * 5000 + "]" * 5000)
+    return "nested too deeply"
+
+
+def plant_folder(path: Path) -> str:
+    path.unlink()
+    path.mkdir()
+    return "it is a folder, not a file"
+
+
+def plant_fifo(path: Path) -> str:
+    path.unlink()
+    os.mkfifo(path)
+    return r"it is a FIFO \(named pipe\), not a file"
+
+
+def plant_huge_npz(path: Path) -> str:
+    """A figures.npz whose samples.npy declares 8 GiB, in a few kilobytes of deflated zeros."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**21, 32, 32)})
+    with np.load(path) as z:
+        kept = {k: z[k] for k in z.files if k != "samples"}
+    results.write_npz(path, **kept)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("samples.npy", header.getvalue() + bytes(1 << 20))
+    return r"samples.npy declares an array of shape \(2097152, 32, 32\) \(8.0 GiB\)"
+
+
+PLANTS = {"vae-1l": ("eval.json", plant_deep_json), "vae-11l": ("eval.json", plant_folder),
+          "vae-q++": ("eval.json", plant_fifo), "vae-p++": ("figures.npz", plant_huge_npz)}
+
+
+class TestOneMalformedFileDoesNotStopTheOthers:
+    pytestmark = pytest.mark.unit
+
+    def test_status_lists_each_as_invalid_with_its_reason_and_the_rest_as_done(self, tmp_path):
+        reasons = {}
+        for model in ("vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae"):
+            paths = smoke_run(tmp_path, model)
+            write_train(tmp_path, "smoke", model, 0)
+            if model in PLANTS:
+                name, plant = PLANTS[model]
+                reasons[model] = (paths.dir / name, plant(paths.dir / name))
+        started = RunPaths(tmp_path, "smoke", "scvae-l", 0)  # a started run whose checkpoint and lock are FIFOs
+        started.last_ckpt.parent.mkdir(parents=True)
+        os.mkfifo(started.last_ckpt)
+        os.mkfifo(started.dir / ".lock")
+        done = status_in_subprocess(tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "6 runs: 1 done, 4 invalid, 1 partial, 0 todo" in done.stdout, done.stdout
+        assert re.search(r"scvae-l .* partial \(an unreadable checkpoint\)", done.stdout), done.stdout
+        for model, (path, reason) in reasons.items():
+            assert re.search(rf"invalid: {re.escape(str(path))}: refused: .*{reason}", done.stdout), (model, done.stdout)
+        assert "Traceback" not in done.stderr
+
+    @pytest.mark.parametrize("model", PLANTS)
+    def test_evaluate_reports_it_and_computes_it_again(self, tmp_path, model):
+        paths = smoke_run(tmp_path, model)
+        name, plant = PLANTS[model]
+        reason = plant(paths.dir / name)
+        with pytest.warns(UserWarning, match=rf"{re.escape(str(paths.dir / name))}.*{reason}.*recomputing it"):
+            assert evaluate._reusable(paths, get_preset("smoke"), get_config(model)) is None
+
+    def test_evaluate_refuses_a_folder_where_eval_json_goes_before_the_work(self, tmp_path):
+        paths = smoke_run(tmp_path, MODEL)
+        plant_folder(paths.eval_json)
+        with pytest.warns(UserWarning, match="a folder, not a file"):
+            with pytest.raises(ResultError, match=rf"{paths.eval_json}: is a folder, where this evaluation writes its "
+                                                  rf"result.*To fix: remove it \(`rm -r {paths.eval_json}`\)"):
+                evaluate.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, progress=False)
+
+    def test_json_and_npz_are_read_up_to_a_size_limit(self, tmp_path, monkeypatch):
+        paths = smoke_run(tmp_path, MODEL)
+        monkeypatch.setattr(results, "JSON_BYTES", 100)
+        with pytest.raises(ResultError, match=rf"{paths.eval_json}: refused: larger than the 0 MiB a result file"):
+            load_eval(tmp_path, "smoke", MODEL, 0)
+        monkeypatch.setattr(results, "NPZ_BYTES", 100)
+        with pytest.raises(ResultError, match=rf"{paths.figures_npz}: refused: larger than the"):
+            plots.load_figures(tmp_path, "smoke", MODEL, 0)
+
+
+# ---------------------------------------------------------------- 1. a rescued evaluation belongs to one run
+
+class TestRescueIsBoundToItsRun:
+    pytestmark = pytest.mark.unit
+
+    @pytest.fixture
+    def rescue(self, tmp_path, monkeypatch) -> Path:
+        top = tmp_path / "rescue"
+        monkeypatch.setattr(evaluate, "RESCUE_DIRS", (top,))
+        return top
+
+    def _kept(self, results_dir: Path, nll: float = 88.8) -> tuple[RunPaths, dict]:
+        """An evaluation of ``results_dir``'s run that a full disk sent to the rescue folder."""
+        made = smoke_run(results_dir.parent / f"made-{nll}", MODEL)
+        doc = json.loads(made.eval_json.read_text())
+        doc["metrics"]["nll"] = nll
+        doc = {k: v for k, v in doc.items() if k not in ("schema_version", "kind")}
+        paths = RunPaths(results_dir, "smoke", MODEL, 0)
+        if not paths.best_ckpt.exists():
+            paths.best_ckpt.parent.mkdir(parents=True)
+            paths.best_ckpt.write_bytes(b"weights of " + str(results_dir).encode())
+        real_write = results._atomic_write
+
+        def full_disk(path, write):
+            if Path(path).is_relative_to(results_dir):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            real_write(path, write)
+
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(results, "_atomic_write", full_disk)
+            with pytest.raises(ResultError, match="the finished evaluation is kept in"):
+                evaluate._write_result(paths, dict(np.load(made.figures_npz)), doc)
+        return paths, doc
+
+    def _evaluate(self, paths: RunPaths) -> dict:
+        return evaluate._evaluate_locked(paths, get_preset("smoke"), get_config(MODEL), "cpu", None, False, None)
+
+    def test_it_is_installed_into_its_own_run_only(self, tmp_path, rescue):
+        mine, doc = self._kept(tmp_path / "mine")
+        other = RunPaths(tmp_path / "other", "smoke", MODEL, 0)
+        other.best_ckpt.parent.mkdir(parents=True)
+        shutil.copy(mine.best_ckpt, other.best_ckpt)  # even the same weights: another folder's run
+        assert not evaluate._install_rescued(other, get_preset("smoke"), get_config(MODEL))
+        assert not other.eval_json.exists()
+        assert self._evaluate(mine)["metrics"]["nll"] == 88.8 and reproduce.run_status(mine.results_dir, "smoke",
+                                                                                       MODEL, 0) == "done"
+
+    def test_one_moved_under_another_folders_key_is_refused(self, tmp_path, rescue):
+        mine, _ = self._kept(tmp_path / "mine")
+        other = RunPaths(tmp_path / "other", "smoke", MODEL, 0)
+        other.best_ckpt.parent.mkdir(parents=True)
+        shutil.copy(mine.best_ckpt, other.best_ckpt)
+        src, dest = evaluate._rescue_paths(rescue, mine).results_dir, evaluate._rescue_paths(rescue, other).results_dir
+        src.rename(dest)
+        with pytest.warns(UserWarning, match=rf"not installed: it was computed for '{mine.dir}'"):
+            assert not evaluate._install_rescued(other, get_preset("smoke"), get_config(MODEL))
+        assert not other.eval_json.exists()
+
+    def test_a_valid_evaluation_is_never_replaced(self, tmp_path, rescue):
+        paths, _ = self._kept(tmp_path / "results", nll=1.23)
+        write_eval(tmp_path / "results", "smoke", MODEL, 0, nll=90.0)  # evaluated again since, successfully
+        write_figures(tmp_path / "results", "smoke", MODEL, 0)
+        kept = evaluate._rescue_paths(rescue, paths)
+        future = time.time() + 10 * 365 * 86400
+        for f in kept.dir.iterdir():
+            os.utime(f, (future, future))  # a file time anyone can set decides nothing
+        assert self._evaluate(paths)["metrics"]["nll"] == 90.0
+        assert load_eval(paths.results_dir, "smoke", MODEL, 0)["metrics"]["nll"] == 90.0
+
+    def test_one_of_other_weights_is_refused(self, tmp_path, rescue):
+        paths, _ = self._kept(tmp_path / "results")
+        paths.best_ckpt.write_bytes(b"trained again")
+        with pytest.warns(UserWarning, match=rf"not installed: it evaluated other weights than {paths.best_ckpt} holds"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+        assert not paths.eval_json.exists()
+
+    def test_a_folder_others_can_write_is_refused(self, tmp_path, rescue):
+        paths, _ = self._kept(tmp_path / "results")
+        kept = evaluate._rescue_paths(rescue, paths)
+        assert stat.S_IMODE(rescue.stat().st_mode) & 0o077 == 0  # made private
+        os.chmod(kept.results_dir, 0o777)
+        with pytest.warns(UserWarning, match=rf"{kept.results_dir} can be written by other users \(mode drwxrwxrwx\)"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+        os.chmod(kept.results_dir, 0o700)
+        assert evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+
+    def test_a_folder_of_another_user_is_refused_for_reading_and_for_writing(self, tmp_path, rescue, monkeypatch):
+        paths, doc = self._kept(tmp_path / "results")
+        uid = os.getuid()
+        monkeypatch.setattr(evaluate.os, "getuid", lambda: uid + 1)  # as if another user had made them
+        with pytest.warns(UserWarning, match=rf"{rescue} belongs to another user \(uid {uid}\)"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+
+        def full_disk(path, write):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+        monkeypatch.setattr(results, "_atomic_write", full_disk)
+        with pytest.raises(ResultError, match=rf"could not be written anywhere .*: not used, {rescue} belongs to "
+                                              "another user"):
+            evaluate._write_result(paths, {}, doc)
+
+    def test_a_planted_folder_without_its_binding_is_refused(self, tmp_path, rescue):
+        paths = RunPaths(tmp_path / "results", "smoke", MODEL, 0)
+        paths.best_ckpt.parent.mkdir(parents=True)
+        paths.best_ckpt.write_bytes(b"weights")
+        kept = evaluate._rescue_paths(rescue, paths)
+        smoke_run(kept.results_dir, MODEL)  # a valid-looking eval.json, but no record of whose it is
+        for folder in (kept.dir, *kept.dir.parents):
+            if folder.is_relative_to(rescue):
+                os.chmod(folder, 0o700)  # private, whatever the umask: only the missing binding is wrong
+        with pytest.warns(UserWarning, match=r"rescued.json: missing"):
+            assert not evaluate._install_rescued(paths, get_preset("smoke"), get_config(MODEL))
+
+
+# ---------------------------------------------------------------- 5. a disk that fills during training
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class TestDiskFullDuringTraining:
+    pytestmark = pytest.mark.unit
+
+    def test_enospc_in_torch_save_says_what_is_kept_and_how_to_resume(self, tmp_path, monkeypatch):
+        run = untrained_run(tmp_path)
+        run.save()
+        last, best = run.paths.last_ckpt, run.paths.best_ckpt
+        good = last.read_bytes()
+        monkeypatch.setattr(torch, "save", no_space)
+        with pytest.raises(ResultError, match=rf"{last}: could not be written: No space left on device \(the disk is "
+                                              rf"full\); the last good checkpoint, {last} \(epoch 1, step 0\), is kept "
+                                              rf"and running again resumes there\. To fix: make room in {last.parent} "
+                                              r"\(this run's checkpoints take about \d+ MiB\), then run `scvae train "
+                                              rf"{MODEL} --preset smoke --seed 0 --results-dir {tmp_path}` again"):
+            run.save()
+        with pytest.raises(ResultError, match=rf"{best}: could not be written: .*\(the disk is full\)"):
+            run.save_best(best)
+        monkeypatch.undo()
+        assert last.read_bytes() == good and not best.exists() and not list(last.parent.glob(".*.tmp"))
+        untrained_run(tmp_path).resume()  # and the kept checkpoint resumes
+
+    def test_a_write_that_fails_inside_the_file_is_reported_as_the_full_disk_it_is(self, tmp_path, monkeypatch):
+        class FullDisk:  # what a file on a full disk does: its writes fail
+            write = staticmethod(no_space)
+
+        real = train._atomic_write
+        monkeypatch.setattr(train, "_atomic_write", lambda path, write: real(path, lambda f: write(FullDisk())))
+        run = untrained_run(tmp_path)
+        # torch.save itself turns this into "RuntimeError: ... unexpected pos"; the message must say what it is
+        with pytest.raises(ResultError, match=r"No space left on device \(the disk is full\); no checkpoint was "
+                                              r"written yet, so running again starts from scratch"):
+            run.save()
+        assert not run.paths.last_ckpt.exists()
+
+
+# ---------------------------------------------------------------- 8. smaller ones, round two
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestSmallerRoundTwo:
+    @pytest.mark.unit
+    def test_an_unreachable_scheduler_fails_at_once_and_writes_no_stage_file(self, tmp_path, capsys, monkeypatch):
+        import distributed
+
+        def no_client(*args, **kwargs):
+            raise AssertionError("a Client was made for an address nothing answers at")
+
+        monkeypatch.setattr(distributed, "Client", no_client)
+        address = f"tcp://127.0.0.1:{closed_port()}"
+        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--results-dir", str(tmp_path), "--scheduler",
+                         address, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"scvae: error: --scheduler {address}: no Dask scheduler answers there (Connection refused)" in err
+        assert "leave out --scheduler" in err and not list(tmp_path.rglob("stage-*.json"))
+
+    @pytest.mark.unit
+    def test_a_scheduler_address_without_a_port_is_named(self, tmp_path, capsys):
+        assert cli.main(["reproduce", "table1", "--preset", "smoke", "--results-dir", str(tmp_path), "--scheduler",
+                         "tcp://127.0.0.1", "--no-progress"]) == 2
+        assert "--scheduler 'tcp://127.0.0.1': give HOST and PORT" in capsys.readouterr().err
+
+    @pytest.mark.unit
+    def test_models_into_a_closed_pipe_ends_quietly(self):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line, as `| head -1` is after it
+        done = subprocess.run([sys.executable, "-m", "scvae_core.cli", "models"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+        os.close(write)
+        assert done.returncode == 0 and "BrokenPipeError" not in done.stderr and "Traceback" not in done.stderr, \
+            done.stderr
+
+    @pytest.mark.unit
+    def test_scvae_data_pointing_at_a_file_says_it_is_a_file(self, tmp_path, monkeypatch):
+        afile = tmp_path / "binarized_mnist_train.amat"
+        afile.write_text("0 1\n")
+        monkeypatch.setenv("SCVAE_DATA", str(afile))
+        with pytest.raises(data.DataError, match=rf"data folder {afile} \(from SCVAE_DATA\) is a file, not a folder: "
+                                                 rf"point SCVAE_DATA at the folder .*e\.g\. {tmp_path}"):
+            data.resolve_data_dir()
+        with pytest.raises(data.DataError, match=r"\(from --data-dir \(data_dir=\)\) is a file"):
+            data.resolve_data_dir(afile)
+
+    @pytest.mark.unit
+    @pytest.mark.parametrize("verb", ["train", "evaluate"])
+    def test_a_failed_command_leaves_no_empty_run_folder(self, tmp_path, capsys, verb):
+        results_dir = tmp_path / "results"
+        assert cli.main([verb, MODEL, "--preset", "smoke", "--results-dir", str(results_dir), "--data-dir",
+                         str(tmp_path / "no-data"), "--no-progress"]) == 2
+        assert "scvae: error:" in capsys.readouterr().err  # no data; no checkpoint
+        assert not results_dir.exists()
+        results_dir.mkdir()
+        (results_dir / "smoke" / "scvae" / "seed0").mkdir(parents=True)  # another run's folder: not ours to remove
+        assert cli.main([verb, MODEL, "--preset", "smoke", "--results-dir", str(results_dir), "--data-dir",
+                         str(tmp_path / "no-data"), "--no-progress"]) == 2
+        assert sorted(p.relative_to(results_dir).as_posix() for p in results_dir.rglob("*")) == [
+            "smoke", "smoke/scvae", "smoke/scvae/seed0"]
+
+    @pytest.mark.smoke
+    def test_sigterm_to_reproduce_stops_with_the_resume_hint_and_leaves_no_lock(self, tmp_path, data_dir):
+        cmd = [sys.executable, "-m", "scvae_core.cli", "reproduce", "activation", "--preset", "smoke", "--seeds", "1",
+               "2", "--jobs", "2", "--device", "cpu", "--results-dir", str(tmp_path), "--data-dir", str(data_dir),
+               "--no-progress"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            deadline = time.monotonic() + 600
+            while proc.poll() is None and time.monotonic() < deadline and len(list(tmp_path.rglob(".lock"))) < 2:
+                time.sleep(0.05)  # both workers inside a run
+            assert proc.poll() is None, f"the stage ended before it could be stopped: {proc.communicate()}"
+            assert len(list(tmp_path.rglob(".lock"))) == 2
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 143, err
+        assert "scvae: terminated (SIGTERM); run the same command again to resume." in err
+        assert not list(tmp_path.rglob(".lock")), list(tmp_path.rglob(".lock"))
+
+
+# ---------------------------------------------------------------- 4. the local cluster admits only its own client
+
+class TestLocalClusterAdmitsOnlyItsClient:
+    pytestmark = pytest.mark.unit
+
+    def test_a_client_without_the_clusters_credentials_is_refused(self, tmp_path):
+        from distributed import Client
+        from distributed.security import Security
+
+        from scvae_core import executor
+
+        marker = tmp_path / "ran-in-a-worker"
+        with executor._local_cluster(1, "cpu", 1) as cluster:
+            address = cluster.scheduler_address
+            assert address.startswith("tls://127.0.0.1:")
+            with Client(cluster, security=cluster.security, timeout="60s") as ours:  # as _execute_dask connects
+                ours.run(marker.touch)
+            assert marker.exists()  # the credentials' holder gets in
+            marker.unlink()
+            # what another user of the machine can try: plain, TLS-less on the same port, their own credentials
+            for tried, security in ((address, None), (address.replace("tls://", "tcp://"), None),
+                                    (address, Security.temporary())):
+                with pytest.raises((OSError, TypeError)):  # refused (TypeError: no TLS context at all)
+                    with Client(tried, security=security, timeout="10s") as theirs:
+                        theirs.run(marker.touch)
+                assert not marker.exists(), tried
+
+
+# ---------------------------------------------------------------- 7. where a notebook may write
+
+class TestNotebooksWriteOnlyWhereTheyMay:
+    pytestmark = pytest.mark.unit
+
+    @pytest.fixture
+    def victim(self, tmp_path) -> Path:
+        """Someone's folder, as /etc: it exists, scvae did not make it."""
+        folder = tmp_path / "etc"
+        folder.mkdir()
+        (folder / "passwd").write_text("root:x:0:0\n")
+        return folder
+
+    def _params(self, results_dir, recompute="missing", **extra) -> dict:
+        return {"preset": "smoke", "seeds": None, "device": "cpu", "results_dir": str(results_dir),
+                "recompute": recompute, **extra}
+
+    def test_a_folder_outside_results_that_scvae_did_not_make_is_refused(self, victim, monkeypatch):
+        from scvae_core.params import check_notebook_params
+
+        def no_run(*args, **kwargs):
+            raise AssertionError("the stages ran")
+
+        monkeypatch.setattr(reproduce, "reproduce", no_run)
+        message = (rf"results_dir '{victim}' \(make RESULTS_DIR=\): {victim} is outside the repository's results "
+                   r"folder and was not created by scvae .*To fix: .*results_dir_ok=True \(make RESULTS_DIR_OK=True\)")
+        with pytest.raises(ValueError, match=message):
+            check_notebook_params(**self._params(victim))
+        with pytest.raises(ValueError, match=message):
+            reproduce.ensure_results(["table1"], "smoke", None, "cpu", str(victim), "missing")
+        deep = victim / "a" / "b"
+        deep.mkdir(parents=True)
+        monkeypatch.chdir(deep)
+        with pytest.raises(ValueError, match=rf"{victim} is outside the repository's results folder"):
+            check_notebook_params(**self._params("../.."))  # as root, ../../.. from the repository is /
+        assert sorted(p.name for p in victim.iterdir()) == ["a", "passwd"]
+
+    def test_said_explicitly_it_is_allowed(self, victim):
+        from scvae_core.params import check_notebook_params
+
+        check_notebook_params(**self._params(victim), results_dir_ok=True)
+        with pytest.raises(ValueError, match=r"results_dir_ok 'yes' \(make RESULTS_DIR_OK=\): choose one of False, True"):
+            check_notebook_params(**self._params(victim), results_dir_ok="yes")
+
+    def test_a_new_folder_is_created_marked_and_trusted_afterwards(self, tmp_path):
+        from scvae_core.params import check_notebook_params
+
+        new = tmp_path / "new-results"
+        check_notebook_params(**self._params(new))
+        assert (new / results.RESULTS_MARKER).is_file()
+        check_notebook_params(**self._params(new))  # scvae made it: trusted from now on
+        made = tmp_path / "by-reproduce"
+        reproduce.reproduce(["table1"], "smoke", seeds=[], device="cpu", results_dir=made, progress=False,
+                            scheduler="inline")
+        assert (made / results.RESULTS_MARKER).is_file()
+        check_notebook_params(**self._params(made))
+
+    def test_the_repositorys_results_folder_is_allowed(self):
+        from scvae_core.params import check_notebook_params
+
+        check_notebook_params(**self._params(results.DEFAULT_RESULTS_DIR))
+
+    def test_a_folder_without_results_fails_at_once(self, victim, tmp_path):
+        from scvae_core.params import check_notebook_params
+
+        with pytest.raises(ValueError, match=rf"results_dir '{victim}' \(make RESULTS_DIR=\): holds no results .*"
+                                             "RECOMPUTE=missing"):
+            check_notebook_params(**self._params(victim, recompute=False))
+        write_eval(tmp_path / "some", "cpu", MODEL, 0)
+        check_notebook_params(**self._params(tmp_path / "some", recompute=False))
+
+    def test_a_notebook_asked_to_write_into_such_a_folder_fails_in_its_first_cell(self, victim, monkeypatch):
+        import jupytext
+        import papermill
+
+        repo = Path(__file__).resolve().parent.parent
+        monkeypatch.setenv("PYTHONPATH", str(repo))  # the kernel imports this checkout's package
+        notebook = victim.parent / "04_table1.ipynb"
+        jupytext.write(jupytext.read(repo / "notebooks" / "04_table1.md"), notebook)
+        with pytest.raises(papermill.PapermillExecutionError, match=r"is outside the repository's results folder"):
+            papermill.execute_notebook(str(notebook), str(victim.parent / "out.ipynb"), kernel_name="python3",
+                                       parameters=self._params(victim), cwd=str(victim.parent), progress_bar=False)
+        assert sorted(p.name for p in victim.iterdir()) == ["passwd"]
+
+
+# ---------------------------------------------------------------- 3. the book check knows what the book should hold
+
+def small_book(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A built book in miniature, made by the same builders as `make book`'s pages: a front page
+    with the glued verdicts at a glance, the Table 1 page (its table and a pasted number) and a
+    page with the budget sentence; their sources and table of contents. (html, results, toc)."""
+    from scvae_core import glued, tables
+    from scvae_core.presets import TABLE1
+
+    res, src, site = tmp_path / "results", tmp_path / "src", tmp_path / "html"
+    for i, model in enumerate(TABLE1):
+        for seed in (0, 1):
+            write_eval(res, "cpu", model, seed, nll=90.0 + i + 0.25 * seed, acc=0.9 - 0.01 * i,
+                       prop3_layers=[] if model.startswith("scvae") else None)
+    for model, nll in (("vae-1l", 113.46), ("vae-q++", 120.5)):  # the budget sentence's two models
+        for seed in (0, 1):
+            write_eval(res, "cpu", model, seed, nll=nll)
+        write_eval(res, "cpu-long", model, 0, nll=nll - 19.65)
+    pages = {
+        "book/intro": ("# SCVAE\n\n```{glue:any} glance\n:doc: ../notebooks/06_verdicts.ipynb\n```\n",
+                       tables.glance_table(res).to_html()),
+        "notebooks/04_table1": ('HTML(build_table("table1", results_dir, shown).to_html())\n\n'
+                                "SCVAE's test NLL is {glue:text}`scvae_nll:.2f` nats.\n",
+                                tables.build_table("table1", res, "cpu").to_html()
+                                + f'<p>SCVAE\'s test NLL is <span class="pasted-text">'
+                                f'{glued.table1_numbers(res, "cpu")["scvae_nll"]:.2f}</span> nats.</p>'),
+        "notebooks/08_differences": ('HTML(build_text("budget", results_dir).to_html())\n',
+                                     tables.build_text("budget", res).to_html()),
+    }
+    (src / "notebooks").mkdir(parents=True)
+    (src / "book").mkdir()
+    (src / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/04_table1\n"
+                                  "  - file: notebooks/08_differences\n")
+    for name, (source, body) in pages.items():
+        (src / f"{name}.md").write_text(source)
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / f"{name}.html").write_text(f"<html><body><nav>menu</nav><main>{body}</main></body></html>")
+    (site / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
+    return site, res, src / "_toc.yml"
+
+
+class TestBookCheckKnowsWhatShouldBeThere:
+    pytestmark = pytest.mark.unit
+
+    @pytest.fixture
+    def book(self, tmp_path):
+        from scvae_core.bookcheck import check_book
+
+        site, res, toc = small_book(tmp_path)
+
+        def check() -> list[str]:
+            return check_book(site, res, sources=toc.parent / "notebooks", toc=toc)
+
+        assert check() == [], "the untouched book should pass"
+        return site, check
+
+    def _tamper(self, site: Path, page: str, change) -> None:
+        from bs4 import BeautifulSoup
+
+        path = site / f"{page}.html"
+        soup = BeautifulSoup(path.read_text(), "html.parser")
+        change(soup)
+        path.write_text(str(soup))
+
+    @pytest.mark.parametrize("page, selector, what", [
+        ("notebooks/04_table1", "table#table1", "table 'table1'"),  # on the Table 1 page
+        ("book/intro", "table#glance", "table 'glance'"),  # on the front page
+        ("notebooks/08_differences", "div.scvae-text", "sentence 'budget'"),
+    ])
+    def test_a_deleted_table_or_sentence_fails_it(self, book, page, selector, what):
+        site, check = book
+        self._tamper(site, page, lambda soup: soup.select_one(selector).decompose())
+        assert check() == [f"{page}.html: the generated {what} is missing, though {Path(page).name}.md shows it (run "
+                           "`make book` to rebuild the pages from the current results)"]
+
+    def test_a_deleted_page_fails_it(self, book):
+        site, check = book
+        (site / "notebooks" / "08_differences.html").unlink()
+        assert check() == ["notebooks/08_differences.html: missing, though _toc.yml lists notebooks/08_differences "
+                           "(run `make book` to rebuild the pages from the current results)"]
+
+    def test_a_number_changed_inside_a_generated_sentence_fails_it(self, book):
+        site, check = book
+        sentence = "moved its test NLL from 113.46 to 93.81 nats"
+
+        def edit(soup):
+            node = soup.find(string=re.compile(re.escape(sentence)))
+            node.replace_with(node.replace("93.81", "99.81"))
+
+        assert sentence in (site / "notebooks" / "08_differences.html").read_text()
+        self._tamper(site, "notebooks/08_differences", edit)
+        problems = check()
+        assert len(problems) == 1 and "notebooks/08_differences.html: sentence 'budget' (preset 'none'): shows" \
+            in problems[0] and "99.81" in problems[0] and "93.81" in problems[0] and "stale or edited" in problems[0]
+
+    def test_a_deleted_pasted_number_fails_it(self, book):
+        site, check = book
+        self._tamper(site, "notebooks/04_table1", lambda soup: soup.select_one("span.pasted-text").decompose())
+        assert any("pasted numbers but 04_table1.md pastes 1" in p for p in check())
+
+    def test_every_page_source_shows_its_tables_and_sentences_by_id(self):
+        """The book's own sources: every table and sentence a page shows is one the check can find
+        there and rebuild (by id), so that a page cannot show one the check does not know of."""
+        from scvae_core.bookcheck import SHOWS, TOC, toc_pages
+        from scvae_core.tables import TABLES, TEXTS
+
+        shown = {kind: set() for kind in ("table", "text")}
+        for name in toc_pages(TOC):
+            source = TOC.parent / f"{name}.md"
+            code = re.sub(r'glue\("[^"]+", HTML\(', "", source.read_text())  # glued: checked where it is pasted
+            assert not re.search(r"\bMarkdown\(\w+_text\(|HTML\((?!build_)\w+\([^)]*\)\.to_html", code), \
+                f"{source}: shows a table or sentence without build_table/build_text"
+            for kind, item in SHOWS.findall(code):
+                shown[kind].add(item)
+        assert shown["table"] <= set(TABLES) and shown["text"] <= set(TEXTS) and len(shown["text"]) >= 7, shown

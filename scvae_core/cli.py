@@ -1,14 +1,17 @@
-"""``scvae``: the one command line. Each verb is a thin shell over a scvae_core function."""
+"""``scvae``: the one command line. Each verb is a thin shell over a scvae_core function.
+
+The one module at the top of the package that imports the book, the runner and the bench:
+it dispatches to all of them (tests/test_structure.py exempts it from the core's rule)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from . import data
-from .executor import RunsFailed
 from .lock import LockError
 from .presets import PRESETS
 from .results import DEFAULT_RESULTS_DIR, MAX_SEED, ResultError, check_seed
+from .runner.executor import RunsFailed
 from .zoo import UnknownName
 
 
@@ -39,7 +42,7 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
-    from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE
+    from .runner.executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE
 
     p.add_argument("--jobs", type=int, default=None,
                    help=f"local worker processes, one run each at a time (default: {DEFAULT_JOBS}, measured fastest "
@@ -170,7 +173,7 @@ def _evaluate(args) -> None:
 
 
 def _reproduce(args) -> None:
-    from .reproduce import reproduce
+    from .runner.reproduce import reproduce
 
     reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, results_dir=args.results_dir,
               data_dir=args.data_dir, progress=not args.no_progress, jobs=args.jobs, threads=args.threads,
@@ -178,7 +181,7 @@ def _reproduce(args) -> None:
 
 
 def _sprint(args) -> None:
-    from . import sprint
+    from .runner import sprint
 
     if args.unpack:
         files = sprint.unpack(args.unpack, args.results_dir)
@@ -191,7 +194,7 @@ def _sprint(args) -> None:
 
 
 def _status(args) -> None:
-    from .reproduce import format_plan, plan, stage_times
+    from .runner.reproduce import format_plan, plan, stage_times
 
     print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, results_dir=args.results_dir)))
     print("\nfinished runs per stage, from their files (wall time = the runs' own train + evaluate times):")
@@ -201,8 +204,8 @@ def _status(args) -> None:
 def _bench(args) -> int:
     import subprocess
 
-    from . import bench
-    from .bench_tables import format_table
+    from .bench import bench
+    from .bench.bench_tables import format_table
 
     if args.make_book:
         try:

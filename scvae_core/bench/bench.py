@@ -51,13 +51,13 @@ from tqdm import tqdm
 
 from . import timing
 from .bench_tables import BUSY_CORES, INCONCLUSIVE
-from .evaluate import compiles_nll, importance_nll, rows_per_pass
-from .fisher import draw_targets, layer_fisher
-from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits
-from .presets import get_preset
-from .results import DEFAULT_RESULTS_DIR, REPO_ROOT, describe_device, provenance, write_json
-from .train import STAT_NAMES, resolve_device
-from .zoo import build, get_config
+from ..evaluate import compiles_nll, importance_nll, rows_per_pass
+from ..fisher import draw_targets, layer_fisher
+from ..models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits
+from ..presets import get_preset
+from ..results import DEFAULT_RESULTS_DIR, REPO_ROOT, describe_device, provenance, write_json
+from ..train import STAT_NAMES, resolve_device
+from ..zoo import build, get_config
 
 MODELS = ("vae-1l", "scvae")  # the MLP workloads: batch sweep, optimizer variants, roofline
 MAIN_MODEL = "scvae"  # the NLL variants, the Fisher comparison and the profile are on it

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup
 
-from .results import DEFAULT_RESULTS_DIR, PAPER_REPORTED, ResultError
-from .zoo import UnknownName
+from ..results import DEFAULT_RESULTS_DIR, PAPER_REPORTED, ResultError
+from ..zoo import UnknownName
 
 GENERATED = "scvae-table"
 NOTEBOOK_PAGES = "notebooks"  # pages built from notebooks/*.ipynb

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .presets import TABLE1, get_preset
-from .runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, resolve_preset
+from ..presets import TABLE1, get_preset
+from ..runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, resolve_preset
 from .verdicts import NOT_MEASURED, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
-from .zoo import OURS, TWINS, Twin
+from ..zoo import OURS, TWINS, Twin
 
 # ------------------------------------------------------------------------- what a run measures
 

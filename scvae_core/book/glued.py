@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import claims
-from .runs import collect, metric, paper_rows, per_seed, resolve_preset, seed_summary
+from ..runs import collect, metric, paper_rows, per_seed, resolve_preset, seed_summary
 
 NAN = math.nan
 TABLE1_QUOTED = {"scvae": "scvae", "vae-1l": "vae1l"}  # model -> key prefix

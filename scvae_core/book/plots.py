@@ -12,10 +12,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .results import TSNE_ARRAYS, ResultError, RunPaths, read_json
-from .runs import display_name, load_figures_npz, seeds_on_disk, seeds_text
+from ..results import TSNE_ARRAYS, ResultError, RunPaths, read_json
+from ..runs import display_name, load_figures_npz, seeds_on_disk, seeds_text
 from .verdicts import VERDICTS
-from .zoo import OURS, TWINS, twin_of
+from ..zoo import OURS, TWINS, twin_of
 
 TSNE_TITLES = {"tsne_raw": "raw data", "tsne_first": "first layer", "tsne_middle": "middle layer",
                "tsne_last": "last layer", "tsne_latent": "latent space"}

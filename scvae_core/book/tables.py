@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import claims, verdicts
-from .bench_tables import bench_table
-from .presets import TABLE1, get_preset, run_preset
-from .results import RunPaths
-from .runs import (DEPTH_MODEL, citation, collect, evaluated_seeds, load_train, md_text, metric, paper_reported,
+from ..bench.bench_tables import bench_table
+from ..presets import TABLE1, get_preset, run_preset
+from ..results import RunPaths
+from ..runs import (DEPTH_MODEL, citation, collect, evaluated_seeds, load_train, md_text, metric, paper_reported,
                    paper_rows, per_seed, published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of,
                    train_docs)
 from .verdicts import VERDICTS
-from .zoo import OURS, TWINS, Twin, check_name
+from ..zoo import OURS, TWINS, Twin, check_name
 
 NLL_DECIMALS, ACC_DECIMALS = 2, 4  # as the paper prints them
 NOT_RUN = "not run"
@@ -339,7 +339,7 @@ def collapse_text(results_dir: Path | str, preset: str | None = None) -> str:
 def start_text(results_dir: Path | str, twin: Twin, preset: str) -> str:
     """How a twin set's runs start: the validation ELBO and the training KL of epoch 1, and the
     first epoch whose validation ELBO beats a coin flip (as train.json recorded them)."""
-    from .runs import COIN_FLIP_ELBO, train_docs
+    from ..runs import COIN_FLIP_ELBO, train_docs
 
     lines = []
     for m in twin.models():

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .reproduce import reproduce
-from .results import describe_device, provenance, write_json
+from ..results import describe_device, provenance, write_json
 
 
 def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: str = "smoke",

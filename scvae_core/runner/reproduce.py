@@ -16,11 +16,11 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute
-from .lock import describe, live_holder
-from .presets import PRESETS, get_preset, run_preset
-from .results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json
-from .runs import seeds_on_disk
-from .zoo import check_name
+from ..lock import describe, live_holder
+from ..presets import PRESETS, get_preset, run_preset
+from ..results import DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, provenance, read_json, write_json
+from ..runs import seeds_on_disk
+from ..zoo import check_name
 
 ALL = "all"
 STATUSES = ("done", "invalid", "partial", "todo")
@@ -60,7 +60,7 @@ def run_status(results_dir: Path | str, preset_name: str, model: str, seed: int)
 
 def run_state(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[str, str | None]:
     """:func:`run_status` and, for an invalid run, why."""
-    from .runs import load_eval, load_figures_npz, load_train
+    from ..runs import load_eval, load_figures_npz, load_train
 
     paths = RunPaths(Path(results_dir), preset_name, model, seed)
     epochs = run_preset(preset_name, model).eval_epochs or (None,)  # every evaluation the run owes
@@ -220,7 +220,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
     ``DEFAULT_JOBS``, or ``runs_per_gpu`` with a CUDA device), a running
     Dask ``scheduler``, or ``inline``); returns the stage summaries, each written as soon as
     its last run is back (and, for all, when interrupted)."""
-    from .train import resolve_device
+    from ..train import resolve_device
 
     runs = plan(stages, preset_name, seeds, results_dir)  # checks every name before any work starts
     if jobs is None:  # on one GPU, as many workers as runs may share it
@@ -275,8 +275,8 @@ def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto
     With ``preset="auto"`` the book shows paper results where they exist, else cpu; asked to
     recompute, ``auto`` means cpu, the preset this machine can run.
     """
-    from .params import check_notebook_params
-    from .runs import resolve_preset
+    from ..book.params import check_notebook_params
+    from ..runs import resolve_preset
 
     check_notebook_params(preset, seeds, device, results_dir, recompute)
     if recompute:

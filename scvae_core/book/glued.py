@@ -2,7 +2,7 @@
 
 A page's notebook glues them (MyST-NB ``glue``) and its Markdown pastes them with
 ``{glue:text}`key:format```, so a sentence cannot drift from the results. The book check
-(:mod:`scvae_core.bookcheck`) recomputes every pasted number with :data:`NUMBERS` and the
+(:mod:`scvae_core.book.bookcheck`) recomputes every pasted number with :data:`NUMBERS` and the
 format written in the page's source. A number without results is NaN (shown as "nan").
 """
 from __future__ import annotations

@@ -25,7 +25,9 @@ import pytest
 import torch
 from fake_results import write_eval, write_figures, write_train
 
-from scvae_core import cli, data, evaluate, plots, reproduce, results, train
+from scvae_core import cli, data, evaluate, results, train
+from scvae_core.book import plots
+from scvae_core.runner import reproduce
 from scvae_core.evaluate import load_eval
 from scvae_core.presets import get_preset
 from scvae_core.results import ResultError, RunPaths, processor_name
@@ -93,7 +95,7 @@ def dom(html_or_markdown: str, markdown: bool = False) -> list[tuple[str, tuple[
 
 def book_pages(results_dir: Path) -> dict[str, list]:
     """What the book's pages show of Table 1 results: the HTML tables and the Markdown prose."""
-    from scvae_core import claims, tables
+    from scvae_core.book import claims, tables
 
     return {"table1": dom(tables.table1(results_dir, "cpu").to_html()),
             "collapse": dom(tables.collapse_text(results_dir, "cpu"), markdown=True),
@@ -128,7 +130,7 @@ class TestScriptInjection:
         assert refused >= len(fields)  # every name field refuses every payload; prose is never shown
 
     def test_the_html_table_escapes_every_value_it_is_given(self):
-        from scvae_core.tables import Table
+        from scvae_core.book.tables import Table
 
         bad = PAYLOADS[0]
         table = Table(f'x" onclick="{bad}', bad, (bad, "b"), ((bad, PAYLOADS[1]),), bad, ('0" onclick="1',))
@@ -138,7 +140,7 @@ class TestScriptInjection:
         from bs4 import BeautifulSoup
         from markdown_it import MarkdownIt
 
-        from scvae_core import claims
+        from scvae_core.book import claims
 
         for i, model in enumerate(("vae-1l", "vae-q++", "vae-p++", "vae-11l")):  # the degeneration claims
             for seed in (0, 1):
@@ -187,7 +189,7 @@ class TestResultFilesAgreeWithWhereTheyLie:
             load_eval(tmp_path, "cpu", "scvae", 0)
 
     def test_the_book_table_refuses_it_instead_of_showing_it(self, tmp_path):
-        from scvae_core.tables import table1
+        from scvae_core.book.tables import table1
 
         write_eval(tmp_path, "cpu", "vae-1l", 0)
         edit_json(write_eval(tmp_path, "cpu", "scvae", 0), lambda d: d.update(model="vae-1l"))
@@ -558,7 +560,7 @@ class TestSmallerMessages:
         ({"recompute": "yes"}, r"recompute 'yes' \(make RECOMPUTE=\): choose one of False, True, missing"),
     ])
     def test_bad_notebook_parameters_fail_with_the_valid_values(self, params, message, tmp_path):
-        from scvae_core.params import check_notebook_params
+        from scvae_core.book.params import check_notebook_params
 
         good = {"preset": "auto", "seeds": None, "device": "auto", "results_dir": str(tmp_path), "recompute": False}
         check_notebook_params(**good)

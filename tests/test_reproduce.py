@@ -11,11 +11,11 @@ import pytest
 from fake_results import write_eval, write_figures, write_train
 
 from scvae_core import cli, evaluate, train
-from scvae_core.executor import INLINE
+from scvae_core.runner.executor import INLINE
 from scvae_core.presets import TABLE1, get_preset
-from scvae_core.reproduce import expand_stages, plan, reproduce, run_seconds, stage_path, stage_times
+from scvae_core.runner.reproduce import expand_stages, plan, reproduce, run_seconds, stage_path, stage_times
 from scvae_core.results import RunPaths, read_json
-from scvae_core.tables import table1
+from scvae_core.book.tables import table1
 from scvae_core.zoo import UnknownName
 
 

@@ -54,7 +54,7 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
            eval_minutes: float = 3.0, jobs: int | None = None, threads: int = 1, progress: bool = True,
            revision: str | None = None) -> dict:
     """Run the stage's runs concurrently under budgets, write the sprint summary, pack."""
-    from .reproduce import write_stage_summary
+    from .reproduce import invocation_record, write_stage_summary
     from ..train import resolve_device
 
     start, started_at = time.monotonic(), time.time()
@@ -91,7 +91,8 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
             bar.update(1)
     elapsed = time.monotonic() - start
     actions = {(r["model"], r["seed"]): (r["action"], r["seconds"]) for r in records}
-    write_stage_summary(results_dir, preset_name, STAGE, tuple(seeds), actions, elapsed, machine)
+    write_stage_summary(results_dir, preset_name, STAGE,
+                        invocation_record(preset_name, STAGE, tuple(seeds), actions, elapsed, machine))
     summary = {
         "preset": preset_name, "stage": STAGE, "seeds": list(seeds), "concurrent_runs": jobs,
         "threads_per_run": threads, "minutes_allowed": minutes, "eval_minutes_reserved": eval_minutes,

@@ -26,7 +26,7 @@ NB_SOURCES := $(wildcard notebooks/*.md)
 NB_EXECUTED := $(NB_SOURCES:.md=.ipynb)
 # An executed notebook is out of date when its source, the package, a result file or a
 # parameter changes. Checkpoints are excluded: they change during training, not results.
-PY_SOURCES := $(wildcard scvae_core/*.py)
+PY_SOURCES := $(wildcard scvae_core/*.py scvae_core/*/*.py)
 RESULT_FILES := $(shell find $(RESULTS_DIR) -path '*/checkpoints' -prune -o -type f -print 2>/dev/null)
 PARAMS_FILE := _build/notebook-params
 # -r passes strings raw (no YAML surprises with cuda:0), -p turns True/False into booleans.
@@ -82,10 +82,10 @@ html: notebooks
 # After `make book` the builder reuses its parsed pages; -W fails on any warning as `html` does.
 pdf: notebooks chromium ## build the whole book as one PDF: _build/pdf/book.pdf
 	$(BIN)/jupyter-book build . --builder singlehtml -W -n --keep-going
-	$(BIN)/python -m scvae_core.bookpdf _build/singlehtml _build/pdf/book.pdf
+	$(BIN)/python -m scvae_core.book.bookpdf _build/singlehtml _build/pdf/book.pdf
 
 check-book: ## check the built book's tables against results/ and data/paper_reported.json
-	$(BIN)/python -m scvae_core.bookcheck _build/html
+	$(BIN)/python -m scvae_core.book.bookcheck _build/html
 
 chromium: ## install Debian's chromium for the browser test (needs root)
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
@@ -112,7 +112,7 @@ clean: ## remove _build and the executed notebooks
 # $(call timed,NAME,TARGET): make TARGET, then record its wall time as NAME's for `scvae bench`
 # (_build/timings/NAME.json), so the performance appendix shows what `make book` and `make test` cost.
 timed = start=$$(date +%s); $(MAKE) --no-print-directory $(2) && \
-	$(BIN)/python -m scvae_core.timing $(1) $$(( $$(date +%s) - start ))
+	$(BIN)/python -m scvae_core.bench.timing $(1) $$(( $$(date +%s) - start ))
 
 .PHONY: FORCE
 FORCE:

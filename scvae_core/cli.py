@@ -1,4 +1,7 @@
-"""``scvae``: the one command line. Each verb is a thin shell over a scvae_core function."""
+"""``scvae``: the one command line. Each verb is a thin shell over a scvae_core function.
+
+The one module at the top of the package that imports the book, the runner and the bench:
+it dispatches to all of them (tests/test_structure.py exempts it from the core's rule)."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +11,10 @@ import sys
 import threading
 
 from . import data
-from .executor import RunsFailed
 from .lock import LockError
 from .presets import PRESETS
 from .results import DEFAULT_RESULTS_DIR, MAX_SEED, ResultError, check_seed
+from .runner.executor import RunsFailed
 from .zoo import UnknownName
 
 
@@ -42,7 +45,7 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
 
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
-    from .executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE
+    from .runner.executor import DEFAULT_JOBS, DEFAULT_THREADS, INLINE
 
     p.add_argument("--jobs", type=int, default=None,
                    help=f"local worker processes, one run each at a time (default: {DEFAULT_JOBS}, measured fastest "
@@ -123,12 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "done (evaluated), invalid (a result file the book refuses: corrupt, truncated, of another "
                        "run or settings; `scvae evaluate` says why and recomputes it), partial (started: the epoch of "
                        "its checkpoint, its evaluations, and the process working on it now, if any) or todo; then "
-                       "each stage's finished runs and their run time. Runs nothing.")
+                       "each stage's finished runs and their run time. Runs nothing; with --write-summaries it "
+                       "also rewrites the stage summaries (RESULTS_DIR/<preset>/stage-<stage>.json) that the runs "
+                       "on disk no longer bear out, e.g. after runs were copied or merged in.")
     p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
     p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
     _results_dir_arg(p)
     p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
                    help="seeds (default: the preset's seeds for each stage)")
+    p.add_argument("--write-summaries", action="store_true",
+                   help="rewrite the stages' summaries on disk where they no longer match the runs")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("bench", help="measure this machine: ceilings, memory bandwidth, training, NLL and Fisher",
@@ -159,21 +166,25 @@ def _models(args) -> None:
 
 
 def _train(args) -> None:
+    from .runner.reproduce import refresh_stage_summaries
     from .train import train_run
 
     train_run(args.model, args.preset, args.seed, device=args.device, results_dir=args.results_dir,
               data_dir=args.data_dir, progress=not args.no_progress)
+    refresh_stage_summaries(args.results_dir, args.preset, model=args.model)  # the run changed under them
 
 
 def _evaluate(args) -> None:
     from .evaluate import evaluate_run
+    from .runner.reproduce import refresh_stage_summaries
 
     evaluate_run(args.model, args.preset, args.seed, device=args.device, results_dir=args.results_dir,
                  data_dir=args.data_dir, progress=not args.no_progress)
+    refresh_stage_summaries(args.results_dir, args.preset, model=args.model)
 
 
 def _reproduce(args) -> None:
-    from .reproduce import reproduce
+    from .runner.reproduce import reproduce
 
     reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, results_dir=args.results_dir,
               data_dir=args.data_dir, progress=not args.no_progress, jobs=args.jobs, threads=args.threads,
@@ -181,7 +192,7 @@ def _reproduce(args) -> None:
 
 
 def _sprint(args) -> None:
-    from . import sprint
+    from .runner import sprint
 
     if args.unpack:
         files = sprint.unpack(args.unpack, args.results_dir)
@@ -194,9 +205,12 @@ def _sprint(args) -> None:
 
 
 def _status(args) -> None:
-    from .reproduce import format_plan, plan, stage_times
+    from .runner.reproduce import format_plan, plan, refresh_stage_summaries, stage_times
 
     print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, results_dir=args.results_dir)))
+    if args.write_summaries:
+        for path in refresh_stage_summaries(args.results_dir, args.preset, args.stages):
+            print(f"rewrote {path}")
     print("\nfinished runs per stage, from their files (wall time = the runs' own train + evaluate times):")
     print(stage_times(args.results_dir))
 
@@ -204,8 +218,8 @@ def _status(args) -> None:
 def _bench(args) -> int:
     import subprocess
 
-    from . import bench
-    from .bench_tables import format_table
+    from .bench import bench
+    from .bench.bench_tables import format_table
 
     if args.make_book:
         try:

@@ -194,18 +194,12 @@ def _load_weights(model: VAE, weights: dict, path: Path, fix: str) -> None:
                           f"To fix: {fix}") from None
 
 
-class _Run:
-    """One run being trained: model, optimizer, progress, and how they reach ``last.pt``."""
-
-    def __init__(self, paths: RunPaths, cfg: ModelConfig, preset: Preset, dev: torch.device):
-        self.paths, self.cfg, self.preset, self.dev = paths, cfg, preset, dev
-        self.model = VAE(cfg).to(dev)
-        # fused: one kernel for the whole update instead of a pass per tensor and operation;
-        # at batch 100 the update's memory traffic is a large share of a step (`scvae bench`).
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=preset.lr, fused=True)
-        self.p, self.best_state = _Progress(), None  # best_state: the best epoch's weights, on the CPU
-        self.saved_at: str | None = None  # the last checkpoint written, for error messages
-        self.clock = self.last_save = time.monotonic()
+class _Checkpoints:
+    """How a run reaches ``last.pt`` and back: saving, resuming exactly (model, optimizer, RNG,
+    progress), and saying so when a resume cannot be exact. A mixin of :class:`_Run`, whose
+    ``paths``, ``cfg``, ``preset``, ``dev``, ``model``, ``opt``, ``p`` (the progress),
+    ``best_state``, ``saved_at``, ``last_save`` and ``tick`` it uses; the steps and epochs are
+    :class:`_Run`'s."""
 
     def resume(self) -> None:
         """Continue from ``last.pt`` if there is one: model, optimizer, RNG and progress."""
@@ -262,6 +256,63 @@ class _Run:
         if self.saved_at is None:
             return "no checkpoint was written yet, so running again starts from scratch"
         return f"the last good checkpoint, {self.saved_at}, is kept and running again resumes there"
+
+    def save(self) -> None:
+        """Write ``last.pt`` atomically; weights that are no longer finite are refused, not saved."""
+        self.tick()
+        states = {"": self.model.state_dict(), "best ": self.best_state or {}}
+        bad = [f"{part}{k}" for part, state in states.items() for k, t in state.items()
+               if t.is_floating_point() and not t.isfinite().all()]
+        if bad:
+            raise TrainingDiverged(f"training diverged: non-finite weights ({', '.join(bad[:3])}) at epoch "
+                                   f"{self.p.epoch + 1}, step {self.p.step}; {self._kept()}")
+        ck = {
+            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "training": settings(self.preset),
+            "progress": asdict(self.p), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "best_model": self.best_state, "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.dev.type == "cuda" else [],
+            "runtime": runtime_settings(self.dev),
+        }
+        self.write(self.paths.last_ckpt, lambda: _save_torch(self.paths.last_ckpt, ck))
+        self.saved_at, self.last_save = self._position(), time.monotonic()
+
+    def save_best(self, path: Path) -> None:
+        """The best weights so far (by validation ELBO), as evaluation loads them."""
+        p = self.p
+        self.write(path, lambda: _save_torch(path, {
+            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": p.best_epoch,
+            "valid_elbo": p.best_valid_elbo, "model": self.best_state, "runtime": runtime_settings(self.dev)}))
+
+    def write(self, path: Path, write) -> None:
+        """Run ``write`` (of ``path``, atomic: a failed write leaves the previous file whole); a write
+        that fails (a full disk) ends training with what happened, what is kept and how to resume."""
+        try:
+            write()
+        except OSError as e:
+            full = " (the disk is full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            need = checkpoint_bytes(self.cfg, self.preset) / 2**20
+            raise ResultError(f"{path}: could not be written: {e.strerror or e}{full}; {self._kept()}. To fix: make "
+                              f"room in {path.parent} (this run's checkpoints take about {need:.0f} MiB), then run "
+                              f"`{_train_command(self.paths)}` again") from None
+
+    def save_if_due(self) -> None:
+        if time.monotonic() - self.last_save >= self.preset.checkpoint_minutes * 60:
+            self.save()
+
+
+class _Run(_Checkpoints):
+    """One run being trained: model, optimizer, progress, its steps and epochs (the checkpoints:
+    :class:`_Checkpoints`)."""
+
+    def __init__(self, paths: RunPaths, cfg: ModelConfig, preset: Preset, dev: torch.device):
+        self.paths, self.cfg, self.preset, self.dev = paths, cfg, preset, dev
+        self.model = VAE(cfg).to(dev)
+        # fused: one kernel for the whole update instead of a pass per tensor and operation;
+        # at batch 100 the update's memory traffic is a large share of a step (`scvae bench`).
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=preset.lr, fused=True)
+        self.p, self.best_state = _Progress(), None  # best_state: the best epoch's weights, on the CPU
+        self.saved_at: str | None = None  # the last checkpoint written, for error messages
+        self.clock = self.last_save = time.monotonic()
 
     def tick(self) -> None:
         """Add the time since the last tick to the epoch's and the run's seconds."""
@@ -327,48 +378,6 @@ class _Run:
             p.stopped = "max_epochs"
         p.epoch, p.step, p.epoch_seconds = epoch, 0, 0.0
         p.sums = dict.fromkeys(p.sums, 0.0)
-
-    def save(self) -> None:
-        """Write ``last.pt`` atomically; weights that are no longer finite are refused, not saved."""
-        self.tick()
-        states = {"": self.model.state_dict(), "best ": self.best_state or {}}
-        bad = [f"{part}{k}" for part, state in states.items() for k, t in state.items()
-               if t.is_floating_point() and not t.isfinite().all()]
-        if bad:
-            raise TrainingDiverged(f"training diverged: non-finite weights ({', '.join(bad[:3])}) at epoch "
-                                   f"{self.p.epoch + 1}, step {self.p.step}; {self._kept()}")
-        ck = {
-            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "training": settings(self.preset),
-            "progress": asdict(self.p), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "best_model": self.best_state, "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if self.dev.type == "cuda" else [],
-            "runtime": runtime_settings(self.dev),
-        }
-        self.write(self.paths.last_ckpt, lambda: _save_torch(self.paths.last_ckpt, ck))
-        self.saved_at, self.last_save = self._position(), time.monotonic()
-
-    def save_best(self, path: Path) -> None:
-        """The best weights so far (by validation ELBO), as evaluation loads them."""
-        p = self.p
-        self.write(path, lambda: _save_torch(path, {
-            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": p.best_epoch,
-            "valid_elbo": p.best_valid_elbo, "model": self.best_state, "runtime": runtime_settings(self.dev)}))
-
-    def write(self, path: Path, write) -> None:
-        """Run ``write`` (of ``path``, atomic: a failed write leaves the previous file whole); a write
-        that fails (a full disk) ends training with what happened, what is kept and how to resume."""
-        try:
-            write()
-        except OSError as e:
-            full = " (the disk is full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-            need = checkpoint_bytes(self.cfg, self.preset) / 2**20
-            raise ResultError(f"{path}: could not be written: {e.strerror or e}{full}; {self._kept()}. To fix: make "
-                              f"room in {path.parent} (this run's checkpoints take about {need:.0f} MiB), then run "
-                              f"`{_train_command(self.paths)}` again") from None
-
-    def save_if_due(self) -> None:
-        if time.monotonic() - self.last_save >= self.preset.checkpoint_minutes * 60:
-            self.save()
 
     def payload(self, stopped: str) -> dict:
         """train.json's content (CONTRIBUTING.md)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scvae_core.executor import DEFAULT_THREADS
+from scvae_core.runner.executor import DEFAULT_THREADS
 from scvae_core.results import REPO_ROOT
 
 TIERS = ("unit", "smoke", "book")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from scvae_core import bench, bench_tables, timing
-from scvae_core.bookcheck import check_book
+from scvae_core.bench import bench, bench_tables, timing
+from scvae_core.book.bookcheck import check_book
 from scvae_core.evaluate import rows_per_pass
 from scvae_core.models import VAE, ModelConfig, count_parameters
 from scvae_core.results import ResultError
@@ -176,20 +176,20 @@ def test_timing_round_trip(tmp_path):
 def test_timing_script_loads_neither_torch_nor_numpy(tmp_path):
     code = ("import runpy, sys\n"
             f"sys.argv = ['timing', 'book', '42', '--root', {str(tmp_path)!r}]\n"
-            "try:\n    runpy.run_module('scvae_core.timing', run_name='__main__')\n"
+            "try:\n    runpy.run_module('scvae_core.bench.timing', run_name='__main__')\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("[]") and timing.recorded(tmp_path)["book"]["seconds"] == 42.0
-    done = subprocess.run([sys.executable, "-m", "scvae_core.timing", "book", "soon", "--root", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "scvae_core.bench.timing", "book", "soon", "--root", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO_ROOT)
     assert done.returncode == 2 and "soon" in done.stderr
 
 
 @pytest.mark.unit
 def test_the_appendix_renders_without_torch():
-    code = ("import sys\nfrom scvae_core import bench_tables\n"
+    code = ("import sys\nfrom scvae_core.bench import bench_tables\n"
             "bench_tables.bench_table('results').to_html()\n"  # the committed benchmark files
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)

@@ -1,4 +1,4 @@
-"""The built book shows what the results say: scvae_core.bookcheck on _build/html, and proof
+"""The built book shows what the results say: scvae_core.book.bookcheck on _build/html, and proof
 that the check fails when a number is edited, a table is typed by hand or results change.
 The built book must be current: `make test` builds it first."""
 import json
@@ -9,7 +9,7 @@ import pytest
 from bs4 import BeautifulSoup
 from fake_results import write_eval
 
-from scvae_core.bookcheck import TOC, check_book, toc_pages
+from scvae_core.book.bookcheck import TOC, check_book, toc_pages
 from scvae_core.results import PAPER_REPORTED, REPO_ROOT
 
 BUILT = REPO_ROOT / "_build" / "html"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from scvae_core.bookcheck import pages
+from scvae_core.book.bookcheck import pages
 from scvae_core.results import REPO_ROOT
 
 pytestmark = pytest.mark.book

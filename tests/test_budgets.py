@@ -8,7 +8,7 @@ import torch
 
 from scvae_core import evaluate as ev
 from scvae_core.presets import get_preset, run_preset
-from scvae_core.reproduce import run_status
+from scvae_core.runner.reproduce import run_status
 from scvae_core.results import RunPaths, read_json
 from scvae_core.runs import collect
 from scvae_core.zoo import TABLE1, TWINS, build, get_config, twin_of

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fake_results import write_eval, write_figures
 
-from scvae_core import claims, tables, verdicts
-from scvae_core.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_MEASURED, Est
+from scvae_core.book import claims, tables, verdicts
+from scvae_core.book.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_MEASURED, Est
 from scvae_core.presets import get_preset
 from scvae_core.results import RunPaths
 from scvae_core.runs import DEPTH_MODEL

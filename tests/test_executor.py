@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from scvae_core import cli
-from scvae_core.executor import INLINE, RunSpec, execute, gpu_share, task_resources
+from scvae_core.runner.executor import INLINE, RunSpec, execute, gpu_share, task_resources
 from scvae_core.lock import LOCK_NAME, read_holder
 from scvae_core.presets import get_preset
-from scvae_core.reproduce import reproduce
+from scvae_core.runner.reproduce import reproduce
 from scvae_core.results import RunPaths, read_json, read_npz
 
 REPO = Path(__file__).resolve().parent.parent

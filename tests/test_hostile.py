@@ -25,7 +25,9 @@ import pytest
 import torch
 from fake_results import write_eval, write_figures, write_train
 
-from scvae_core import cli, data, evaluate, plots, reproduce, results, train
+from scvae_core import cli, data, evaluate, results, train
+from scvae_core.book import plots
+from scvae_core.runner import reproduce
 from scvae_core.evaluate import load_eval
 from scvae_core.presets import get_preset
 from scvae_core.results import ResultError, RunPaths, processor_name
@@ -93,7 +95,7 @@ def dom(html_or_markdown: str, markdown: bool = False) -> list[tuple[str, tuple[
 
 def book_pages(results_dir: Path) -> dict[str, list]:
     """What the book's pages show of Table 1 results: the HTML tables and the Markdown prose."""
-    from scvae_core import claims, tables
+    from scvae_core.book import claims, tables
 
     return {"table1": dom(tables.table1(results_dir, "cpu").to_html()),
             "collapse": dom(tables.collapse_text(results_dir, "cpu"), markdown=True),
@@ -128,7 +130,7 @@ class TestScriptInjection:
         assert refused >= len(fields)  # every name field refuses every payload; prose is never shown
 
     def test_the_html_table_escapes_every_value_it_is_given(self):
-        from scvae_core.tables import Table
+        from scvae_core.book.tables import Table
 
         bad = PAYLOADS[0]
         table = Table(f'x" onclick="{bad}', bad, (bad, "b"), ((bad, PAYLOADS[1]),), bad, ('0" onclick="1',))
@@ -138,7 +140,7 @@ class TestScriptInjection:
         from bs4 import BeautifulSoup
         from markdown_it import MarkdownIt
 
-        from scvae_core import claims
+        from scvae_core.book import claims
 
         for i, model in enumerate(("vae-1l", "vae-q++", "vae-p++", "vae-11l")):  # the degeneration claims
             for seed in (0, 1):
@@ -187,7 +189,7 @@ class TestResultFilesAgreeWithWhereTheyLie:
             load_eval(tmp_path, "cpu", "scvae", 0)
 
     def test_the_book_table_refuses_it_instead_of_showing_it(self, tmp_path):
-        from scvae_core.tables import table1
+        from scvae_core.book.tables import table1
 
         write_eval(tmp_path, "cpu", "vae-1l", 0)
         edit_json(write_eval(tmp_path, "cpu", "scvae", 0), lambda d: d.update(model="vae-1l"))
@@ -560,7 +562,7 @@ class TestSmallerMessages:
         ({"recompute": "yes"}, r"recompute 'yes' \(make RECOMPUTE=\): choose one of False, True, missing"),
     ])
     def test_bad_notebook_parameters_fail_with_the_valid_values(self, params, message, tmp_path):
-        from scvae_core.params import check_notebook_params
+        from scvae_core.book.params import check_notebook_params
 
         write_eval(tmp_path, "cpu", MODEL, 0)  # a folder that holds results
         good = {"preset": "auto", "seeds": None, "device": "auto", "results_dir": str(tmp_path), "recompute": False}
@@ -1037,7 +1039,7 @@ class TestLocalClusterAdmitsOnlyItsClient:
         from distributed import Client
         from distributed.security import Security
 
-        from scvae_core import executor
+        from scvae_core.runner import executor
 
         marker = tmp_path / "ran-in-a-worker"
         with executor._local_cluster(1, "cpu", 1) as cluster:
@@ -1074,7 +1076,7 @@ class TestNotebooksWriteOnlyWhereTheyMay:
                 "recompute": recompute, **extra}
 
     def test_a_folder_outside_results_that_scvae_did_not_make_is_refused(self, victim, monkeypatch):
-        from scvae_core.params import check_notebook_params
+        from scvae_core.book.params import check_notebook_params
 
         def no_run(*args, **kwargs):
             raise AssertionError("the stages ran")
@@ -1094,14 +1096,14 @@ class TestNotebooksWriteOnlyWhereTheyMay:
         assert sorted(p.name for p in victim.iterdir()) == ["a", "passwd"]
 
     def test_said_explicitly_it_is_allowed(self, victim):
-        from scvae_core.params import check_notebook_params
+        from scvae_core.book.params import check_notebook_params
 
         check_notebook_params(**self._params(victim), results_dir_ok=True)
         with pytest.raises(ValueError, match=r"results_dir_ok 'yes' \(make RESULTS_DIR_OK=\): choose one of False, True"):
             check_notebook_params(**self._params(victim), results_dir_ok="yes")
 
     def test_a_new_folder_is_created_marked_and_trusted_afterwards(self, tmp_path):
-        from scvae_core.params import check_notebook_params
+        from scvae_core.book.params import check_notebook_params
 
         new = tmp_path / "new-results"
         check_notebook_params(**self._params(new))
@@ -1114,12 +1116,12 @@ class TestNotebooksWriteOnlyWhereTheyMay:
         check_notebook_params(**self._params(made))
 
     def test_the_repositorys_results_folder_is_allowed(self):
-        from scvae_core.params import check_notebook_params
+        from scvae_core.book.params import check_notebook_params
 
         check_notebook_params(**self._params(results.DEFAULT_RESULTS_DIR))
 
     def test_a_folder_without_results_fails_at_once(self, victim, tmp_path):
-        from scvae_core.params import check_notebook_params
+        from scvae_core.book.params import check_notebook_params
 
         with pytest.raises(ValueError, match=rf"results_dir '{victim}' \(make RESULTS_DIR=\): holds no results .*"
                                              "RECOMPUTE=missing"):
@@ -1147,7 +1149,7 @@ def small_book(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A built book in miniature, made by the same builders as `make book`'s pages: a front page
     with the glued verdicts at a glance, the Table 1 page (its table and a pasted number) and a
     page with the budget sentence; their sources and table of contents. (html, results, toc)."""
-    from scvae_core import glued, tables
+    from scvae_core.book import glued, tables
     from scvae_core.presets import TABLE1
 
     res, src, site = tmp_path / "results", tmp_path / "src", tmp_path / "html"
@@ -1187,7 +1189,7 @@ class TestBookCheckKnowsWhatShouldBeThere:
 
     @pytest.fixture
     def book(self, tmp_path):
-        from scvae_core.bookcheck import check_book
+        from scvae_core.book.bookcheck import check_book
 
         site, res, toc = small_book(tmp_path)
 
@@ -1244,8 +1246,8 @@ class TestBookCheckKnowsWhatShouldBeThere:
     def test_every_page_source_shows_its_tables_and_sentences_by_id(self):
         """The book's own sources: every table and sentence a page shows is one the check can find
         there and rebuild (by id), so that a page cannot show one the check does not know of."""
-        from scvae_core.bookcheck import SHOWS, TOC, toc_pages
-        from scvae_core.tables import TABLES, TEXTS
+        from scvae_core.book.bookcheck import SHOWS, TOC, toc_pages
+        from scvae_core.book.tables import TABLES, TEXTS
 
         shown = {kind: set() for kind in ("table", "text")}
         for name in toc_pages(TOC):

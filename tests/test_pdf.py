@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.book  # reads the built PDF
 import yaml
 
-from scvae_core.tables import table1
+from scvae_core.book.tables import table1
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PDF = REPO_ROOT / "_build" / "pdf" / "book.pdf"

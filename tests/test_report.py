@@ -5,9 +5,9 @@ import pytest
 from bs4 import BeautifulSoup
 from fake_results import write_eval
 
-from scvae_core import claims, report
-from scvae_core.bookcheck import check_text
-from scvae_core.tables import build_text
+from scvae_core.book import claims, report
+from scvae_core.book.bookcheck import check_text
+from scvae_core.book.tables import build_text
 from scvae_core.results import REPO_ROOT
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,5 @@
-"""reproduce(): resumes an interrupted stage, plans, writes stage summaries; `scvae status`.
+"""reproduce(): resumes an interrupted stage, plans, writes stage summaries (and keeps them, the
+committed ones included, in step with their runs); `scvae status`.
 Most tests replace train_run/evaluate_run by fakes that keep their contract (skip what is
 complete) and run them in this process (``scheduler="inline"``); the last one reads the
 session's real smoke runs of every stage (made by `scvae reproduce` through the default local
@@ -11,11 +12,12 @@ import pytest
 from fake_results import write_eval, write_figures, write_train
 
 from scvae_core import cli, evaluate, train
-from scvae_core.executor import INLINE
+from scvae_core.runner.executor import INLINE
 from scvae_core.presets import TABLE1, get_preset
-from scvae_core.reproduce import expand_stages, plan, reproduce, run_seconds, stage_path, stage_times
-from scvae_core.results import RunPaths, read_json
-from scvae_core.tables import table1
+from scvae_core.runner.reproduce import (expand_stages, plan, refresh_stage_summaries, reproduce, run_seconds,
+                                         stage_path, stage_summary, stage_times, stale_keys)
+from scvae_core.results import DEFAULT_RESULTS_DIR, RunPaths, read_json
+from scvae_core.book.tables import table1
 from scvae_core.zoo import UnknownName
 
 
@@ -69,7 +71,7 @@ def test_interrupted_stage_resumes_with_only_the_missing_runs(fake, tmp_path):
     summary = reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False,
                         scheduler=INLINE)["table1"]
     assert fake.work == [("evaluate", TABLE1[3], 0)] + [(w, m, 0) for m in TABLE1[4:] for w in ("train", "evaluate")]
-    assert [r["action"] for r in summary["runs"]] == ["skipped"] * 3 + ["done"] * 3
+    assert [r["action"] for r in summary["last_invocation"]["runs"]] == ["skipped"] * 3 + ["done"] * 3
     assert (summary["completed"], summary["complete"]) == (6, True)
 
 
@@ -96,9 +98,10 @@ def test_stage_json_summarises_runs_time_and_machine(fake, tmp_path):
     doc = read_json(stage_path(tmp_path, "smoke", "table1"), "stage")
     assert doc["models"] == list(TABLE1) and doc["seeds"] == [0, 1]
     assert len(doc["runs"]) == 12 and all(r["status"] == "done" for r in doc["runs"])
-    assert doc["wall_time_s"]["runs_from_files"] == pytest.approx(12 * (10.0 + 1.0))
-    assert doc["wall_time_s"]["this_invocation"] >= 0
-    assert doc["provenance"]["device"] == "cpu" and doc["provenance"]["device_name"]
+    assert doc["runs_wall_time_s"] == pytest.approx(12 * (10.0 + 1.0))
+    invocation = doc["last_invocation"]
+    assert invocation["wall_time_s"] >= 0 and invocation["seeds"] == [0, 1]
+    assert invocation["provenance"]["device"] == "cpu" and invocation["provenance"]["device_name"]
     assert summary["completed"] == 12
     line = stage_times(tmp_path)
     assert line.startswith("smoke     table1      12/12  runs") and f"{12 * 11 / 60:.1f} min" in line
@@ -122,6 +125,54 @@ def test_stage_times_read_the_run_files_of_runs_trained_one_at_a_time(tmp_path):
     line = stage_times(tmp_path)  # two machines: each one's runs and minutes
     assert "(1 run, 2.0 min on " in line and "1 run, 11.0 min on Other CPU)" in line, line
     assert f"{(120 + 660) / 60:7.1f} min" in line, line
+
+
+@pytest.mark.unit
+def test_every_committed_stage_summary_matches_the_runs_beside_it():
+    """A stage summary says what its runs on disk amount to; one left behind by runs committed
+    later (trained one at a time, or in another checkout) would contradict them."""
+    files = sorted(DEFAULT_RESULTS_DIR.glob("*/stage-*.json"))
+    assert files, f"no committed stage summaries under {DEFAULT_RESULTS_DIR}"
+    stale = {}
+    for path in files:
+        doc = read_json(path, "stage", ("stage", "preset"))
+        assert path == stage_path(DEFAULT_RESULTS_DIR, doc["preset"], doc["stage"])
+        if keys := stale_keys(doc, stage_summary(DEFAULT_RESULTS_DIR, doc["preset"], doc["stage"])):
+            stale[str(path.relative_to(DEFAULT_RESULTS_DIR))] = keys
+    assert not stale, (f"stage summaries the runs no longer bear out (their stale fields): {stale}. To fix: "
+                       "scvae status all --preset PRESET --write-summaries, and commit them")
+
+
+@pytest.mark.unit
+def test_runs_made_one_at_a_time_refresh_the_stage_summary_and_keep_its_invocation(fake, tmp_path, capsys):
+    reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False, scheduler=INLINE)
+    path = stage_path(tmp_path, "smoke", "table1")
+    first = read_json(path, "stage")
+    assert (first["seeds"], first["completed"], first["complete"]) == ([0], 6, True)
+    assert [r["action"] for r in first["last_invocation"]["runs"]] == ["done"] * 6
+    before = path.read_bytes()
+    assert refresh_stage_summaries(tmp_path, "smoke") == [] and path.read_bytes() == before  # up to date: untouched
+
+    # `scvae train` and `scvae evaluate` of a seed beyond the preset's: the summary follows the run
+    args = ["--preset", "smoke", "--seed", "1", "--results-dir", str(tmp_path)]
+    assert cli.main(["train", "scvae", *args]) == 0
+    doc = read_json(path, "stage")
+    assert (doc["seeds"], doc["completed"], doc["total"], doc["complete"]) == ([0, 1], 6, 7, False)
+    assert cli.main(["evaluate", "scvae", *args]) == 0
+    doc = read_json(path, "stage")
+    assert (doc["completed"], doc["total"], doc["complete"]) == (7, 7, True)
+    assert doc["runs_wall_time_s"] == pytest.approx(7 * (10.0 + 1.0))
+    assert doc["last_invocation"] == first["last_invocation"]  # what the reproduce invocation did, kept
+    assert stale_keys(doc, stage_summary(tmp_path, "smoke", "table1")) == []
+
+    # runs arriving from elsewhere (copied, merged): --write-summaries catches the summary up
+    write_train(tmp_path, "smoke", "vae-1l", 2)
+    assert stale_keys(read_json(path, "stage"), stage_summary(tmp_path, "smoke", "table1")) != []
+    assert cli.main(["status", "table1", "--preset", "smoke", "--results-dir", str(tmp_path), "--write-summaries"]) == 0
+    assert f"rewrote {path}" in capsys.readouterr().out
+    doc = read_json(path, "stage")
+    assert (doc["seeds"], doc["total"], doc["runs"][1]) == ([0, 1, 2], 8, {
+        "model": "vae-1l", "seed": 2, "status": "partial", "train_wall_time_s": 5.0, "eval_wall_time_s": None})
 
 
 @pytest.mark.unit
@@ -165,7 +216,7 @@ def test_smoke_stages_end_to_end_and_rerun_skips(smoke_results, tmp_path, capsys
     # The session's `scvae reproduce all --preset smoke` did every run of every stage.
     for stage in expand_stages(["all"], "smoke"):
         doc = read_json(stage_path(smoke_results, "smoke", stage), "stage")
-        assert doc["complete"] and all(r["action"] == "done" for r in doc["runs"]), stage
+        assert doc["complete"] and all(r["action"] == "done" for r in doc["last_invocation"]["runs"]), stage
     assert all(r.status == "done" for r in plan(["all"], "smoke", results_dir=smoke_results))
     rows = table1(smoke_results, "smoke").rows
     assert all("(n=1)" in row[1] for row in rows)  # every model has its NLL
@@ -174,7 +225,7 @@ def test_smoke_stages_end_to_end_and_rerun_skips(smoke_results, tmp_path, capsys
         run = RunPaths(smoke_results, "smoke", model, 0).dir
         shutil.copytree(run, tmp_path / run.relative_to(smoke_results))
     again = reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False)
-    assert all(r["action"] == "skipped" for r in again["table1"]["runs"])
+    assert all(r["action"] == "skipped" for r in again["table1"]["last_invocation"]["runs"])
     assert "skipped" in capsys.readouterr().out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scvae_core import sprint
+from scvae_core.runner import sprint
 from scvae_core.presets import get_preset
 from scvae_core.results import RunPaths, read_json
 

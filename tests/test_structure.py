@@ -1,22 +1,79 @@
-"""How the package hangs together: what reads results must not need torch; every test has its tier."""
+"""How the package hangs together: the layout is the architecture (the core at the top of
+scvae_core/, the book, the runner and the bench in subpackages, and which may import which);
+what reads results must not need torch; every test has its tier."""
+import ast
 import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+from test_imports import PACKAGE, imports_of, modules
 
 from scvae_core.results import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
+# The subpackages around the core. The core (every module at the top of scvae_core/ but the CLI)
+# imports none of them: the science and its result files stand alone, and the book, the runner and
+# the bench are built on them. cli.py, the one dispatcher, may import everything.
+SUBPACKAGES = ("book", "runner", "bench")
+DISPATCHER = "cli"
+# Modules outside book/ whose import must not load torch either (they read results, as the book does).
+TORCH_FREE_CORE = ("scvae_core.runs", "scvae_core.presets", "scvae_core.zoo", "scvae_core.config")
 
-@pytest.mark.parametrize("module", ["scvae_core.bookcheck", "scvae_core.tables", "scvae_core.claims",
-                                    "scvae_core.runs", "scvae_core.plots", "scvae_core.presets", "scvae_core.zoo",
-                                    "scvae_core.verdicts", "scvae_core.config"])
+
+def layer_of(module: str) -> str:
+    """"core", a subpackage's name, or the dispatcher, for a module named as test_imports names it."""
+    head = module.split(".")[0]
+    return head if head in SUBPACKAGES or module == DISPATCHER else "core"
+
+
+def core_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a core module that reaches into a subpackage (or the dispatcher)."""
+    return [f"{m} imports {i}" for m, imports in sorted(graph.items()) if layer_of(m) == "core"
+            for i in sorted(imports) if layer_of(i) != "core"]
+
+
+def imports_torch(path) -> bool:
+    """Whether a module's source imports torch itself, anywhere (a lazy import counts)."""
+    return any(isinstance(n, ast.Import) and any(a.name.split(".")[0] == "torch" for a in n.names)
+               or isinstance(n, ast.ImportFrom) and not n.level and (n.module or "").split(".")[0] == "torch"
+               for n in ast.walk(ast.parse(path.read_text())))
+
+
+def test_the_package_is_the_core_and_three_subpackages():
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert subpackages == set(SUBPACKAGES), "a new subpackage needs its place in SUBPACKAGES and CONTRIBUTING.md"
+    assert not list(PACKAGE.glob("*/*/*.py")), "one level of subpackages"
+
+
+def test_the_core_imports_none_of_the_book_the_runner_and_the_bench():
+    graph = {m: imports_of(p) for m, p in modules().items()}
+    assert {"train", "evaluate", "book.tables", "runner.reproduce", "bench.bench", "cli"} <= set(graph)
+    assert core_violations(graph) == [], ("the core (scvae_core/*.py but cli.py) imports a subpackage: move the "
+                                          "module into the subpackage whose work it does, or what it needs into the core")
+
+
+def test_core_violations_are_found():
+    graph = {"train": {"models"}, "report": {"book.claims", "runs"}, "book.tables": {"runs", "bench.bench_tables"},
+             "runner.reproduce": {"book.params"}, "cli": {"runner.reproduce"}, "runs": {"cli"}}
+    assert core_violations(graph) == ["report imports book.claims", "runs imports cli"]
+
+
+def test_nothing_in_the_book_imports_torch_itself(tmp_path):
+    book = {m: p for m, p in modules().items() if layer_of(m) == "book"}
+    assert len(book) >= 8 and not [m for m, p in book.items() if imports_torch(p)]
+    (tmp_path / "lazy.py").write_text("def f():\n    from torch.func import vmap\n")
+    (tmp_path / "plain.py").write_text("import torchvision_free_name\nfrom .torch import x\n")
+    assert imports_torch(tmp_path / "lazy.py") and not imports_torch(tmp_path / "plain.py")
+
+
+@pytest.mark.parametrize("module", [*(f"scvae_core.{m}" for m in modules() if layer_of(m) == "book"),
+                                    *TORCH_FREE_CORE])
 def test_reading_results_imports_no_torch(module, tmp_path):
     code = (f"import sys, {module}\n"
-            "from scvae_core import tables\n"
+            "from scvae_core.book import tables\n"
             f"tables.verdicts_table({str(tmp_path)!r})\n"  # rendering, not only importing
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
@@ -43,15 +100,15 @@ def test_a_test_without_its_tier_fails_the_run(tmp_path):
 
 
 def test_the_module_map_lists_every_module_with_its_size():
-    """CONTRIBUTING.md's module map: every module once, its line count roughly right, and a reason
-    given for each module over 400 lines."""
+    """CONTRIBUTING.md's module map: every module once (by its path in the package, e.g.
+    `scvae_core/book/tables.py`), its line count roughly right, and a reason given for each module
+    over 400 lines."""
     text = (REPO_ROOT / "CONTRIBUTING.md").read_text()
-    listed = {m: int(n) for m, n in re.findall(r"^\| `scvae_core/(\w+)\.py` \| ~(\d+) \|", text, re.M)}
-    modules = {p.stem: len(p.read_text().splitlines()) for p in (REPO_ROOT / "scvae_core").glob("*.py")
-               if p.stem != "__init__"}
-    assert set(listed) == set(modules), (f"listed but missing: {set(listed) - set(modules)}; "
-                                         f"not listed: {set(modules) - set(listed)}")
-    off = {m: (listed[m], n) for m, n in modules.items() if abs(listed[m] - n) > max(30, 0.2 * n)}
+    listed = {m: int(n) for m, n in re.findall(r"^\| `scvae_core/([\w/]+)\.py` \| ~(\d+) \|", text, re.M)}
+    sizes = {m.replace(".", "/"): len(p.read_text().splitlines()) for m, p in modules().items()}
+    assert set(listed) == set(sizes), (f"listed but missing: {set(listed) - set(sizes)}; "
+                                       f"not listed: {set(sizes) - set(listed)}")
+    off = {m: (listed[m], n) for m, n in sizes.items() if abs(listed[m] - n) > max(30, 0.2 * n)}
     assert not off, f"module map line counts (stated, actual) to update: {off}"
-    reasons = set(re.findall(r"^- `(\w+)\.py`", text, re.M))
-    assert {m for m, n in modules.items() if n > 400} <= reasons, "say why each module over 400 lines stays whole"
+    reasons = set(re.findall(r"^- `([\w/]+)\.py`", text, re.M))
+    assert {m for m, n in sizes.items() if n > 400} <= reasons, "say why each module over 400 lines stays whole"

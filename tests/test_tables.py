@@ -12,10 +12,11 @@ from bs4 import BeautifulSoup
 from fake_results import write_eval, write_figures, write_train
 from matplotlib.figure import Figure
 
-from scvae_core import plots, runs, tables
+from scvae_core import runs
+from scvae_core.book import plots, tables
 from scvae_core.presets import TABLE1, TABLE2, depth_models, get_preset
 from scvae_core.results import PAPER_REPORTED, PUBLISHED, ResultError, RunPaths, read_json
-from scvae_core.claims import READINGS
+from scvae_core.book.claims import READINGS
 from scvae_core.zoo import TWINS, UnknownName
 
 pytestmark = pytest.mark.unit

@@ -2,7 +2,7 @@
 
 Shared by the notebooks and the book check (which rebuilds every table of :data:`TABLES`
 and compares it cell by cell), so that a number in the book is computed in one place.
-Results are read through :mod:`scvae_core.runs`; verdicts come from :mod:`scvae_core.claims`.
+Results are read through :mod:`scvae_core.runs`; verdicts come from :mod:`scvae_core.book.claims`.
 """
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import claims, verdicts
-from .bench_tables import bench_table
-from .presets import TABLE1, get_preset, run_preset
-from .results import RunPaths
-from .runs import (DEPTH_MODEL, citation, display_name, collect, evaluated_seeds, load_train, md_text, metric, paper_reported,
+from ..bench.bench_tables import bench_table
+from ..presets import TABLE1, get_preset, run_preset
+from ..results import RunPaths
+from ..runs import (DEPTH_MODEL, citation, display_name, collect, evaluated_seeds, load_train, md_text, metric, paper_reported,
                    paper_rows, per_seed, published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of,
                    train_docs)
 from .verdicts import VERDICTS
-from .zoo import OURS, TWINS, Twin, check_name
+from ..zoo import OURS, TWINS, Twin, check_name
 
 NLL_DECIMALS, ACC_DECIMALS = 2, 4  # as the paper prints them
 NOT_RUN = "not run"
@@ -143,16 +143,17 @@ def table2(results_dir: Path | str, preset: str | None = None) -> Table:
 TABLES: dict[str, Callable[..., Table]] = {"table1": table1, "table2": table2}
 
 
-def build_table(table_id: str, results_dir: Path | str, preset: str | None = None) -> Table:
+def build_table(table_id: str, results_dir: Path | str, preset: str | None = None, **options) -> Table:
+    """The table ``table_id`` of :data:`TABLES`; ``options`` go to its builder (e.g. ``evidence``)."""
     check_name("table", table_id, TABLES)
-    return TABLES[table_id](results_dir, preset)
+    return TABLES[table_id](results_dir, preset, **options)
 
 
 # ------------------------------------------------------------------------- figure data
 
 def _fisher(reading: str, part: str) -> Callable[[dict], float | None]:
     """A run's Fisher of one side under a reading, in linear units (the robust summary where
-    the run recorded it, else the layer mean; see :func:`scvae_core.claims.fisher_side`)."""
+    the run recorded it, else the layer mean; see :func:`scvae_core.book.claims.fisher_side`)."""
     def get(e: dict) -> float | None:
         est = claims.fisher_side(e, part, reading)
         return None if est is None else 10 ** est.value
@@ -166,7 +167,7 @@ def _summary(evals: list[dict], get: Callable[[dict], float | None]) -> dict:
 def fisher_depth(results_dir: Path | str, preset: str | None = None, reading: str = "model",
                  epoch: int | None = None) -> dict:
     """Figure 2: Fisher of the whole model and of its deepened part against depth, under one
-    reading (:data:`scvae_core.claims.READINGS`).
+    reading (:data:`scvae_core.book.claims.READINGS`).
 
     ``series[side][kind]`` (side enc|dec: which part is deepened; kind plain|skip) is a list of
     ``{depth, model, part}`` by depth, ``model``/``part`` being :func:`seed_summary` dicts.
@@ -371,7 +372,7 @@ def collapse_text(results_dir: Path | str, preset: str | None = None) -> str:
 def start_text(results_dir: Path | str, twin: Twin, preset: str) -> str:
     """How a twin set's runs start: the validation ELBO and the training KL of epoch 1, and the
     first epoch whose validation ELBO beats a coin flip (as train.json recorded them)."""
-    from .runs import COIN_FLIP_ELBO, train_docs
+    from ..runs import COIN_FLIP_ELBO, train_docs
 
     lines = []
     for m in twin.models():
@@ -767,6 +768,3 @@ def build_text(text_id: str, results_dir: Path | str, preset: str | None = None)
     builder = TEXTS[text_id]
     return Text(text_id, builder(results_dir) if preset is None else builder(results_dir, preset), preset)
 
-
-# The front page's table and texts register themselves here (report.py builds on this module).
-from . import report  # noqa: E402, F401

@@ -2,7 +2,7 @@
 one PDF with headless Chromium (Debian's /usr/bin/chromium, driven by playwright: no browser
 download), offline: every request that leaves file:// is refused.
 
-    python -m scvae_core.bookpdf _build/singlehtml _build/pdf/book.pdf
+    python -m scvae_core.book.bookpdf _build/singlehtml _build/pdf/book.pdf
 
 ``make pdf`` builds the single page and runs this.
 """
@@ -80,7 +80,7 @@ def print_pdf(site: Path, pdf: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scvae_core.bookpdf", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scvae_core.book.bookpdf", description=__doc__.split("\n\n")[0])
     parser.add_argument("site", type=Path, help="the singlehtml build, e.g. _build/singlehtml")
     parser.add_argument("pdf", type=Path, help="the PDF to write, e.g. _build/pdf/book.pdf")
     args = parser.parse_args(argv)

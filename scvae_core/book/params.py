@@ -7,9 +7,9 @@ import glob
 import re
 from pathlib import Path
 
-from .presets import PRESETS
-from .results import DEFAULT_RESULTS_DIR, MAX_SEED, RESULTS_MARKER, ResultError, check_writable, make_results_dir
-from .runs import AUTO
+from ..presets import PRESETS
+from ..results import DEFAULT_RESULTS_DIR, MAX_SEED, RESULTS_MARKER, ResultError, check_writable, make_results_dir
+from ..runs import AUTO
 
 RECOMPUTE = (False, True, "missing")
 DEVICES = "auto, cpu, cuda, cuda:N"
@@ -48,7 +48,7 @@ def check_notebook_params(preset, seeds, device, results_dir, recompute, results
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         problems.append(f"device {device!r} (make DEVICE=): choose one of {DEVICES}")
     elif recompute in RECOMPUTE and recompute:
-        from .train import resolve_device
+        from ..train import resolve_device
 
         try:
             resolve_device(device)  # only a page that computes needs the device to exist

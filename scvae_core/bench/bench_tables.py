@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .results import read_json
+from ..results import read_json
 
 BUSY_CORES = 0.1  # other work's mean cores above which a CPU benchmark is called busy (bench.py)
 

@@ -1,6 +1,6 @@
 """Which local layout is faster, ``--jobs 1 --threads 2`` or ``--jobs 2 --threads 1``: wall times
 of ``reproduce`` for a smoke stage under each, interleaved (the executor's DEFAULT_JOBS and
-DEFAULT_THREADS rest on this). ``python -m scvae_core.layouts --write results/executor/layouts.json``
+DEFAULT_THREADS rest on this). ``python -m scvae_core.runner.layouts --write results/executor/layouts.json``
 writes the file the README and book/scale.md cite. Smoke only: the project's machines train
 nothing bigger beside other work."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .reproduce import reproduce
-from .results import describe_device, provenance, write_json
+from ..results import describe_device, provenance, write_json
 
 
 def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: str = "smoke",
@@ -38,7 +38,7 @@ def time_layouts(layouts: list[tuple[int, int]], stage: str = "table1", preset: 
             "machine": describe_device("cpu")}
 
 
-if __name__ == "__main__":  # python -m scvae_core.layouts: time the local layouts, print them
+if __name__ == "__main__":  # python -m scvae_core.runner.layouts: time the local layouts, print them
     parser = argparse.ArgumentParser(description="Time `scvae reproduce` of a smoke stage under --jobs x --threads "
                                      "layouts, interleaved; prints JSON (the README's 'Which local layout' figures). "
                                      "Smoke only: the project's machines train nothing bigger beside other work.")

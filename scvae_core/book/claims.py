@@ -1,4 +1,4 @@
-"""The paper's claims and the effects that measure them, judged by :mod:`scvae_core.verdicts`.
+"""The paper's claims and the effects that measure them, judged by :mod:`scvae_core.book.verdicts`.
 
 A claim is one or more effects; an effect is a number per seed (with the run's own estimator
 error where the run records one) whose sign the paper claims. Its 95% interval combines the
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .presets import TABLE1, get_preset
-from .runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, per_image_nll, resolve_preset
+from ..presets import TABLE1, get_preset
+from ..runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, per_image_nll, resolve_preset
 from .verdicts import NOT_MEASURED, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
-from .zoo import OURS, TWINS, Twin
+from ..zoo import OURS, TWINS, Twin
 
 # ------------------------------------------------------------------------- what a run measures
 

@@ -2,7 +2,7 @@
 
 A page's notebook glues them (MyST-NB ``glue``) and its Markdown pastes them with
 ``{glue:text}`key:format```, so a sentence cannot drift from the results. The book check
-(:mod:`scvae_core.bookcheck`) recomputes every pasted number with :data:`NUMBERS` and the
+(:mod:`scvae_core.book.bookcheck`) recomputes every pasted number with :data:`NUMBERS` and the
 format written in the page's source. A number without results is NaN (shown as "nan").
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import claims
-from .runs import collect, metric, paper_rows, per_seed, resolve_preset, seed_summary
+from ..runs import collect, metric, paper_rows, per_seed, resolve_preset, seed_summary
 
 NAN = math.nan
 TABLE1_QUOTED = {"scvae": "scvae", "vae-1l": "vae1l"}  # model -> key prefix

@@ -1,7 +1,7 @@
 """Wall times of ``make`` targets, for the performance appendix; standard library only, so that
 the Makefile records a time without loading torch or numpy:
 
-    python -m scvae_core.timing TARGET SECONDS    # writes _build/timings/TARGET.json
+    python -m scvae_core.bench.timing TARGET SECONDS    # writes _build/timings/TARGET.json
 
 The file is a result file like any other (``schema_version``, ``kind: "timing"``, provenance),
 written atomically; ``scvae bench`` copies the latest ones into its benchmark file.
@@ -70,7 +70,7 @@ def recorded(root: Path | str = TIMINGS, targets: tuple[str, ...] = MAKE_TARGETS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scvae_core.timing", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scvae_core.bench.timing", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", help="the make target, e.g. book")
     parser.add_argument("seconds", help="its wall time in seconds")
     parser.add_argument("--root", default=str(TIMINGS), help="where timings are kept (default: _build/timings)")
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = record(args.target, float(args.seconds), args.root)
     except ValueError as e:  # float() of a non-number, a bad target name or a negative time
-        parser.error(f"{e} (e.g. python -m scvae_core.timing book 123)")
+        parser.error(f"{e} (e.g. python -m scvae_core.bench.timing book 123)")
     print(f"make {args.target}: {float(args.seconds):.1f} s recorded in {path}")
     return 0
 

@@ -12,10 +12,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .results import TSNE_ARRAYS, ResultError, RunPaths, read_json
-from .runs import display_name, load_figures_npz, seeds_on_disk, seeds_text
+from ..results import TSNE_ARRAYS, ResultError, RunPaths, read_json
+from ..runs import display_name, load_figures_npz, seeds_on_disk, seeds_text
 from .verdicts import VERDICTS
-from .zoo import OURS, TWINS, twin_of
+from ..zoo import OURS, TWINS, twin_of
 
 TSNE_TITLES = {"tsne_raw": "raw data", "tsne_first": "first layer", "tsne_middle": "middle layer",
                "tsne_last": "last layer", "tsne_latent": "latent space"}
@@ -154,7 +154,7 @@ NOT_RECORDED = "not recorded for these runs\n(evaluated before this reading exis
 
 
 def fisher_vs_depth(by_reading: Mapping[str, dict], measure: str = "model") -> Figure:
-    """Figure 2 from :func:`scvae_core.tables.fisher_depth`, one row per reading of Fisher:
+    """Figure 2 from :func:`scvae_core.book.tables.fisher_depth`, one row per reading of Fisher:
     Fisher against the depth of the deepened side, plain vs skip, log scale, error bars = std
     over seeds. ``measure``: ``model`` (all layers, as the paper) or ``part`` (the deepened side's)."""
     readings = list(by_reading)
@@ -185,7 +185,7 @@ def fisher_vs_depth(by_reading: Mapping[str, dict], measure: str = "model") -> F
 
 
 def fisher_bars(by_reading: Mapping[str, dict], names: Mapping[str, str] | None = None) -> Figure:
-    """Figures 3 and 5 from :func:`scvae_core.tables.fisher_per_model`, one panel per reading:
+    """Figures 3 and 5 from :func:`scvae_core.book.tables.fisher_per_model`, one panel per reading:
     encoder vs decoder Fisher per model, log scale, error bars = std over seeds."""
     readings = list(by_reading)
     width = max(1.3 * len(next(iter(by_reading.values()))["models"]) + 2, 4)
@@ -343,7 +343,7 @@ LINE_STYLES = ("-", "--", ":", "-.")  # one per twin set, ours first (a new set 
 
 
 def nll_convergence_plot(data: dict) -> Figure:
-    """From :func:`scvae_core.tables.nll_convergence`: how far the NLL estimate from the first S
+    """From :func:`scvae_core.book.tables.nll_convergence`: how far the NLL estimate from the first S
     importance samples lies above the estimate from all of them, against S (log axes), one line
     per model (mean over seeds; dashed: ReLU twins). Models differ by 100 nats in NLL, so the
     excess, not the NLL, is drawn: a line still falling steeply at its right end means the
@@ -387,7 +387,7 @@ def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]]) -> Figure:
     """Every measured effect: its estimate and 95% interval, in units of its practical
     threshold and in the claimed direction (right of +1: holds; left of −1: contradicted;
     inside ±1: no effect), coloured by verdict; one row per effect, one marker per budget
-    (``by_budget``: label -> :func:`scvae_core.claims.verdict_evidence`)."""
+    (``by_budget``: label -> :func:`scvae_core.book.claims.verdict_evidence`)."""
     labels = list(by_budget)
     rows = list(dict.fromkeys(r for ev in by_budget.values() for r in _effect_rows(ev)))
     fig = Figure(figsize=(8.5, 0.34 * len(rows) + 1.8), layout="constrained")

@@ -4,8 +4,11 @@ Each run is one task of the executor (``executor.py``), which trains and evaluat
 ``train_run`` and ``evaluate_run`` decide themselves what is complete and up to date (and
 resume a partly trained model from its checkpoint), so ``reproduce`` simply calls both for
 every run: re-running an interrupted stage does only what is missing. After each stage a
-``results/<preset>/stage-<stage>.json`` records which runs completed, how long they took
-and on what machine.
+``results/<preset>/stage-<stage>.json`` records which runs completed and how long they took,
+all of it read from the run files (:func:`stage_summary`), and what the invocation did on which
+machine. The runs' part is rewritten whenever runs change under it (`scvae reproduce`, `scvae
+train`, `scvae evaluate`, `scvae status --write-summaries`), and a test compares every committed
+summary with the runs beside it.
 """
 from __future__ import annotations
 
@@ -18,12 +21,12 @@ from tqdm import tqdm
 
 from .executor import (DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute,
                        reach_scheduler)
-from .lock import describe, live_holder, remove_if_free
-from .presets import PRESETS, get_preset, run_preset
-from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, make_results_dir, open_regular,
+from ..lock import describe, live_holder, remove_if_free
+from ..presets import PRESETS, get_preset, run_preset
+from ..results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, make_results_dir, open_regular,
                       provenance, read_json, write_json)
-from .runs import seeds_on_disk
-from .zoo import check_name
+from ..runs import seeds_on_disk
+from ..zoo import check_name
 
 ALL = "all"
 STATUSES = ("done", "invalid", "partial", "todo")
@@ -63,7 +66,7 @@ def run_status(results_dir: Path | str, preset_name: str, model: str, seed: int)
 
 def run_state(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[str, str | None]:
     """:func:`run_status` and, for an invalid run, why."""
-    from .runs import load_eval, load_figures_npz, load_train
+    from ..runs import load_eval, load_figures_npz, load_train
 
     paths = RunPaths(Path(results_dir), preset_name, model, seed)
     epochs = run_preset(preset_name, model).eval_epochs or (None,)  # every evaluation the run owes
@@ -155,33 +158,86 @@ def run_seconds(results_dir: Path | str, preset_name: str, model: str, seed: int
     return _wall_time(paths.train_json, "train"), (sum(evals) if evals else None)
 
 
-def write_stage_summary(results_dir, preset_name: str, stage: str, seeds, actions: dict, invocation_s: float,
-                        device: str) -> dict:
-    """stage-<stage>.json: each run's state and wall times, the stage's totals, the machine."""
-    models = get_preset(preset_name).stage_models(stage)
+def stage_runs(results_dir: Path | str, preset_name: str, stage: str) -> list[tuple[str, int]]:
+    """Every (model, seed) of a stage: the preset's seeds, and any other seed a model has on disk
+    (runs trained one at a time count too)."""
+    return [(m, s) for m in get_preset(preset_name).stage_models(stage)
+            for s in sorted({*stage_seeds(stage, preset_name), *seeds_on_disk(results_dir, preset_name, m)})]
+
+
+def stage_summary(results_dir: Path | str, preset_name: str, stage: str) -> dict:
+    """What a stage's runs on disk amount to: each run's state and own wall times (train, and
+    evaluate over every epoch evaluated), and the totals. Everything here follows from the run
+    files, so a summary on disk can be checked against them."""
     runs, files_s = [], 0.0
-    for model in models:
-        for seed in seeds:
-            train_s, eval_s = run_seconds(results_dir, preset_name, model, seed)
-            files_s += (train_s or 0.0) + (eval_s or 0.0)
-            action, seconds = actions.get((model, seed), ("not reached", 0.0))
-            runs.append({
-                "model": model, "seed": seed, "status": run_status(results_dir, preset_name, model, seed),
-                "action": action, "invocation_s": round(seconds, 2),
-                "train_wall_time_s": train_s, "eval_wall_time_s": eval_s,
-            })
+    for model, seed in stage_runs(results_dir, preset_name, stage):
+        train_s, eval_s = run_seconds(results_dir, preset_name, model, seed)
+        files_s += (train_s or 0.0) + (eval_s or 0.0)
+        runs.append({"model": model, "seed": seed, "status": run_status(results_dir, preset_name, model, seed),
+                     "train_wall_time_s": train_s, "eval_wall_time_s": eval_s})
     completed = sum(r["status"] == "done" for r in runs)
-    payload = {
-        "stage": stage, "preset": preset_name, "models": list(models),
-        "seeds": list(seeds), "runs": runs, "completed": completed, "total": len(runs),
-        "complete": completed == len(runs),
-        # Two views of the cost: what this invocation spent, and the run files' own wall times,
-        # which add up every invocation that trained or evaluated them (a resumed stage included).
-        "wall_time_s": {"this_invocation": round(invocation_s, 2), "runs_from_files": round(files_s, 2)},
-        "provenance": provenance(device=device),
-    }
-    write_json(stage_path(results_dir, preset_name, stage), "stage", payload)
+    return {"stage": stage, "preset": preset_name, "models": list(get_preset(preset_name).stage_models(stage)),
+            "seeds": sorted({r["seed"] for r in runs}), "runs": runs, "completed": completed, "total": len(runs),
+            "complete": completed == len(runs), "runs_wall_time_s": round(files_s, 2)}
+
+
+def invocation_record(preset_name: str, stage: str, seeds, actions: dict, invocation_s: float, device: str) -> dict:
+    """What one `scvae reproduce` (or sprint) did to a stage: each run's action and seconds in this
+    invocation, its wall time, and the machine."""
+    runs = []
+    for model in get_preset(preset_name).stage_models(stage):
+        for seed in seeds:
+            action, seconds = actions.get((model, seed), ("not reached", 0.0))
+            runs.append({"model": model, "seed": seed, "action": action, "seconds": round(seconds, 2)})
+    return {"seeds": list(seeds), "runs": runs, "wall_time_s": round(invocation_s, 2),
+            "provenance": provenance(device=device)}
+
+
+def _last_invocation(old: dict) -> dict | None:
+    """The invocation record of a summary on disk; one written before runs and invocation were
+    kept apart (up to da3c608) has it spread over its runs, and is read as such."""
+    if "last_invocation" in old or "runs" not in old:
+        return old.get("last_invocation")
+    return {"seeds": old.get("seeds"), "runs": [{"model": r["model"], "seed": r["seed"], "action": r.get("action"),
+                                                 "seconds": r.get("invocation_s")} for r in old["runs"]],
+            "wall_time_s": (old.get("wall_time_s") or {}).get("this_invocation"), "provenance": old.get("provenance")}
+
+
+def write_stage_summary(results_dir, preset_name: str, stage: str, invocation: dict | None = None) -> dict:
+    """stage-<stage>.json: :func:`stage_summary` and the last invocation's record (``invocation``;
+    without one, the record already on disk is kept). Without an invocation, a summary that still
+    matches its runs is left as it is, so refreshing changes no file that is up to date."""
+    path = stage_path(results_dir, preset_name, stage)
+    old = read_json(path, "stage") if path.exists() else None
+    summary = stage_summary(results_dir, preset_name, stage)
+    if invocation is None and old is not None and "last_invocation" in old and stale_keys(old, summary) == []:
+        return {k: v for k, v in old.items() if k not in ("schema_version", "kind")}
+    last = invocation if invocation is not None else _last_invocation(old) if old is not None else None
+    payload = {**summary, "last_invocation": last, "provenance": provenance()}
+    write_json(path, "stage", payload)
     return payload
+
+
+def stale_keys(doc: dict, summary: dict) -> list[str]:
+    """The fields of a stage summary on disk (``doc``) that the runs no longer bear out."""
+    return [k for k, v in summary.items() if doc.get(k) != v]
+
+
+def refresh_stage_summaries(results_dir: Path | str, preset_name: str, stages=None,
+                            model: str | None = None) -> list[Path]:
+    """Rewrite the runs' part of every stage summary on disk of ``preset_name`` (of ``stages``, or
+    of the stages that hold ``model``) where it no longer matches the runs; returns those rewritten."""
+    preset = get_preset(preset_name)
+    names = expand_stages(stages, preset_name) if stages else list(preset.stages)
+    rewritten = []
+    for stage in names:
+        path = stage_path(results_dir, preset_name, stage)
+        if path.exists() and (model is None or model in preset.stage_models(stage)):
+            before = path.read_bytes()
+            write_stage_summary(results_dir, preset_name, stage)
+            if path.read_bytes() != before:
+                rewritten.append(path)
+    return rewritten
 
 
 def _machine(paths: RunPaths) -> str:
@@ -204,8 +260,7 @@ def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
         if not (Path(results_dir) / preset_name).is_dir():
             continue
         for stage in get_preset(preset_name).stages:
-            runs = [(m, s) for m in get_preset(preset_name).stage_models(stage)  # the preset's seeds, and any others
-                    for s in sorted({*stage_seeds(stage, preset_name), *seeds_on_disk(results_dir, preset_name, m)})]
+            runs = stage_runs(results_dir, preset_name, stage)
             done = [r for r in runs if run_status(results_dir, preset_name, *r) == "done"]
             if not done:
                 continue
@@ -231,7 +286,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
     ``DEFAULT_JOBS``, or ``runs_per_gpu`` with a CUDA device), a running
     Dask ``scheduler``, or ``inline``); returns the stage summaries, each written as soon as
     its last run is back (and, for all, when interrupted)."""
-    from .train import resolve_device
+    from ..train import resolve_device
 
     runs = plan(stages, preset_name, seeds, results_dir)  # checks every name before any work starts
     if jobs is None:  # on one GPU, as many workers as runs may share it
@@ -254,8 +309,9 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
     start = time.monotonic()
 
     def summarise(stage: str) -> None:
-        summaries[stage] = write_stage_summary(results_dir, preset_name, stage, stage_seeds(stage, preset_name, seeds),
-                                               actions, time.monotonic() - start, machine)
+        done = invocation_record(preset_name, stage, stage_seeds(stage, preset_name, seeds), actions,
+                                 time.monotonic() - start, machine)
+        summaries[stage] = write_stage_summary(results_dir, preset_name, stage, done)
 
     with tqdm(total=len(specs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:
         try:
@@ -293,8 +349,8 @@ def ensure_results(stages, preset: str = "auto", seeds=None, device: str = "auto
     recompute, ``auto`` means cpu, the preset this machine can run. It writes only into the
     repository's results folder or one scvae created, unless ``results_dir_ok`` (params.py).
     """
-    from .params import check_notebook_params
-    from .runs import resolve_preset
+    from ..book.params import check_notebook_params
+    from ..runs import resolve_preset
 
     check_notebook_params(preset, seeds, device, results_dir, recompute, results_dir_ok)
     if recompute:

@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lock import run_lock
-from .results import RunPaths
+from ..lock import run_lock
+from ..results import RunPaths
 
 INLINE = "inline"
 # Measured on this project's 2-core machine, busy with other work, smoke table1 stage (README,
@@ -68,8 +68,8 @@ def run_one(spec: RunSpec) -> dict:
     """
     import torch
 
-    from .evaluate import evaluate_run
-    from .train import train_run
+    from ..evaluate import evaluate_run
+    from ..train import train_run
 
     start = time.monotonic()
     threads = torch.get_num_threads()

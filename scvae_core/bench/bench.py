@@ -51,13 +51,13 @@ from tqdm import tqdm
 
 from . import timing
 from .bench_tables import BUSY_CORES, INCONCLUSIVE
-from .evaluate import compiles_nll, importance_nll, rows_per_pass
-from .fisher import draw_targets, layer_fisher
-from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits
-from .presets import get_preset
-from .results import DEFAULT_RESULTS_DIR, REPO_ROOT, describe_device, provenance, write_json
-from .train import STAT_NAMES, resolve_device
-from .zoo import build, get_config
+from ..evaluate import compiles_nll, importance_nll, rows_per_pass
+from ..fisher import draw_targets, layer_fisher
+from ..models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, count_parameters, log_bernoulli_logits
+from ..presets import get_preset
+from ..results import DEFAULT_RESULTS_DIR, REPO_ROOT, describe_device, provenance, write_json
+from ..train import STAT_NAMES, resolve_device
+from ..zoo import build, get_config
 
 MODELS = ("vae-1l", "scvae")  # the MLP workloads: batch sweep, optimizer variants, roofline
 MAIN_MODEL = "scvae"  # the NLL variants, the Fisher comparison and the profile are on it
@@ -532,6 +532,194 @@ def other_work(before: tuple | None, after: tuple | None) -> dict | None:
 
 # ------------------------------------------------------------------------- the benchmark
 
+class _Bench:
+    """One bench: its settings, device, workloads and progress bar. Each section of the bench is
+    one method, called by :func:`run_bench` in order (the order is part of the measurement:
+    compiled work comes last), and keeps what later sections read as attributes:
+    ``ops`` the rates, bandwidths and ceilings; ``training`` the training rows, roofline, model
+    summaries and profile; ``nll`` the NLL rows, ceiling and summary."""
+
+    def __init__(self, s: Settings, dev: torch.device, quick: bool, progress: bool):
+        self.s, self.dev = s, dev
+        self.b0 = b0 = s.batches[0]
+        self.cfgs = cfgs = {name: get_config(name) for name in (*MODELS, VAMP, PIXEL)}
+        plan = [(n, b, o) for n in MODELS for b in s.batches for o in OPTIMIZERS]
+        plan += [(n, b0, NO_UPDATE) for n in MODELS]
+        self.plan = plan + [(VAMP, b0, TRAINED_BY), (PIXEL, b0, TRAINED_BY), (PIXEL, b0, CHANNELS_LAST)]
+        # Compiled work last: after a process's first torch.compile, eager log1p (hence the Bernoulli
+        # log-likelihood) was measured 7-15x faster, which would flatter every eager row after it.
+        self.compiled_plan = [(n, b0, COMPILED) for n in MODELS if s.compile]
+        self.roofed = (*MODELS, VAMP, PIXEL)  # the models whose step is set against its roofline
+        self.variants = variants = nll_variants(s)
+        self.passes = passes = {v: nll_pass(v, s, rows_per_pass(VAE(cfgs[v.model]), dev)) for v in variants}
+        self.points = points = {v: max(v.points or s.nll_points, passes[v][0]) for v in variants}
+        self.nll_work = {v: nll_ops(cfgs[v.model], *passes[v], max(1, round(points[v] * (v.samples or s.nll_samples)
+                                                                             / passes[v][1])))
+                         for v in variants}
+        self.train_work = {(n, b): training_ops(cfgs[n], b) for n, b, _ in self.plan + self.compiled_plan}
+        self.shapes = sorted({op for w in [*self.train_work.values(), *self.nll_work.values()] for op in w},
+                             key=lambda op: (type(op).__name__, *asdict(op).values()))
+        self.triad_sizes = sorted({2**16 if quick else 2**24} | {activation_elements(cfgs[n], b0) for n in self.roofed}
+                                  | {count_parameters(VAE(cfgs[n])) for n in self.roofed})
+        tasks = (2 * len(self.shapes) + len(self.triad_sizes) + len(self.plan) + len(self.compiled_plan)
+                 + len(self.roofed) + 2 + len(variants) + 2 + len(MODELS) + 2 + 3)  # the last: the targets again
+        self.bar = tqdm(total=tasks, desc="bench", unit="task", disable=not progress)
+
+    def task(self, label: str, fn: Callable[[], object]):
+        self.bar.set_description(label)
+        result = fn()
+        self.bar.update()
+        return result
+
+    # 1. the multiplies and convolutions alone, and the memory bandwidth. Two passes over the
+    # shapes, a pass apart, and each shape's faster one: a stall of a few seconds (another
+    # process, the hypervisor) was seen to slow three neighbouring shapes 30-fold in one pass.
+    def op_rate(self, op: Op) -> float:
+        return op.flops / best_time(_op_call(op, self.dev), self.dev, self.s)
+
+    def ops(self) -> None:
+        task = self.task
+        first_pass = {op: task(f"{type(op).__name__} {' '.join(map(str, asdict(op).values()))}",
+                               lambda op=op: self.op_rate(op)) for op in self.shapes}
+        self.rates = {op: max(rate, task(f"again {type(op).__name__}", lambda op=op: self.op_rate(op)))
+                      for op, rate in first_pass.items()}
+        self.bandwidth = {n: task(f"triad {n:,} floats", lambda n=n: triad_bandwidth(n, self.dev, self.s))
+                          for n in self.triad_sizes}
+        self.ceilings = {key: ceiling(w, self.rates) for key, w in self.train_work.items()}
+        self.best_ceiling = {name: max((self.ceilings[name, b], b) for b in self.s.batches) for name in MODELS}
+
+    # 2. training
+    def train_row(self, name: str, b: int, variant: str) -> dict:
+        sec = self.task(f"train {name} b{b} {variant}",  # warm=2: the first step allocates Adam's state
+                        lambda: best_time(trainer(self.cfgs[name], b, variant, self.dev), self.dev, self.s, warm=2))
+        rate = flops(self.train_work[name, b]) / sec
+        top = self.best_ceiling[name][0] if name in self.best_ceiling else self.ceilings[name, b]
+        return {"model": name, "batch": b, "optimizer": variant, "step_ms": sec * 1e3, "images_per_s": b / sec,
+                "gflops": rate / 1e9, "fraction": rate / top, "fraction_same_batch": rate / self.ceilings[name, b]}
+
+    def training(self) -> None:
+        task, cfgs, dev, s, b0 = self.task, self.cfgs, self.dev, self.s, self.b0
+        runs = [self.train_row(*p) for p in self.plan]
+        floors = {n: task(f"floor {n}", lambda n=n: best_time(trainer(floor_config(cfgs[n]), 1, TRAINED_BY, dev), dev,
+                                                              s, warm=2)) for n in self.roofed}
+        likelihood_ms = task("Bernoulli log-likelihood", lambda: best_time(likelihood_step(b0, dev), dev, s)) * 1e3
+        runs += [self.train_row(*p) for p in self.compiled_plan]
+        roofline = {}
+        for name in self.roofed:
+            cfg, by = cfgs[name], step_bytes(cfgs[name], b0)
+            parts = {"gemm_ms": sum(op.flops / self.rates[op] for op in self.train_work[name, b0]) * 1e3,
+                     "update_ms": by["update"] / self.bandwidth[count_parameters(VAE(cfg))] * 1e3,
+                     "activations_ms": by["activations"] / self.bandwidth[activation_elements(cfg, b0)] * 1e3}
+            mine = [r for r in runs if r["model"] == name and r["batch"] == b0]
+            roofline[name] = {"batch": b0, **parts, "roofline_ms": sum(parts.values()), "update_bytes": by["update"],
+                              "activation_bytes": by["activations"], "floor_ms": floors[name] * 1e3,
+                              "likelihood_ms": likelihood_ms}
+            for r in mine:
+                r["roofline_fraction"] = roofline[name]["roofline_ms"] / r["step_ms"]
+        models = {}
+        for name in MODELS:
+            mine = [r for r in runs if r["model"] == name]
+            top, top_batch = self.best_ceiling[name]
+            models[name] = {"ceiling_gflops": top / 1e9, "ceiling_batch": top_batch,
+                            "first_batch": [r for r in mine if r["batch"] == b0],
+                            "best": max((r for r in mine if r["optimizer"] != NO_UPDATE),
+                                        key=lambda r: r["images_per_s"])}
+        self.profile = task("profile of a training step", lambda: {
+            "model": MAIN_MODEL, "batch": b0, "optimizer": TRAINED_BY,
+            **op_shares(trainer(cfgs[MAIN_MODEL], b0, TRAINED_BY, dev), dev)})
+        self.runs, self.roofline, self.models = runs, roofline, models
+        self.row = {(r["model"], r["optimizer"]): r for r in runs if r["batch"] == b0}
+
+    # 3. importance-sampled NLL
+    def nll_row(self, v: NllVariant) -> dict:
+        s, points = self.s, self.points
+        fm, samples = flop_model(self.cfgs[v.model]), v.samples or s.nll_samples
+        run = nll_runner(v, s, points[v], self.dev)
+        first = time.perf_counter()
+        run()  # compiles, when compiled
+        first = time.perf_counter() - first  # wall clock always: compiling uses worker processes
+        sec = self.task(f"NLL {v.model} {v.label}", lambda: best_time(run, self.dev, s, warm=1))
+        work = points[v] * (samples * fm["nll_per_sample"] + fm["nll_per_image"]) + fm["nll_per_call"]
+        return {"model": v.model, "variant": v.label, "samples": samples, "images": points[v],
+                "images_per_pass": self.passes[v][0], "rows_per_pass": self.passes[v][1],
+                "samples_per_s": points[v] * samples / sec, "ms_per_image": sec / points[v] * 1e3,
+                "gflops": work / sec / 1e9, "fraction_same_rows": work / sec / ceiling(self.nll_work[v], self.rates),
+                "first_call_s": first}
+
+    def nll(self) -> None:
+        variants, s, cfgs = self.variants, self.s, self.cfgs
+        eager_first = sorted(variants, key=lambda v: compiles_nll(VAE(cfgs[v.model]), TEST_SET * PAPER_SAMPLES)
+                             if v.compiled is None else v.compiled)  # see compiled_plan
+        measured = {v: self.nll_row(v) for v in eager_first}
+        nll_rows = {v: measured[v] for v in variants}
+        main = [v for v in variants if v.model == MAIN_MODEL]
+        nll_ceiling = max(ceiling(self.nll_work[v], self.rates) for v in main)
+        for v in main:
+            nll_rows[v]["fraction"] = nll_rows[v]["gflops"] * 1e9 / nll_ceiling
+        main_rows = [nll_rows[v] for v in main]
+        # What the GEMM ceiling leaves out: each decoder hidden layer's tanh and skip addition, per sample.
+        cfg_main, (_, pass_rows) = cfgs[MAIN_MODEL], self.passes[main[0]]
+        elementwise_ms = self.task("NLL: the hidden layers' tanh and skip additions", lambda: best_time(
+            hidden_elementwise(pass_rows, cfg_main.hidden, self.dev), self.dev, s)) * 1e3 * cfg_main.dec_depth \
+            * s.nll_samples / pass_rows
+        best_nll = max(main_rows, key=lambda r: r["samples_per_s"])
+        self.nll_rows, self.nll_ceiling = nll_rows, nll_ceiling
+        self.nll_summary = {
+            "model": MAIN_MODEL, "samples": s.nll_samples, "ceiling_gflops": nll_ceiling / 1e9, "runs": main_rows,
+            "gemm_ms_per_image": flop_model(cfg_main)["nll_per_sample"] * s.nll_samples / nll_ceiling * 1e3,
+            "elementwise_ms_per_image": elementwise_ms,
+            "best": best_nll, "projected": {"images": TEST_SET, "samples": PAPER_SAMPLES,
+                                           "evaluate_py_s": TEST_SET * PAPER_SAMPLES / main_rows[0]["samples_per_s"],
+                                           "best_s": TEST_SET * PAPER_SAMPLES / best_nll["samples_per_s"]}}
+
+    # 5. every target's as-trained workload timed again, most of a bench after the first time:
+    # two timings give each target a run-to-run spread, and a verdict inside it is inconclusive.
+    def target_values(self, step_ms: dict[str, float], nll_of: dict[str, dict]) -> dict[str, float]:
+        """Each target's value from one timing of the as-trained workloads: training steps (ms)
+        and evaluate.py's NLL rows, per model."""
+        b0, roofline = self.b0, self.roofline
+        values = {f"training:{n}": roofline[n]["roofline_ms"] / step_ms[n] for n in MODELS}
+        return values | {"nll": nll_of[MAIN_MODEL]["gflops"] * 1e9 / self.nll_ceiling,
+                         "vamp_nll": nll_of[VAMP]["ms_per_image"] / nll_of[VAMP_BASE]["ms_per_image"],
+                         "vamp_epoch": step_ms[VAMP] / 1e3 * EPOCH / b0,
+                         "pixel_training": flops(self.train_work[PIXEL, b0]) / (step_ms[PIXEL] / 1e3)
+                         / self.ceilings[PIXEL, b0]}
+
+    def targets_twice(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The targets' values from the rows already measured, and from their workloads timed again."""
+        timed = (*MODELS, VAMP, PIXEL)
+        as_run = [v for v in self.variants if v.label == "evaluate.py" and v.model in (MAIN_MODEL, VAMP, VAMP_BASE)]
+        first = self.target_values({n: self.row[n, TRAINED_BY]["step_ms"] for n in timed},
+                                   {v.model: self.nll_rows[v] for v in as_run})
+        again = self.target_values({n: self.train_row(n, self.b0, TRAINED_BY)["step_ms"] for n in timed},
+                                   {v.model: self.nll_row(v) for v in as_run})
+        return first, again
+
+    # the VampPrior's and the PixelCNN's rows, gathered for the appendix
+    def vamp(self, first: dict[str, float]) -> dict:
+        b0, roofline, row = self.b0, self.roofline, self.row
+        by_model = {m: next(r for v, r in self.nll_rows.items() if v.model == m and v.label == "evaluate.py")
+                    for m in (VAMP, VAMP_BASE, PIXEL)}
+        return {"model": VAMP, "base": VAMP_BASE, "batch": b0,
+                "nll_ms_per_image": by_model[VAMP]["ms_per_image"],
+                "base_nll_ms_per_image": by_model[VAMP_BASE]["ms_per_image"],
+                "nll_ratio": first["vamp_nll"], "epoch_s": first["vamp_epoch"],
+                "base_epoch_s": row[VAMP_BASE, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0,
+                "gemm_epoch_s": roofline[VAMP]["gemm_ms"] / 1e3 * EPOCH / b0,
+                "roofline_epoch_s": roofline[VAMP]["roofline_ms"] / 1e3 * EPOCH / b0,
+                # the share of a step's FLOPs spent on the pseudo-inputs (encoder forward and backward)
+                "pseudo_share": flop_model(self.cfgs[VAMP])["train_per_step"] / flops(self.train_work[VAMP, b0])}
+
+    def pixel(self) -> dict:
+        b0, work = self.b0, self.train_work[PIXEL, self.b0]
+        conv_ops = [op for op in work if isinstance(op, Conv)]
+        return {"model": PIXEL, "batch": b0, "ceiling_gflops": self.ceilings[PIXEL, b0] / 1e9,
+                "conv_share": flops(conv_ops) / flops(work),
+                "training": [self.row[PIXEL, v] for v in (TRAINED_BY, CHANNELS_LAST)],
+                "nll": [self.nll_rows[v] for v in self.variants if v.model == PIXEL],
+                "epoch_s": self.row[PIXEL, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0}
+
+
 def run_bench(device: str = "auto", quick: bool = False, results_dir: str | Path = DEFAULT_RESULTS_DIR,
               threads: int | None = None, cpu_clock: bool = False, progress: bool = True,
               timings: Path = TIMINGS) -> tuple[Path, dict]:
@@ -545,176 +733,30 @@ def run_bench(device: str = "auto", quick: bool = False, results_dir: str | Path
         raise ValueError("--cpu-clock times one thread's CPU time: use it with --threads 1 on the CPU")
     s = replace(QUICK if quick else FULL, cpu_clock=cpu_clock)
     load_start, cpu_start = _load_average(), cpu_snapshot()
-    b0 = s.batches[0]
-    cfgs = {name: get_config(name) for name in (*MODELS, VAMP, PIXEL)}
-    plan = [(n, b, o) for n in MODELS for b in s.batches for o in OPTIMIZERS]
-    plan += [(n, b0, NO_UPDATE) for n in MODELS]
-    plan += [(VAMP, b0, TRAINED_BY), (PIXEL, b0, TRAINED_BY), (PIXEL, b0, CHANNELS_LAST)]
-    # Compiled work last: after a process's first torch.compile, eager log1p (hence the Bernoulli
-    # log-likelihood) was measured 7-15x faster, which would flatter every eager row after it.
-    compiled_plan = [(n, b0, COMPILED) for n in MODELS if s.compile]
-    roofed = (*MODELS, VAMP, PIXEL)  # the models whose step is set against its roofline
-    variants = nll_variants(s)
-    passes = {v: nll_pass(v, s, rows_per_pass(VAE(cfgs[v.model]), dev)) for v in variants}
-    points = {v: max(v.points or s.nll_points, passes[v][0]) for v in variants}
-    nll_work = {v: nll_ops(cfgs[v.model], *passes[v], max(1, round(points[v] * (v.samples or s.nll_samples)
-                                                                    / passes[v][1])))
-                for v in variants}
-    train_work = {(n, b): training_ops(cfgs[n], b) for n, b, _ in plan + compiled_plan}
-    shapes = sorted({op for w in [*train_work.values(), *nll_work.values()] for op in w},
-                    key=lambda op: (type(op).__name__, *asdict(op).values()))
-    triad_sizes = sorted({2**16 if quick else 2**24} | {activation_elements(cfgs[n], b0) for n in roofed}
-                         | {count_parameters(VAE(cfgs[n])) for n in roofed})
-    tasks = (2 * len(shapes) + len(triad_sizes) + len(plan) + len(compiled_plan) + len(roofed) + 2 + len(variants) + 2
-             + len(MODELS) + 2 + 3)  # the last: the targets' workloads timed again
-    bar = tqdm(total=tasks, desc="bench", unit="task", disable=not progress)
+    b = _Bench(s, dev, quick, progress)
+    b.ops()  # 1. the multiplies and convolutions alone, and the memory bandwidth
+    b.training()  # 2.
+    b.nll()  # 3.
+    fisher = b.task("Fisher: vectorised, loop, hooks", lambda: fisher_comparison(s, dev))  # 4. per-example Fisher
+    first, again = b.targets_twice()  # 5.
+    b.bar.close()
+    vamp, pixel = b.vamp(first), b.pixel()
 
-    def task(label: str, fn: Callable[[], object]):
-        bar.set_description(label)
-        result = fn()
-        bar.update()
-        return result
-
-    # 1. the multiplies and convolutions alone, and the memory bandwidth. Two passes over the
-    # shapes, a pass apart, and each shape's faster one: a stall of a few seconds (another
-    # process, the hypervisor) was seen to slow three neighbouring shapes 30-fold in one pass.
-    def op_rate(op: Op) -> float:
-        return op.flops / best_time(_op_call(op, dev), dev, s)
-
-    first_pass = {op: task(f"{type(op).__name__} {' '.join(map(str, asdict(op).values()))}",
-                           lambda op=op: op_rate(op)) for op in shapes}
-    rates = {op: max(rate, task(f"again {type(op).__name__}", lambda op=op: op_rate(op)))
-             for op, rate in first_pass.items()}
-    bandwidth = {n: task(f"triad {n:,} floats", lambda n=n: triad_bandwidth(n, dev, s)) for n in triad_sizes}
-    ceilings = {key: ceiling(w, rates) for key, w in train_work.items()}
-    best_ceiling = {name: max((ceilings[name, b], b) for b in s.batches) for name in MODELS}
-
-    # 2. training
-    def train_row(name: str, b: int, variant: str) -> dict:
-        sec = task(f"train {name} b{b} {variant}",  # warm=2: the first step allocates Adam's state
-                   lambda: best_time(trainer(cfgs[name], b, variant, dev), dev, s, warm=2))
-        rate = flops(train_work[name, b]) / sec
-        top = best_ceiling[name][0] if name in best_ceiling else ceilings[name, b]
-        return {"model": name, "batch": b, "optimizer": variant, "step_ms": sec * 1e3, "images_per_s": b / sec,
-                "gflops": rate / 1e9, "fraction": rate / top, "fraction_same_batch": rate / ceilings[name, b]}
-
-    runs = [train_row(*p) for p in plan]
-    floors = {n: task(f"floor {n}", lambda n=n: best_time(trainer(floor_config(cfgs[n]), 1, TRAINED_BY, dev), dev, s,
-                                                          warm=2)) for n in roofed}
-    likelihood_ms = task("Bernoulli log-likelihood", lambda: best_time(likelihood_step(b0, dev), dev, s)) * 1e3
-    runs += [train_row(*p) for p in compiled_plan]
-    roofline = {}
-    for name in roofed:
-        cfg, by = cfgs[name], step_bytes(cfgs[name], b0)
-        parts = {"gemm_ms": sum(op.flops / rates[op] for op in train_work[name, b0]) * 1e3,
-                 "update_ms": by["update"] / bandwidth[count_parameters(VAE(cfg))] * 1e3,
-                 "activations_ms": by["activations"] / bandwidth[activation_elements(cfg, b0)] * 1e3}
-        mine = [r for r in runs if r["model"] == name and r["batch"] == b0]
-        roofline[name] = {"batch": b0, **parts, "roofline_ms": sum(parts.values()), "update_bytes": by["update"],
-                          "activation_bytes": by["activations"], "floor_ms": floors[name] * 1e3,
-                          "likelihood_ms": likelihood_ms}
-        for r in mine:
-            r["roofline_fraction"] = roofline[name]["roofline_ms"] / r["step_ms"]
-    models = {}
-    for name in MODELS:
-        mine = [r for r in runs if r["model"] == name]
-        models[name] = {"ceiling_gflops": best_ceiling[name][0] / 1e9, "ceiling_batch": best_ceiling[name][1],
-                        "first_batch": [r for r in mine if r["batch"] == b0],
-                        "best": max((r for r in mine if r["optimizer"] != NO_UPDATE), key=lambda r: r["images_per_s"])}
-    profile = task("profile of a training step", lambda: {
-        "model": MAIN_MODEL, "batch": b0, "optimizer": TRAINED_BY,
-        **op_shares(trainer(cfgs[MAIN_MODEL], b0, TRAINED_BY, dev), dev)})
-
-    # 3. importance-sampled NLL
-    def nll_row(v: NllVariant) -> dict:
-        fm, samples = flop_model(cfgs[v.model]), v.samples or s.nll_samples
-        run = nll_runner(v, s, points[v], dev)
-        first = time.perf_counter()
-        run()  # compiles, when compiled
-        first = time.perf_counter() - first  # wall clock always: compiling uses worker processes
-        sec = task(f"NLL {v.model} {v.label}", lambda: best_time(run, dev, s, warm=1))
-        work = points[v] * (samples * fm["nll_per_sample"] + fm["nll_per_image"]) + fm["nll_per_call"]
-        return {"model": v.model, "variant": v.label, "samples": samples, "images": points[v],
-                "images_per_pass": passes[v][0], "rows_per_pass": passes[v][1],
-                "samples_per_s": points[v] * samples / sec, "ms_per_image": sec / points[v] * 1e3,
-                "gflops": work / sec / 1e9, "fraction_same_rows": work / sec / ceiling(nll_work[v], rates),
-                "first_call_s": first}
-
-    eager_first = sorted(variants, key=lambda v: compiles_nll(VAE(cfgs[v.model]), TEST_SET * PAPER_SAMPLES)
-                         if v.compiled is None else v.compiled)  # see compiled_plan
-    measured = {v: nll_row(v) for v in eager_first}
-    nll_rows = {v: measured[v] for v in variants}
-    main = [v for v in variants if v.model == MAIN_MODEL]
-    nll_ceiling = max(ceiling(nll_work[v], rates) for v in main)
-    for v in main:
-        nll_rows[v]["fraction"] = nll_rows[v]["gflops"] * 1e9 / nll_ceiling
-    main_rows = [nll_rows[v] for v in main]
-    # What the GEMM ceiling leaves out: each decoder hidden layer's tanh and skip addition, per sample.
-    cfg_main, (_, pass_rows) = cfgs[MAIN_MODEL], passes[main[0]]
-    elementwise_ms = task("NLL: the hidden layers' tanh and skip additions", lambda: best_time(
-        hidden_elementwise(pass_rows, cfg_main.hidden, dev), dev, s)) * 1e3 * cfg_main.dec_depth \
-        * s.nll_samples / pass_rows
-    best_nll = max(main_rows, key=lambda r: r["samples_per_s"])
-    nll = {"model": MAIN_MODEL, "samples": s.nll_samples, "ceiling_gflops": nll_ceiling / 1e9, "runs": main_rows,
-           "gemm_ms_per_image": flop_model(cfg_main)["nll_per_sample"] * s.nll_samples / nll_ceiling * 1e3,
-           "elementwise_ms_per_image": elementwise_ms,
-           "best": best_nll, "projected": {"images": TEST_SET, "samples": PAPER_SAMPLES,
-                                          "evaluate_py_s": TEST_SET * PAPER_SAMPLES / main_rows[0]["samples_per_s"],
-                                          "best_s": TEST_SET * PAPER_SAMPLES / best_nll["samples_per_s"]}}
-
-    # 4. per-example Fisher
-    fisher = task("Fisher: vectorised, loop, hooks", lambda: fisher_comparison(s, dev))
-
-    # 5. every target's as-trained workload timed again, most of a bench after the first time:
-    # two timings give each target a run-to-run spread, and a verdict inside it is inconclusive.
-    def target_values(step_ms: dict[str, float], nll_of: dict[str, dict]) -> dict[str, float]:
-        """Each target's value from one timing of the as-trained workloads: training steps (ms)
-        and evaluate.py's NLL rows, per model."""
-        values = {f"training:{n}": roofline[n]["roofline_ms"] / step_ms[n] for n in MODELS}
-        return values | {"nll": nll_of[MAIN_MODEL]["gflops"] * 1e9 / nll_ceiling,
-                         "vamp_nll": nll_of[VAMP]["ms_per_image"] / nll_of[VAMP_BASE]["ms_per_image"],
-                         "vamp_epoch": step_ms[VAMP] / 1e3 * EPOCH / b0,
-                         "pixel_training": flops(train_work[PIXEL, b0]) / (step_ms[PIXEL] / 1e3) / ceilings[PIXEL, b0]}
-
-    timed = (*MODELS, VAMP, PIXEL)
-    as_run = [v for v in variants if v.label == "evaluate.py" and v.model in (MAIN_MODEL, VAMP, VAMP_BASE)]
-    row = {(r["model"], r["optimizer"]): r for r in runs if r["batch"] == b0}
-    first = target_values({n: row[n, TRAINED_BY]["step_ms"] for n in timed}, {v.model: nll_rows[v] for v in as_run})
-    again = target_values({n: train_row(n, b0, TRAINED_BY)["step_ms"] for n in timed},
-                          {v.model: nll_row(v) for v in as_run})
-    bar.close()
-
-    by_model = {m: next(r for v, r in nll_rows.items() if v.model == m and v.label == "evaluate.py")
-                for m in (VAMP, VAMP_BASE, PIXEL)}
-    vamp = {"model": VAMP, "base": VAMP_BASE, "batch": b0,
-            "nll_ms_per_image": by_model[VAMP]["ms_per_image"], "base_nll_ms_per_image": by_model[VAMP_BASE]["ms_per_image"],
-            "nll_ratio": first["vamp_nll"], "epoch_s": first["vamp_epoch"],
-            "base_epoch_s": row[VAMP_BASE, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0,
-            "gemm_epoch_s": roofline[VAMP]["gemm_ms"] / 1e3 * EPOCH / b0,
-            "roofline_epoch_s": roofline[VAMP]["roofline_ms"] / 1e3 * EPOCH / b0,
-            # the share of a step's FLOPs spent on the pseudo-inputs (encoder forward and backward)
-            "pseudo_share": flop_model(cfgs[VAMP])["train_per_step"] / flops(train_work[VAMP, b0])}
-    conv_ops = [op for op in train_work[PIXEL, b0] if isinstance(op, Conv)]
-    pixel_nll = [nll_rows[v] for v in variants if v.model == PIXEL]
-    pixel = {"model": PIXEL, "batch": b0, "ceiling_gflops": ceilings[PIXEL, b0] / 1e9,
-             "conv_share": flops(conv_ops) / flops(train_work[PIXEL, b0]),
-             "training": [row[PIXEL, v] for v in (TRAINED_BY, CHANNELS_LAST)], "nll": pixel_nll,
-             "epoch_s": row[PIXEL, TRAINED_BY]["step_ms"] / 1e3 * EPOCH / b0}
     desc = machine_description(dev)
     doc = {
         "machine": machine_slug(desc), "machine_description": desc, "device": str(dev), "quick": quick,
         "settings": asdict(s), "provenance": provenance(device=str(dev)),
         "load_average": {"start": load_start, "end": _load_average()},
         "other_work": other_work(cpu_start, cpu_snapshot()),
-        "flop_model": {name: flop_model(cfg) for name, cfg in cfgs.items()},
-        "gemm": {"peak_gflops": max(r for op, r in rates.items() if isinstance(op, Gemm)) / 1e9,
-                 "shapes": [{"kind": type(op).__name__.lower(), **asdict(op), "gflops": rates[op] / 1e9}
-                            for op in shapes],
-                 "ceilings": [{"model": n, "batch": b, "gflops": c / 1e9} for (n, b), c in ceilings.items()]},
-        "memory": {"triad": [{"elements": n, "gb_per_s": bw / 1e9} for n, bw in bandwidth.items()],
-                   "gb_per_s": bandwidth[max(triad_sizes)] / 1e9},
-        "training": {"runs": runs, "models": models, "profile": profile, "roofline": roofline},
-        "nll": nll, "vamp": vamp, "pixel": pixel, "fisher": fisher,
+        "flop_model": {name: flop_model(cfg) for name, cfg in b.cfgs.items()},
+        "gemm": {"peak_gflops": max(r for op, r in b.rates.items() if isinstance(op, Gemm)) / 1e9,
+                 "shapes": [{"kind": type(op).__name__.lower(), **asdict(op), "gflops": b.rates[op] / 1e9}
+                            for op in b.shapes],
+                 "ceilings": [{"model": n, "batch": bs, "gflops": c / 1e9} for (n, bs), c in b.ceilings.items()]},
+        "memory": {"triad": [{"elements": n, "gb_per_s": bw / 1e9} for n, bw in b.bandwidth.items()],
+                   "gb_per_s": b.bandwidth[max(b.triad_sizes)] / 1e9},
+        "training": {"runs": b.runs, "models": b.models, "profile": b.profile, "roofline": b.roofline},
+        "nll": b.nll_summary, "vamp": vamp, "pixel": pixel, "fisher": fisher,
         "make": timing.recorded(timings),
     }
     doc["targets"] = targets(doc, first)

@@ -29,8 +29,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .executor import RunsFailed, RunSpec, check_layout, run_one
-from .presets import get_preset
-from .results import DEFAULT_RESULTS_DIR, provenance, write_json
+from ..presets import get_preset
+from ..results import DEFAULT_RESULTS_DIR, provenance, write_json
 
 STAGE = "table1"
 SEEDS = (0, 1, 2)
@@ -54,8 +54,8 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
            eval_minutes: float = 3.0, jobs: int | None = None, threads: int = 1, progress: bool = True,
            revision: str | None = None) -> dict:
     """Run the stage's runs concurrently under budgets, write the sprint summary, pack."""
-    from .reproduce import write_stage_summary
-    from .train import resolve_device
+    from .reproduce import invocation_record, write_stage_summary
+    from ..train import resolve_device
 
     start, started_at = time.monotonic(), time.time()
     preset = get_preset(preset_name)
@@ -91,7 +91,8 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
             bar.update(1)
     elapsed = time.monotonic() - start
     actions = {(r["model"], r["seed"]): (r["action"], r["seconds"]) for r in records}
-    write_stage_summary(results_dir, preset_name, STAGE, tuple(seeds), actions, elapsed, machine)
+    write_stage_summary(results_dir, preset_name, STAGE,
+                        invocation_record(preset_name, STAGE, tuple(seeds), actions, elapsed, machine))
     summary = {
         "preset": preset_name, "stage": STAGE, "seeds": list(seeds), "concurrent_runs": jobs,
         "threads_per_run": threads, "minutes_allowed": minutes, "eval_minutes_reserved": eval_minutes,
@@ -115,7 +116,7 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
 def _check_data(data_dir) -> None:
     """Every split and the test labels, read and verified once here: a missing or corrupt file
     is one clear error before any process starts, not one per run."""
-    from .data import load_binarized_mnist, load_test_labels
+    from ..data import load_binarized_mnist, load_test_labels
 
     for split in ("train", "valid", "test"):
         load_binarized_mnist(split, data_dir)
@@ -123,7 +124,7 @@ def _check_data(data_dir) -> None:
 
 
 def tsne_note() -> str:
-    from .evaluate import tsne_missing
+    from ..evaluate import tsne_missing
 
     reason = tsne_missing()
     return f"skipped: {reason}" if reason else "computed (openTSNE)"

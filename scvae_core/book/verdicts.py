@@ -1,5 +1,5 @@
 """The verdict rule: an effect's interval over seeds and its verdict against a practical
-threshold. Statistics only; which effects exist and what they claim is :mod:`scvae_core.claims`."""
+threshold. Statistics only; which effects exist and what they claim is :mod:`scvae_core.book.claims`."""
 from __future__ import annotations
 
 import math

@@ -4,7 +4,7 @@ trustworthy budget that measured it, and the abstract and results summary writte
 Every sentence that states a finding is built here from the verdicts, so the front page cannot
 contradict the verdicts page; the book check rebuilds the table (``TABLES["headline"]``) and
 the texts (``TEXTS["abstract"]``, ...) and compares them with the built page. Importing
-:mod:`scvae_core.tables` registers them.
+:mod:`scvae_core.book.tables` registers them.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 from . import claims
-from .presets import get_preset
-from .results import RunPaths
-from .runs import collect, display_name, load_train, md_text, paper_rows, seed_summary
+from ..presets import get_preset
+from ..results import RunPaths
+from ..runs import collect, display_name, load_train, md_text, paper_rows, seed_summary
 from .tables import TABLES, TEXTS, Column, Table, training_end
 from .verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_JUDGED, NOT_MEASURED
-from .zoo import OURS, TWINS
+from ..zoo import OURS, TWINS
 
 AUTHORS = next(t for t in TWINS if t.suffix == "-authors")
 # Most trustworthy first: trained to convergence, then the longest fixed budget, then shorter ones.

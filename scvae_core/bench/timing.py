@@ -18,7 +18,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # scvae_core/bench/timing.py -> the repository
 TIMINGS = REPO_ROOT / "_build" / "timings"
 MAKE_TARGETS = ("book", "test")  # the targets the appendix shows
 SCHEMA_VERSION = 1  # results.SCHEMA_VERSION (not imported: results.py loads numpy)

@@ -42,7 +42,7 @@ GLUED_TABLE = re.compile(r"\{glue:any\}\s+(\S+)")  # a table or sentence glued f
 NOTEBOOK_PAGES = "notebooks"  # pages built from notebooks/*.ipynb
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
 FIX = "run `make book` to rebuild the pages from the current results"
-SOURCES = Path(__file__).resolve().parent.parent / "notebooks"  # the pages' jupytext sources
+SOURCES = REPO_ROOT / "notebooks"  # the pages' jupytext sources
 PASTE = re.compile(r"\{glue:text\}`([^`:]+)(?::([^`]*))?`")  # same-page pastes: key, format
 
 
@@ -245,7 +245,9 @@ def check_pages(html_dir: Path, results_dir: Path, toc: Path = TOC) -> list[str]
         held = {"table": Counter(t.get("id") for t in content.select(f"table.{GENERATED}")),
                 "text": Counter(d.get("data-text") for d in content.select(f"div.{TEXT}"))}
         code = source.read_text(encoding="utf-8") if source.is_file() else ""
-        wanted = Counter(SHOWS.findall(code)) + Counter(_glued_kind(key) for key in GLUED_TABLE.findall(code))
+        # an item a page glues for another (glue(..., display=False)) is shown where it is pasted
+        shown_here = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("glue("))
+        wanted = Counter(SHOWS.findall(shown_here)) + Counter(_glued_kind(key) for key in GLUED_TABLE.findall(code))
         for (kind, item), n in sorted(wanted.items()):
             if held[kind][item] < n and not (kind == "table" and _nothing_to_show(item, results_dir)):
                 what = "table" if kind == "table" else "sentence"

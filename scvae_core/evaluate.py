@@ -31,8 +31,8 @@ from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_
 from .lock import run_lock
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import Preset, run_preset
-from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, open_regular, provenance, read_json,
-                      write_json, write_npz)
+from .results import (DEFAULT_RESULTS_DIR, NLL_ARRAYS, ResultError, RunPaths, check_writable, open_regular,
+                      provenance, read_json, write_json, write_npz)
 from .runs import TRAIN_KEYS, load_eval, load_figures_npz
 from .train import epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config
@@ -589,7 +589,7 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
     grid = order[grid_indices(labels[order], preset.grid_images)]
     figures |= timed("images", lambda g: image_grids(model, x_test[grid], preset.grid_images))
     # Every image's estimate, so that two models' NLLs are compared image by image (paired).
-    figures |= {"nll_per_image": nll.numpy(), "nll_test_index": _prefix(preset.test_size)}
+    figures |= dict(zip(NLL_ARRAYS, (nll.numpy(), _prefix(preset.test_size))))
 
     metrics = {
         "nll": nll.mean().item(), "nll_se": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else 0.0,

@@ -555,6 +555,7 @@ def _npz_headers_problem(f) -> str | None:
 
 TSNE_ARRAYS = ("tsne_raw", "tsne_first", "tsne_middle", "tsne_last", "tsne_latent")
 IMAGE_ARRAYS = ("recon_truth", "recon_model", "samples")
+NLL_ARRAYS = ("nll_per_image", "nll_test_index")  # each evaluated test image's NLL, and which image
 
 
 def figures_problem(arrays: dict[str, np.ndarray]) -> str | None:
@@ -569,6 +570,10 @@ def figures_problem(arrays: dict[str, np.ndarray]) -> str | None:
     shapes = {arrays[k].shape for k in IMAGE_ARRAYS if k in arrays}
     if len(shapes) > 1 or any(len(sh) != 3 or sh[1:] != (28, 28) for sh in shapes):
         return f"the image grids have shapes {sorted(shapes)}, expected one (k, 28, 28)"
+    nll_shapes = {arrays[k].shape for k in NLL_ARRAYS if k in arrays}
+    if nll_shapes and (len(nll_shapes) > 1 or not all(k in arrays for k in NLL_ARRAYS)
+                       or len(next(iter(nll_shapes))) != 1):
+        return f"{' and '.join(NLL_ARRAYS)} must be two 1-D arrays of one length, got shapes {sorted(nll_shapes)}"
     for key, a in arrays.items():
         if a.dtype.kind not in "biuf":
             return f"{key} is of dtype {a.dtype}, not numbers"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .presets import EVAL_FIELDS, TRAINING_FIELDS, Preset, get_preset, run_preset
-from .results import PAPER_REPORTED, PUBLISHED, RunPaths, read_figures, read_run
+from .results import NLL_ARRAYS, PAPER_REPORTED, PUBLISHED, RunPaths, read_figures, read_run
 
 # The book shows the most trustworthy that has results: the paper's budget, then the long one
 # (at its last epoch), then the cpu one.
@@ -163,9 +163,10 @@ def per_image_nll(doc: dict) -> tuple[np.ndarray, np.ndarray] | None:
 @lru_cache(maxsize=512)
 def _per_image_nll(path: str, mtime_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
     with np.load(path, allow_pickle=False) as z:
-        if "nll_per_image" not in z.files or "nll_test_index" not in z.files:
+        if not set(NLL_ARRAYS) <= set(z.files):
             return None
-        return z["nll_test_index"], z["nll_per_image"].astype(np.float64)
+        per_image, index = (z[k] for k in NLL_ARRAYS)
+        return index, per_image.astype(np.float64)
 
 
 def at_common_samples(doc: dict, preset: Preset, epoch: int | None) -> dict:

@@ -15,7 +15,7 @@ import torch
 from scvae_core import evaluate as ev
 from scvae_core.models import VAE, ModelConfig
 from scvae_core.presets import get_preset
-from scvae_core.results import REPO_ROOT, TSNE_ARRAYS, ResultError, RunPaths, read_json, read_npz
+from scvae_core.results import IMAGE_ARRAYS, NLL_ARRAYS, REPO_ROOT, TSNE_ARRAYS, ResultError, RunPaths, read_json, read_npz
 from scvae_core.zoo import get_config
 
 
@@ -248,7 +248,7 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     assert {"nll", "elbo", "svm", "fisher", "derivations", "tsne", "images"} <= set(doc["timings"])
 
     figs = read_npz(paths.figures_npz)
-    assert set(figs) == {"labels", *TSNE_ARRAYS, "recon_truth", "recon_model", "samples"}  # what plots read
+    assert set(figs) == {"labels", *TSNE_ARRAYS, *IMAGE_ARRAYS, *NLL_ARRAYS}  # what plots and paired NLLs read
     n, k = SMOKE.tsne_points, SMOKE.grid_images
     assert figs["labels"].shape == (n,)
     for key in TSNE_ARRAYS:
@@ -326,7 +326,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
     for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
         assert again[block] == doc[block], block
     figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(results_dir, "smoke", MODEL, 0).figures_npz)
-    assert set(figs) == {"labels", "recon_truth", "recon_model", "samples"}
+    assert set(figs) == {"labels", *IMAGE_ARRAYS, *NLL_ARRAYS}
     for key in figs:
         assert np.array_equal(figs[key], before[key]), key
 

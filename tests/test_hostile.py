@@ -276,6 +276,8 @@ class TestTruncatedOrMalformedFiles:
         ({"samples": np.full((4, 28, 28), np.nan, np.float32)}, r"samples holds NaN"),
         ({"tsne_raw": np.r_[np.full((1, 2), np.nan), np.zeros((59, 2))].astype(np.float32)}, r"tsne_raw holds NaN"),
         ({"labels": np.arange(60) + 10}, r"labels must be a 1-D array of digits 0-9"),
+        ({"nll_per_image": np.ones(5), "nll_test_index": np.arange(4)}, r"nll_per_image and nll_test_index must"),
+        ({"nll_per_image": np.ones(5)}, r"nll_per_image and nll_test_index must"),
     ])
     def test_wrong_shaped_npz_is_refused_before_the_plot_code(self, tmp_path, arrays, message):
         npz = write_figures(tmp_path, "cpu", "scvae", 0)

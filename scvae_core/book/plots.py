@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..results import TSNE_ARRAYS, ResultError, RunPaths, read_json
-from ..runs import display_name, load_figures_npz, seeds_on_disk, seeds_text
+from ..runs import default_epoch, display_name, load_figures_npz, seeds_on_disk, seeds_text
 from .verdicts import VERDICTS
 from ..zoo import OURS, TWINS, twin_of
 
@@ -42,9 +42,11 @@ class RunFigures:
 
 
 def load_figures(results_dir: Path | str, preset: str, model: str, seed: int) -> RunFigures:
-    paths = RunPaths(Path(results_dir), preset, model, seed)
-    arrays = load_figures_npz(paths)
-    metrics = read_json(paths.eval_json, "eval").get("metrics", {}) if paths.eval_json.exists() else {}
+    """A run's figures at the evaluation the tables show (a multi-epoch preset's last)."""
+    paths, epoch = RunPaths(Path(results_dir), preset, model, seed), default_epoch(preset)
+    arrays = load_figures_npz(paths, epoch)
+    evaluated = paths.eval_json_at(epoch)
+    metrics = read_json(evaluated, "eval").get("metrics", {}) if evaluated.exists() else {}
     return RunFigures(model, preset, seed, arrays, metrics.get("active_units"), metrics.get("au_threshold"))
 
 
@@ -262,7 +264,8 @@ def stage_figures(results_dir: Path | str, models: list[str], preset: str | None
     runs, missing = {}, []
     for model in models:
         seeds = seeds_on_disk(results_dir, preset, model) if preset else []
-        found = [s for s in seeds if RunPaths(Path(results_dir), preset, model, s).figures_npz.exists()]
+        epoch = default_epoch(preset) if preset else None
+        found = [s for s in seeds if RunPaths(Path(results_dir), preset, model, s).figures_npz_at(epoch).exists()]
         if found:
             runs[model] = load_figures(results_dir, preset, model, found[0])
         else:

@@ -87,12 +87,14 @@ def load_figures_npz(paths: RunPaths, epoch: int | None = None) -> dict[str, np.
     return read_figures(paths.figures_npz_at(epoch), fix=paths.command("evaluate"))
 
 
-def default_epoch(preset: str, epoch: int | None = None) -> int | None:
-    """The evaluation a table shows: ``epoch`` if given, else the last the preset keeps
-    (None for presets that evaluate their final weights into eval.json)."""
+def default_epoch(preset: str, epoch: int | None = None, model: str | None = None) -> int | None:
+    """The evaluation a table shows: ``epoch`` if given, else the last the preset keeps, for
+    ``model`` the last its run keeps (a stage may train shorter: the long preset's depth sweep
+    stops at 30); None for presets that evaluate their final weights into eval.json."""
     p = get_preset(preset)
     if epoch is None:
-        return p.eval_epochs[-1] if p.eval_epochs else None
+        kept = (run_preset(preset, model) if model else p).eval_epochs
+        return kept[-1] if kept else None
     if epoch not in p.eval_epochs:
         raise ValueError(f"epoch {epoch}: preset {preset!r} evaluates at epochs {list(p.eval_epochs) or 'none'}")
     return epoch
@@ -109,7 +111,7 @@ def evaluated_seeds(results_dir: Path | str, preset: str, model: str, seeds: Ite
                     epoch: int | None = None) -> list[int]:
     """The seeds (all on disk unless ``seeds``) whose evaluation at ``epoch`` exists."""
     seeds = seeds_on_disk(results_dir, preset, model) if seeds is None else seeds
-    epoch = default_epoch(preset, epoch)
+    epoch = default_epoch(preset, epoch, model)
     return [s for s in seeds if RunPaths(Path(results_dir), preset, model, s).eval_json_at(epoch).exists()]
 
 
@@ -121,6 +123,14 @@ def pick_preset(results_dir: Path | str, stage: str) -> str | None:
         if any(evaluated_seeds(results_dir, preset, m) for m in models):
             return preset
     return None
+
+
+def first_complete(results_dir: Path | str, presets: Iterable[str | None], models: Iterable[str]) -> str | None:
+    """The first of ``presets`` with an evaluated run of every one of ``models`` (a figure that
+    compares them all), else the first preset given."""
+    presets, models = [p for p in presets if p], list(models)
+    return next((p for p in presets if all(evaluated_seeds(results_dir, p, m) for m in models)),
+                presets[0] if presets else None)
 
 
 def resolve_preset(results_dir: Path | str, stage: str, preset: str | None) -> str | None:
@@ -136,11 +146,13 @@ def collect(results_dir: Path | str, preset: str, models: Iterable[str], seeds: 
     A run not evaluated yet is left out; an eval.json that is corrupt or of another schema
     raises ResultError naming the file.
     """
-    epoch = default_epoch(preset, epoch)
-    return {m: [with_figures_path(at_common_samples(load_eval(results_dir, preset, m, s, epoch),
-                                                    run_preset(preset, m), epoch),
-                                  RunPaths(Path(results_dir), preset, m, s).figures_npz_at(epoch))
-                for s in evaluated_seeds(results_dir, preset, m, seeds, epoch)] for m in models}
+    def runs(m: str) -> list[dict]:
+        at = default_epoch(preset, epoch, m)
+        return [with_figures_path(at_common_samples(load_eval(results_dir, preset, m, s, at), run_preset(preset, m), at),
+                                  RunPaths(Path(results_dir), preset, m, s).figures_npz_at(at))
+                for s in evaluated_seeds(results_dir, preset, m, seeds, at)]
+
+    return {m: runs(m) for m in models}
 
 
 FIGURES_KEY = "_figures"  # where an evaluation's figures.npz lies: per-image values for paired differences

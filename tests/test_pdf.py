@@ -1,6 +1,8 @@
 """The PDF of the whole book (`make pdf`, which `make test` runs first): it opens, has a page or
-more per chapter, holds every chapter, and its text (pdftotext, Debian's poppler-utils) shows
-Table 1 as the results give it, cell by cell."""
+more per chapter, holds every chapter under its section number, its text (pdftotext, Debian's
+poppler-utils) shows Table 1 as the results give it, cell by cell, and nothing printed is wider
+than the page."""
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,13 +10,15 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.book  # reads the built PDF
-import yaml
 
+from scvae_core.book.bookcheck import TOC, toc_pages
+from scvae_core.book.bookpdf import LINE_PX, too_wide
 from scvae_core.book.tables import table1
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PDF = REPO_ROOT / "_build" / "pdf" / "book.pdf"
 SHOWN = REPO_ROOT / "_build" / "html" / "notebooks" / "04_table1.html"  # says which preset the book shows
+SINGLE = REPO_ROOT / "_build" / "singlehtml"  # the page the PDF prints
 
 
 def _tool(name: str) -> str:
@@ -40,13 +44,7 @@ def text(pdf) -> str:
 
 
 def _chapters() -> list[str]:
-    def files(entries):
-        for entry in entries:
-            yield entry["file"]
-            yield from files(entry.get("sections", []))
-
-    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
-    return [toc["root"], *files(toc.get("chapters", []))]
+    return toc_pages(TOC)
 
 
 def _title(doc: str) -> str:
@@ -85,3 +83,32 @@ def test_the_first_page_reads_like_a_papers(pdf):
     for expected in ("[Re] Degeneration in VAE", "Reproduced by the scvae project", "Abstract",
                      "We re-implemented the paper's models"):
         assert expected in page, f"{expected!r} is not on the PDF's first page: {page[:300]!r}"
+
+
+def test_the_reports_sections_are_numbered_and_the_appendices_are_not(text):
+    """Like a paper: 1. Methods, 2. Results with 2.1 ... in the paper's order, 3. the discussion;
+    the appendices after them carry no number."""
+    import yaml
+
+    parts = yaml.safe_load(TOC.read_text())["parts"]
+    numbered = [p for p in parts if p.get("numbered")]
+    assert numbered, "_toc.yml numbers no part"
+    for i, chapter in enumerate(numbered[0]["chapters"], 1):
+        heading = f"{i}. {' '.join(_title(chapter['file']).split())}"
+        assert heading in text, f"{heading!r} is not in the PDF"
+        for j, section in enumerate(chapter.get("sections", []), 1):
+            heading = f"{i}.{j}. {' '.join(_title(section['file']).split())}"
+            assert heading in text, f"{heading!r} is not in the PDF"
+    for part in parts:
+        if not part.get("numbered"):
+            for chapter in part["chapters"]:
+                title = re.escape(" ".join(_title(chapter["file"]).split()))
+                assert not re.search(rf"\b\d+(\.\d+)*\. {title}", text), f"{chapter['file']} is numbered"
+
+
+def test_nothing_printed_is_wider_than_the_page(pdf):
+    """Every table, figure and equation fits an A4 line (tables never scroll on paper)."""
+    if not (SINGLE / "print.html").is_file():
+        pytest.fail(f"no {SINGLE / 'print.html'}: run `make pdf`")
+    wide = too_wide(SINGLE)
+    assert not wide, f"wider than the printed {LINE_PX}px line:\n  " + "\n  ".join(wide)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 from bs4 import BeautifulSoup
-from fake_results import write_eval
+import json
+
+from fake_results import write_eval, write_train
 
 from scvae_core.book import claims, report
 from scvae_core.book.bookcheck import check_text
@@ -53,3 +55,33 @@ def test_an_edited_generated_text_is_reported(tmp_path):
     node.replace_with(node.replace("-5.00 nats", "-9.00 nats"))
     problems = check_text("book/intro.html", page.div, tmp_path)
     assert problems and "sentence 'abstract'" in problems[0]
+
+
+def test_the_findings_say_which_deep_plain_models_collapsed_under_each_protocol(tmp_path):
+    for seed in SEEDS:
+        for model, units, acc in (("vae-11l", 0, 0.1135), ("vae-q++", 0, 0.1135), ("vae-p++", 49, 0.75)):
+            write_eval(tmp_path, "long", model, seed, active_units=units, acc=acc, epoch=100)
+    for model in ("vae-11l-relu", "vae-q++-relu"):
+        write_eval(tmp_path, "cpu", model, 0, active_units=5)
+    write_eval(tmp_path, "long", "vae-11l-authors", 0, active_units=0, epoch=100)
+    text = report._collapse(tmp_path)
+    assert ("tanh, default init (long, epoch 100): 2 of 3 collapsed to no active latent unit — VAE(11L): "
+            "0.0 active units, accuracy 0.1135 (n = 3)") in text
+    assert "ReLU (cpu): none of the 2 collapsed" in text  # each set at its own budget
+    assert "(long, epoch 100): 1 of 1 collapsed" in text and "Xavier" not in text  # no results: not named
+
+
+def test_the_findings_name_the_runs_that_start_worse_than_a_coin_flip(tmp_path):
+    assert report._slow_starts(tmp_path) == "No run of the authors' protocol has a training log so far."
+    for model in ("vae-1l-authors", "scvae-authors"):
+        write_eval(tmp_path, "long", model, 0, epoch=100)
+        path = write_train(tmp_path, "long", model, 0, epochs=20)
+    doc = json.loads(path.read_text())  # scvae-authors: He initialisation with skips starts far off
+    for e in doc["history"]:
+        e["valid_elbo"] = -18000.0 if e["epoch"] < 13 else -100.0
+    doc["history"][0]["kl"] = 36000.0
+    path.write_text(json.dumps(doc))
+    text = report._slow_starts(tmp_path)
+    assert text.startswith("Under the authors' protocol (long) 1 of 2 runs start worse than a coin flip: "
+                           "SCVAE (seed 0) at -18,000 nats after epoch 1 (training KL 36,000), better than a coin "
+                           "flip from epoch 13"), text

@@ -62,6 +62,17 @@ def test_table1_cells_are_means_and_stds_of_the_eval_files(cpu_tree):
             assert row[t.columns.index(name)] == f"{v.mean():.{d}f} ± {v.std(ddof=1):.{d}f} (n=3)"
 
 
+def test_paper_tables_name_their_budget_test_images_and_s(cpu_tree):
+    assert "Ours: preset 'cpu', seeds 0, 1, 2, NLL on 64 test images at S = 8;" in tables.table1(cpu_tree, "cpu").caption
+    for seed in SEEDS:  # long's Table 2 pair stops at epoch 30: the SCVAE row is read there too
+        write_eval(cpu_tree, "long", "scvae", seed, nll=90.0, epoch=30, nll_samples=200)
+        write_eval(cpu_tree, "long", "scvae", seed, nll=80.0, epoch=100, nll_samples=1000)
+    write_eval(cpu_tree, "long", "vae-1l+vamp", 0, epoch=30, nll_samples=200)
+    t = tables.table2(cpu_tree, "long")
+    assert "Ours: preset 'long' at epoch 30, seeds 0, 1, 2, NLL on 64 test images at S = 200;" in t.caption
+    assert column(t, "NLL (ours)")[0].startswith("90.00")
+
+
 def test_paper_columns_and_differences(cpu_tree):
     t = tables.table1(cpu_tree, "cpu")
     decimals = PAPER["decimals"]
@@ -89,7 +100,7 @@ def test_table2_has_the_papers_rows_and_one_seed_has_no_spread(tmp_path):
     write_eval(tmp_path, "cpu", "pixelvae", 0, nll=85.0)
     t = tables.table2(tmp_path, "cpu")
     assert [row[0] for row in t.rows] == [r["display"] for r in PAPER["table2"]["rows"]]
-    assert column(t, "NLL (ours)")[1] == "85.00 (n=1)" and "preset 'cpu', seed 0;" in t.caption
+    assert column(t, "NLL (ours)")[1] == "85.00 (n=1)" and "preset 'cpu', seed 0, NLL on 64 test images at S = 8;" in t.caption
     assert column(t, "NLL (ours)").count("not run") == len(PAPER["table2"]["rows"]) - 1
 
 
@@ -257,10 +268,15 @@ def test_collapse_text_names_models_without_active_units(tmp_path):
         write_eval(tmp_path, "cpu", "vae-1l", seed, active_units=40)
     write_eval(tmp_path, "cpu", "vae-q++-relu", 0, active_units=25)
     text = tables.collapse_text(tmp_path, "cpu")
-    assert "- tanh, default init: 2 of 6 models run; collapsed: VAE(q++) (2 of 3 seeds)" in text
-    assert "- ReLU: 1 of 6 models run; collapsed: none" in text
-    assert "- Xavier init: 0 of 6 models run; collapsed: none" in text
-    assert "- authors' protocol (ReLU, He init, lr 1e-3): 0 of 6 models run" in text
+    assert "- tanh, default init, preset cpu: 2 of 6 models run; collapsed: VAE(q++) (2 of 3 seeds)" in text
+    assert "- ReLU, preset cpu: 1 of 6 models run; collapsed: none" in text
+    assert "- Xavier init, preset cpu: 0 of 6 models run; collapsed: none" in text
+    assert "- authors' protocol (ReLU, He init, lr 1e-3), preset cpu: 0 of 6 models run" in text
+    # unnamed, each set is read at its own most trustworthy preset: the authors' twins at long
+    write_eval(tmp_path, "long", "vae-1l-authors", 0, active_units=30, epoch=100)
+    text = tables.collapse_text(tmp_path)
+    assert "- authors' protocol (ReLU, He init, lr 1e-3), preset long: 1 of 6 models run; collapsed: none" in text
+    assert "- ReLU, preset cpu: 1 of 6 models run" in text and "- Xavier init: no results yet" in text
 
 
 def test_start_text_reads_epoch_one_and_the_first_epoch_better_than_a_coin_flip(tmp_path):
@@ -368,6 +384,22 @@ def test_training_curves_zoom_on_the_best_validation_elbo(tmp_path):
     assert zoom.get_ylim() == pytest.approx((best - plots.ZOOM_NATS, best + 0.1 * plots.ZOOM_NATS))
     assert full.get_ylim()[0] <= -1500.0  # the left panel keeps everything
     assert [t.get_text() for t in full.get_legend().get_texts()] == ["vae-1l", "vae-11l"]
+
+
+def test_training_curves_per_model_give_each_model_a_panel_at_its_own_scale(tmp_path):
+    models = ("vae-1l", "vae-11l", "scvae", "scvae-l")
+    docs = [read_json(write_train(tmp_path, "long", m, s, epochs=30), "train") for m in models for s in (0, 1)]
+    for d in docs[2:4]:  # vae-11l: collapsed, far below the others
+        for e in d["history"]:
+            e["valid_elbo"] = e["train_elbo"] = -206.0
+    fig = plots.training_curves_per_model(docs)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["VAE(1L)", "VAE(11L)", "SCVAE", "SCVAE-L"]
+    assert len(fig.axes) == 6 and len(shown) == 4  # a 2 x 3 grid, the last two panels hidden
+    assert [t.get_text() for t in shown[0].get_legend().get_texts()] == ["seed 0", "seed 1"]
+    low, high = shown[1].get_ylim()
+    assert low == pytest.approx(-206.0 - 2 * plots.ZOOM_NATS) and high > -206.0  # its own scale
+    assert shown[0].get_ylim()[0] > -206.0  # VAE(1L)'s panel is not stretched down to the collapse
 
 
 def test_short_and_long_runs_of_one_seed_are_compared_epoch_by_epoch(tmp_path):

@@ -210,7 +210,8 @@ def toc_pages(toc: Path) -> list[str]:
             yield from files(entry.get("sections", []))
 
     doc = yaml.safe_load(Path(toc).read_text(encoding="utf-8"))
-    return [doc["root"], *files(doc.get("chapters", []))]
+    chapters = [c for part in doc.get("parts", []) for c in part.get("chapters", [])] + doc.get("chapters", [])
+    return [doc["root"], *files(chapters)]
 
 
 def _nothing_to_show(table_id: str, results_dir: Path) -> bool:

@@ -426,7 +426,7 @@ def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: T
     """
     twin = _twin(twin)
     claims = [c for c in CLAIMS if not twin.suffix or c.stage == "table1"]
-    by_stage: dict[str, tuple[str | None, Runs]] = {}
+    by_stage: dict[str, tuple[str | None, int | None, Runs]] = {}
     for stage in {c.stage for c in claims}:
         p = resolve_preset(results_dir, twin.stage if twin.suffix else stage, preset)
         stages = get_preset(p).stages if p else {}
@@ -434,16 +434,18 @@ def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: T
         if twin.suffix and stage == "table1" and not models:  # a preset that trains only the twins (converged)
             models = tuple(m.removesuffix(twin.suffix) for m in stages.get(twin.stage, ()))
         runs = collect(results_dir, p, [m + twin.suffix for m in models], epoch=epoch) if models else {}
-        by_stage[stage] = (p, {m.removesuffix(twin.suffix) if twin.suffix else m: v
-                               for m, v in by_seed(runs).items()})
-    single = any(len(seeds) == 1 for _, runs in by_stage.values() for seeds in runs.values())
+        # the epoch the stage's runs are read at (a shorter stage stops early: long's depth sweep at 30)
+        at = default_epoch(p, epoch, models[0] + twin.suffix if models else None) if p else None
+        by_stage[stage] = (p, at, {m.removesuffix(twin.suffix) if twin.suffix else m: v
+                                   for m, v in by_seed(runs).items()})
+    single = any(len(seeds) == 1 for _, _, runs in by_stage.values() for seeds in runs.values())
     spreads = seed_spreads(results_dir) if borrow and single else {}
     evidence = {}
     for claim in claims:
-        p, runs = by_stage[claim.stage]
+        p, at, runs = by_stage[claim.stage]
         readings = {r: judge_claim(claim, runs, r, spreads) for r in claim.readings}
-        evidence[claim.id] = {**readings["model"], "preset": p, "twin": twin.suffix,
-                              "epoch": default_epoch(p, epoch) if p else None, "readings": readings}
+        evidence[claim.id] = {**readings["model"], "preset": p, "twin": twin.suffix, "epoch": at,
+                              "readings": readings}
     return evidence
 
 

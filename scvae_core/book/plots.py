@@ -43,7 +43,7 @@ class RunFigures:
 
 def load_figures(results_dir: Path | str, preset: str, model: str, seed: int) -> RunFigures:
     """A run's figures at the evaluation the tables show (a multi-epoch preset's last)."""
-    paths, epoch = RunPaths(Path(results_dir), preset, model, seed), default_epoch(preset)
+    paths, epoch = RunPaths(Path(results_dir), preset, model, seed), default_epoch(preset, None, model)
     arrays = load_figures_npz(paths, epoch)
     evaluated = paths.eval_json_at(epoch)
     metrics = read_json(evaluated, "eval").get("metrics", {}) if evaluated.exists() else {}
@@ -253,6 +253,40 @@ def training_curves(train_docs: Iterable[dict]) -> Figure:
     return fig
 
 
+def training_curves_per_model(train_docs: Iterable[dict], zoom: float = 2 * ZOOM_NATS) -> Figure:
+    """One panel per model: its training (dotted) and validation (solid) ELBO per epoch, one
+    colour per seed, the best epoch marked (o). Each panel shows ``zoom`` nats below its model's
+    best validation ELBO, so the gap between the two curves (overfitting) and a flat, low
+    plateau (collapse) read at one scale across panels."""
+    by_model: dict[str, list[dict]] = {}
+    for doc in train_docs:
+        by_model.setdefault(doc["model"], []).append(doc)
+    cols = min(3, max(len(by_model), 1))
+    rows = max(1, math.ceil(len(by_model) / cols))
+    fig = Figure(figsize=(3.4 * cols, 2.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (model, docs) in zip(axes, by_model.items()):
+        for doc in sorted(docs, key=lambda d: d["seed"]):
+            colour, epochs = f"C{doc['seed'] % 10}", [h["epoch"] for h in doc["history"]]
+            ax.plot(epochs, [h["valid_elbo"] for h in doc["history"]], color=colour, label=f"seed {doc['seed']}")
+            ax.plot(epochs, [h["train_elbo"] for h in doc["history"]], color=colour, linestyle=":")
+            ax.plot([doc["best_epoch"]], [doc["best_valid_elbo"]], color=colour, marker="o", markersize=4)
+        best = max(h["valid_elbo"] for d in docs for h in d["history"])
+        top = max(max(h["train_elbo"], h["valid_elbo"]) for d in docs for h in d["history"])
+        ax.set_ylim(best - zoom, max(top, best) + 0.1 * zoom)
+        ax.set_title(display_name(model), fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in axes[len(by_model):]:
+        ax.set_visible(False)
+    if by_model:
+        axes[0].set_ylabel("ELBO (solid: validation,\ndotted: training)", fontsize=8)
+    docs = [d for ds in by_model.values() for d in ds]
+    fig.suptitle(f"Training curves per model ({_source('/'.join(sorted({d['preset'] for d in docs})), (d['seed'] for d in docs))})")
+    return fig
+
+
 @dataclass(frozen=True)
 class StageFigures:
     runs: dict[str, RunFigures]  # model -> figures of its first figure seed with results
@@ -264,7 +298,7 @@ def stage_figures(results_dir: Path | str, models: list[str], preset: str | None
     runs, missing = {}, []
     for model in models:
         seeds = seeds_on_disk(results_dir, preset, model) if preset else []
-        epoch = default_epoch(preset) if preset else None
+        epoch = default_epoch(preset, None, model) if preset else None
         found = [s for s in seeds if RunPaths(Path(results_dir), preset, model, s).figures_npz_at(epoch).exists()]
         if found:
             runs[model] = load_figures(results_dir, preset, model, found[0])

@@ -20,9 +20,9 @@ from . import claims, verdicts
 from ..bench.bench_tables import bench_table
 from ..presets import TABLE1, get_preset, run_preset
 from ..results import RunPaths
-from ..runs import (DEPTH_MODEL, citation, display_name, collect, evaluated_seeds, load_train, md_text, metric, paper_reported,
-                   paper_rows, per_seed, published, resolve_preset, seed_summary, seeds_text, seeds_used, stage_of,
-                   train_docs)
+from ..runs import (DEPTH_MODEL, citation, display_name, collect, default_epoch, evaluated_seeds, load_train, md_text,
+                   metric, paper_reported, paper_rows, per_seed, published, resolve_preset, seed_summary, seeds_text,
+                   seeds_used, stage_of, train_docs)
 from .verdicts import VERDICTS
 from ..zoo import OURS, TWINS, Twin, check_name
 
@@ -67,7 +67,7 @@ class Table:
         n = counts.most_common(1)[0][0]
         rows = tuple(tuple(SEEDS_IN_CELL.sub(lambda m: "" if m.group(1) == n else m.group(0), c) for c in row)
                      for row in self.rows)
-        note = f"n = {n} seeds wherever a cell does not say (n=k)."
+        note = f"A cell holds the seeds it has of those: n = {n} wherever it does not say (n=k)."
         return replace(self, rows=rows, caption=f"{self.caption} {note}")
 
     def to_html(self) -> str:
@@ -118,13 +118,28 @@ def _row(display: str, evals: list[dict], paper: dict) -> tuple[str, ...]:
     )
 
 
+def nll_estimator(runs: dict[str, list[dict]]) -> str:
+    """", NLL on N test images at S = k" for the evaluations ``runs`` holds (every value that occurs)."""
+    def values(key: str) -> str:
+        found = sorted({e["metrics"][key] for evals in runs.values() for e in evals if key in e["metrics"]})
+        return "/".join(f"{v:,}" for v in found)
+
+    sizes, samples = values("test_size"), values("nll_samples")
+    return f", NLL on {sizes} test images at S = {samples}" if sizes and samples else ""
+
+
 def _paper_table(table_id: str, results_dir: Path | str, preset: str | None) -> Table:
     preset = resolve_preset(results_dir, table_id, preset)  # each table has the stage of its name
     paper = paper_rows(table_id)
-    runs = collect(results_dir, preset, paper) if preset else {m: [] for m in paper}
+    # Every row at one epoch: where the stage trains shorter (long's Table 2 pair stops at 30),
+    # the rows of other stages (Table 2's SCVAE) are read at that epoch too.
+    kept = [default_epoch(preset, None, m) for m in get_preset(preset).stages.get(table_id, ())] if preset else []
+    epoch = min([e for e in kept if e is not None], default=default_epoch(preset) if preset else None)
+    runs = collect(results_dir, preset, paper, epoch=epoch) if preset else {m: [] for m in paper}
     seeds = seeds_used(runs)
-    source = (f"Ours: preset '{preset}', {seeds_text(seeds)}; mean ± sample std over seeds (n seeds)"
-              if preset else "Ours: nothing run yet")
+    at = f" at epoch {epoch}" if epoch is not None else ""
+    source = (f"Ours: preset '{preset}'{at}, {seeds_text(seeds)}{nll_estimator(runs)}; mean ± sample std over seeds "
+              "(n seeds)" if preset else "Ours: nothing run yet")
     caption = (f"{paper_reported()[table_id]['caption']}. Paper: as printed, {citation()}. {source}; "
                "differences are our mean minus the paper's.")
     rows = tuple(_row(row["display"], runs[m], row) for m, row in paper.items())
@@ -352,37 +367,58 @@ def budget_text(results_dir: Path | str) -> str:
 
 def collapse_text(results_dir: Path | str, preset: str | None = None) -> str:
     """Which Table 1 models' posteriors collapsed (no active latent unit), as we run them and
-    in each twin stage, and in how many of their seeds."""
-    preset = resolve_preset(results_dir, "table1", preset)
-    if not preset:
-        return "No results yet."
+    in each twin stage, and in how many of their seeds; each set at its own most trustworthy
+    preset unless ``preset`` names one."""
     lines = []
     for twin in (OURS, *TWINS):
-        suffix, name = twin.suffix, twin.label
-        runs = collect(results_dir, preset, twin.models())
+        suffix, name, shown = twin.suffix, twin.label, resolve_preset(results_dir, twin.stage, preset)
+        if not shown:
+            lines.append(f"- {name}: no results yet")
+            continue
+        runs = collect(results_dir, shown, twin.models())
         found = [f"{_table1_display(m.removesuffix(suffix))} ({sum(metric('active_units')(e) == 0 for e in evals)} "
                  f"of {len(evals)} seeds)" for m, evals in runs.items()
                  if any(metric("active_units")(e) == 0 for e in evals)]
         ran = sum(bool(evals) for evals in runs.values())
-        lines.append(f"- {name}: {ran} of {len(TABLE1)} models run; collapsed: "
+        lines.append(f"- {name}, preset {shown}: {ran} of {len(TABLE1)} models run; collapsed: "
                      f"{', '.join(found) if found else 'none'}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Start:
+    """How one run started: epoch 1's validation ELBO and training KL, and the first epoch whose
+    validation ELBO beats a coin flip (None: none of its ``epochs``)."""
+    model: str  # the Table 1 model (without the twin suffix)
+    seed: int
+    elbo: float
+    kl: float
+    better_from: int | None
+    epochs: int
+
+
+def starts(results_dir: Path | str, twin: Twin, preset: str) -> list[Start]:
+    """Every trained run of a twin set under ``preset``, as train.json recorded its start."""
+    from ..runs import COIN_FLIP_ELBO, train_docs
+
+    found = []
+    for m in twin.models():
+        for d in train_docs(results_dir, preset, [m]):
+            h = d["history"]
+            better = next((e["epoch"] for e in h if e["valid_elbo"] > COIN_FLIP_ELBO), None)
+            found.append(Start(m.removesuffix(twin.suffix), d["seed"], h[0]["valid_elbo"], h[0]["kl"], better, len(h)))
+    return found
 
 
 def start_text(results_dir: Path | str, twin: Twin, preset: str) -> str:
     """How a twin set's runs start: the validation ELBO and the training KL of epoch 1, and the
     first epoch whose validation ELBO beats a coin flip (as train.json recorded them)."""
-    from ..runs import COIN_FLIP_ELBO, train_docs
+    from ..runs import COIN_FLIP_ELBO
 
-    lines = []
-    for m in twin.models():
-        for d in train_docs(results_dir, preset, [m]):
-            h = d["history"]
-            better = next((e["epoch"] for e in h if e["valid_elbo"] > COIN_FLIP_ELBO), None)
-            lines.append(f"- {_table1_display(m.removesuffix(twin.suffix))} (seed {d['seed']}): after epoch 1, "
-                         f"validation ELBO {h[0]['valid_elbo']:,.0f} nats and training KL {h[0]['kl']:,.0f}; better "
-                         f"than a coin flip ({COIN_FLIP_ELBO:.0f}) "
-                         + (f"from epoch {better}" if better else f"in none of its {len(h)} epochs"))
+    lines = [f"- {_table1_display(s.model)} (seed {s.seed}): after epoch 1, validation ELBO {s.elbo:,.0f} nats and "
+             f"training KL {s.kl:,.0f}; better than a coin flip ({COIN_FLIP_ELBO:.0f}) "
+             + (f"from epoch {s.better_from}" if s.better_from else f"in none of its {s.epochs} epochs")
+             for s in starts(results_dir, twin, preset)]
     return "\n".join(lines) or f"No run of the {twin.label} twins under {preset} is evaluated yet."
 
 

@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unpack", default=None, metavar="DIR",
                    help="only unpack DIR (from an earlier sprint) into --results-dir")
     p.add_argument("--preset", default="paper", help=f"budget: {' | '.join(PRESETS)} (default: paper)")
+    _dataset_arg(p)
     p.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     _results_dir_arg(p)
@@ -211,7 +212,8 @@ def _sprint(args) -> None:
     if not args.pack_dir:
         raise ValueError("scvae sprint needs --pack-dir DIR (an empty folder for the packed results), or --unpack DIR")
     sprint.sprint(args.pack_dir, args.preset, args.seeds, args.device, args.results_dir, args.data_dir, args.minutes,
-                  args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress, revision=args.revision)
+                  args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress, revision=args.revision,
+                  dataset=args.dataset)
 
 
 def _status(args) -> None:

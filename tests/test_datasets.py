@@ -80,7 +80,7 @@ def test_an_unknown_data_set_is_refused_naming_the_choices(tmp_path, capsys):
         with pytest.raises(ValueError, match="unknown data set 'fashion': pass --dataset .*one of mnist-static, "
                                              "fashion-static, fashion-dynamic"):
             call()
-    for verb in (["train", MODEL], ["evaluate", MODEL], ["reproduce", "table1"], ["status", "table1"]):
+    for verb in (["train", MODEL], ["evaluate", MODEL], ["reproduce", "table1"], ["status", "table1"], ["sprint"]):
         with pytest.raises(SystemExit) as exit_:
             main([*verb, "--dataset", "fashion", "--results-dir", str(tmp_path)])
         assert exit_.value.code == 2
@@ -91,7 +91,7 @@ def test_an_unknown_data_set_is_refused_naming_the_choices(tmp_path, capsys):
 
 @pytest.mark.unit
 def test_every_verb_that_runs_says_what_dataset_means(capsys):
-    for verb in ("train", "evaluate", "reproduce", "status"):
+    for verb in ("train", "evaluate", "reproduce", "status", "sprint"):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         text = " ".join(capsys.readouterr().out.split())

@@ -17,6 +17,21 @@ DATA_SUMS = hashlib.sha256(_SUMS_FILE.read_bytes()).hexdigest()[:16]
 # Every result written before the digest was recorded read this list (unchanged since 4c4a145).
 DATA_SUMS_BEFORE_RECORDED = "818d54e8981aed26"
 
+# The data sets a run can train and be evaluated on (`--dataset`); data.load_dataset reads each.
+# Fashion-MNIST's files and its fixed binarization have their own checksum list, so that adding
+# it left SHA256SUMS, and with it every MNIST result's fingerprint, as it was.
+DATASETS = {
+    "mnist-static": "statically binarized MNIST (Larochelle & Murray's fixed draw; the paper's data)",
+    "fashion-static": "Fashion-MNIST binarized once by a fixed-seed Bernoulli draw of each grayscale image",
+    "fashion-dynamic": "Fashion-MNIST with the training images drawn anew every epoch (seeded by run seed "
+                       "and epoch), validation and test binarized once as for fashion-static",
+}
+DEFAULT_DATASET = "mnist-static"
+FASHION_SUMS_FILE = _SUMS_FILE.parent / "SHA256SUMS.fashion-mnist"
+DATASET_SUMS = {"mnist-static": DATA_SUMS,
+                **dict.fromkeys(("fashion-static", "fashion-dynamic"),
+                                hashlib.sha256(FASHION_SUMS_FILE.read_bytes()).hexdigest()[:16])}
+
 TWIN_STAGES = {t.stage: t.models() for t in TWINS}
 TWIN_SEEDS = {t.stage: (0,) for t in TWINS}  # a preset lists more where it wants them
 
@@ -44,7 +59,8 @@ class Preset:
     train_size: int | None = None  # None: all 50,000
     valid_size: int | None = None
     checkpoint_minutes: float = 5.0
-    data_sums: str = DATA_SUMS  # not a budget: which data, recorded with every result
+    dataset: str = DEFAULT_DATASET  # not a budget: a run's data set (run_preset), recorded with every result
+    data_sums: str = DATA_SUMS  # the digest of that data set's checksum list (DATASET_SUMS)
     # evaluation
     test_size: int | None = None  # NLL / ELBO / active units on the first N of a fixed shuffle
     nll_samples: int = 5000
@@ -183,16 +199,24 @@ def get_preset(name: str, **overrides) -> Preset:
 # added or a budget's wording changed keeps every result, including those whose checkpoints
 # are not on this machine).
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "warmup_epochs", "warmup_by", "patience",
-                   "train_size", "valid_size", "data_sums")
+                   "train_size", "valid_size", "dataset", "data_sums")
 EVAL_FIELDS = ("test_size", "nll_samples", "svm_size", "svm_folds", "fisher_points", "tsne_points", "grid_images",
                "figure_seeds", "eval_epochs", "final_nll_samples", "check_nll_samples")
 
 
-def run_preset(preset_name: str, model: str) -> Preset:
-    """The preset as one model's run sees it: its twin set's training changes (e.g. the
-    authors' lr) and its stage's shorter budget applied; snapshots beyond the budget dropped."""
+def check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown data set {dataset!r}: pass --dataset (dataset=) one of {', '.join(DATASETS)}")
+    return dataset
+
+
+def run_preset(preset_name: str, model: str, dataset: str = DEFAULT_DATASET) -> Preset:
+    """The preset as one model's run on ``dataset`` sees it: its twin set's training changes (e.g.
+    the authors' lr) and its stage's shorter budget applied; snapshots beyond the budget dropped."""
     preset = get_preset(preset_name)
     changes = training_changes(model)
+    if check_dataset(dataset) != DEFAULT_DATASET:
+        changes |= {"dataset": dataset, "data_sums": DATASET_SUMS[dataset]}
     stage_epochs = [preset.stage_epochs[s] for s, models in preset.stages.items()
                     if model in models and s in preset.stage_epochs]
     if stage_epochs and max(stage_epochs) < preset.epochs:

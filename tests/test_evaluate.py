@@ -343,7 +343,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
         again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir,
                                 progress=False)
     assert again == read_json(paths.eval_json, "eval")  # returned as written
-    for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
+    for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations", "diagnostics"):
         assert again[block] == doc[block], block
     figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(results_dir, "smoke", MODEL, 0).figures_npz)
     assert set(figs) == {"labels", "recon_truth", "recon_model", "samples"}

@@ -78,10 +78,12 @@ for _name in SKIPVAE:
     MODELS[_name + AUTHORS.suffix] = replace(MODELS[_name], **AUTHORS.config)
 
 
+_TWIN_OF = {**{m: t for t in TWINS for m in t.models()}, **{m: AUTHORS for m in AUTHORS.models(SKIPVAE)}}
+
+
 def twin_of(name: str) -> Twin:
     """The twin set a model belongs to (:data:`OURS` for every model that is no twin)."""
-    return next((t for t in TWINS if name.endswith(t.suffix) and name.removesuffix(t.suffix) in TABLE1), None) or (
-        AUTHORS if name in AUTHORS.models(SKIPVAE) else OURS)
+    return _TWIN_OF.get(name, OURS)
 
 
 def training_changes(name: str) -> dict:

@@ -258,7 +258,7 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     assert diag["bypass"]["points"] == 64 and isinstance(diag["bypass"]["ignores_z"], bool)
 
     figs = read_npz(paths.figures_npz)
-    assert set(figs) == {"labels", *TSNE_ARRAYS, "recon_truth", "recon_model", "samples"}  # what plots read
+    assert set(figs) == {"labels", *TSNE_ARRAYS, "recon_truth", "recon_model", "samples", "nll_per_image", "nll_test_index"}  # what plots read
     n, k = SMOKE.tsne_points, SMOKE.grid_images
     assert figs["labels"].shape == (n,)
     for key in TSNE_ARRAYS:
@@ -346,7 +346,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
     for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations", "diagnostics"):
         assert again[block] == doc[block], block
     figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(results_dir, "smoke", MODEL, 0).figures_npz)
-    assert set(figs) == {"labels", "recon_truth", "recon_model", "samples"}
+    assert set(figs) == {"labels", "recon_truth", "recon_model", "samples", "nll_per_image", "nll_test_index"}
     for key in figs:
         assert np.array_equal(figs[key], before[key]), key
 

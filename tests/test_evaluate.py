@@ -258,7 +258,9 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     assert diag["bypass"]["points"] == 64 and isinstance(diag["bypass"]["ignores_z"], bool)
 
     figs = read_npz(paths.figures_npz)
-    assert set(figs) == {"labels", *TSNE_ARRAYS, "recon_truth", "recon_model", "samples", "nll_per_image", "nll_test_index"}  # what plots read
+    # what plots read, and each image's NLL for paired differences
+    assert set(figs) == {"labels", *TSNE_ARRAYS, "recon_truth", "recon_model", "samples", "nll_per_image",
+                         "nll_test_index"}
     n, k = SMOKE.tsne_points, SMOKE.grid_images
     assert figs["labels"].shape == (n,)
     for key in TSNE_ARRAYS:

@@ -31,9 +31,9 @@ MI_ESTIMATOR = ("I(x;z) = E_x KL(q(z|x) || p(z)) - KL(q(z) || p(z)) = E_{x, z~q(
                 "(log_n_bound): a larger true MI reads as at most log N")
 BYPASS_SOURCE = ("each test image's z replaced by one draw from the prior: mean_abs_change is the mean over images "
                  "and pixels of |Bernoulli mean at z = posterior mean - at z = prior draw| (for a PixelCNN the "
-                 "teacher-forced means p(x_i = 1 | the earlier pixels of the image, z), one pass); delta_log_likelihood the "
-                 "mean of log p(x|posterior mean) - log p(x|prior draw), nats per image. A decoder that ignores z "
-                 "changes nothing")
+                 "teacher-forced means p(x_i = 1 | the earlier pixels of the image, z), one pass); "
+                 "delta_log_likelihood the mean of log p(x|posterior mean) - log p(x|prior draw), nats per image. "
+                 "A decoder that ignores z changes nothing")
 KL_VAMP_REASON = ("the VampPrior is a mixture over all units jointly, so KL(q(z|x) || p(z)) does not "
                   "split into per-unit terms")
 

@@ -253,7 +253,8 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     assert (mi["points"], mi["log_n_bound"]) == (64, pytest.approx(math.log(64)))
     assert mi["value"] == pytest.approx(mi["mean_kl"] - mi["marginal_kl"]) and mi["value"] < mi["log_n_bound"] + 1e-9
     assert diag["active_units"]["count"] == m["active_units"] and diag["active_units"]["same_threshold"]
-    assert len(diag["kl_per_unit"]["values"]) == 50 and sum(diag["kl_per_unit"]["values"]) == pytest.approx(m["kl"], rel=1e-4)
+    per_unit = diag["kl_per_unit"]["values"]
+    assert len(per_unit) == 50 and sum(per_unit) == pytest.approx(m["kl"], rel=1e-4)
     assert (diag["rate_distortion"]["rate"], diag["rate_distortion"]["distortion"]) == (m["kl"], -m["rec"])
     assert diag["bypass"]["points"] == 64 and isinstance(diag["bypass"]["ignores_z"], bool)
 

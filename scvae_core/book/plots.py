@@ -427,6 +427,45 @@ def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]]) -> Figure:
     return fig
 
 
+def rate_distortion(runs: Mapping[str, list[dict]]) -> Figure:
+    """Every run on the rate-distortion plane (Alemi et al. 2018): rate R = the KL term, distortion
+    D = minus the reconstruction term, one point per seed, read from eval.json's
+    ``diagnostics.rate_distortion``; the runs evaluated before it existed are named on the figure,
+    not drawn. Lines of constant R + D (the negative ELBO) run at -45 degrees."""
+    fig = Figure(figsize=(7, 4.6), layout="constrained")
+    ax = fig.subplots()
+    drawn, lacking = [], []
+    for i, (model, evals) in enumerate(runs.items()):
+        points = [(e["seed"], e["diagnostics"]["rate_distortion"]) for e in evals
+                  if "rate_distortion" in (e.get("diagnostics") or {})]
+        missing = [e["seed"] for e in evals if "rate_distortion" not in (e.get("diagnostics") or {})]
+        lacking += [f"{display_name(model)} {seeds_text(missing)}"] if missing else []
+        if points:
+            ax.scatter([rd["rate"] for _, rd in points], [rd["distortion"] for _, rd in points], s=24,
+                       color=f"C{i % 10}", label=display_name(model))
+            drawn += [e for e in evals if "rate_distortion" in (e.get("diagnostics") or {})]
+    if drawn:
+        ax.set(xlabel="rate R = KL(q(z|x) || p(z)) (nats)", ylabel="distortion D = −E_q log p(x|z) (nats)")
+        ax.legend(fontsize=7)
+    if lacking:
+        note = "No rate and distortion recorded (evaluated before the diagnostics existed):\n" + "\n".join(
+            _wrap("; ".join(lacking)))
+        if drawn:
+            ax.text(0.99, 0.99, note, ha="right", va="top", transform=ax.transAxes, fontsize=6)
+        else:
+            _no_data(ax, note)
+    elif not drawn:
+        _no_data(ax, "no evaluated runs")
+    fig.suptitle(f"Rate and distortion, one point per seed ({_evals_source(runs)})", fontsize=9)
+    return fig
+
+
+def _wrap(text: str, width: int = 90) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
 def _png(fig: Figure) -> bytes:
     import io
 

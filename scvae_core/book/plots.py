@@ -431,7 +431,7 @@ def rate_distortion(runs: Mapping[str, list[dict]]) -> Figure:
     """Every run on the rate-distortion plane (Alemi et al. 2018): rate R = the KL term, distortion
     D = minus the reconstruction term, one point per seed, read from eval.json's
     ``diagnostics.rate_distortion``; the runs evaluated before it existed are named on the figure,
-    not drawn. Lines of constant R + D (the negative ELBO) run at -45 degrees."""
+    not drawn. R + D is the negative ELBO: a model at R = 0 has a collapsed posterior."""
     fig = Figure(figsize=(7, 4.6), layout="constrained")
     ax = fig.subplots()
     drawn, lacking = [], []

@@ -1,7 +1,8 @@
 """Evaluation of a trained model -> ``eval.json`` and ``figures.npz``.
 
 Test NLL by importance sampling (the encoder as proposal), ELBO terms, active latent units,
-SVM accuracy on the latent means, layer-wise Fisher (``fisher.py``) and the figure data
+SVM accuracy and a linear probe on the latent means (``probes.py``), collapse diagnostics
+(``diagnostics.py``), layer-wise Fisher (``fisher.py``) and the figure data
 (t-SNE embeddings, reconstructions, prior samples). Every subset of the test split is a
 prefix of one fixed permutation: the split's rows are sorted by digit, and every model and
 seed must see the same points.
@@ -27,17 +28,18 @@ import torch
 from tqdm import tqdm
 
 from .data import load_dataset, load_dataset_labels
+from .diagnostics import diagnostics_report
 from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_report
 from .lock import run_lock
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import DEFAULT_DATASET, Preset, run_preset
+from .probes import SPLIT_SEED, linear_probe_accuracy, permuted_test_indices, svm_accuracy
 from .results import (DEFAULT_RESULTS_DIR, NLL_ARRAYS, ResultError, RunPaths, check_writable, open_regular,
                       provenance, read_json, write_json, write_npz)
 from .runs import TRAIN_KEYS, load_eval, load_figures_npz
 from .train import epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config
 
-SPLIT_SEED = 0  # the test permutation and the SVM folds: the same for every model and seed
 AU_THRESHOLD = 0.01  # Burda et al. (2016)
 ELBO_DRAWS = 10  # the ELBO is averaged over this many z ~ q(z|x) per test point
 # The NLL is also recorded from the first k of its S importance samples, for each k here
@@ -53,11 +55,6 @@ TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
 # if it is that run's (see _install_rescued).
 RESCUE_DIRS = (Path(tempfile.gettempdir()) / "scvae-rescued", Path.home() / ".cache" / "scvae-rescued")
 RESULT_BYTES = 16 * 2**20  # eval.json and figures.npz of the largest preset, with a margin
-
-
-def permuted_test_indices(n: int = 10000) -> np.ndarray:
-    """The fixed order in which test points are used (subsets are its prefixes)."""
-    return np.random.default_rng(SPLIT_SEED).permutation(n)
 
 
 # ------------------------------------------------------------------------- NLL
@@ -218,22 +215,6 @@ def posterior_means(model: VAE, x: torch.Tensor) -> torch.Tensor:
 def active_units(means: torch.Tensor, threshold: float = AU_THRESHOLD) -> int:
     """Latent units whose posterior mean varies across data: Cov_x(E_q[z_u]) > threshold."""
     return int((means.double().var(dim=0) > threshold).sum())
-
-
-# ------------------------------------------------------------------------- SVM
-
-def svm_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> dict:
-    """Stratified ``folds``-fold CV accuracy of an RBF SVC (default C) on standardised
-    features: {"mean", "std", "folds"}."""
-    # Imported here, like openTSNE below: slow to import, and only evaluation needs them.
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    accs = cross_val_score(make_pipeline(StandardScaler(), SVC()), features, labels, cv=cv)
-    return {"mean": float(accs.mean()), "std": float(accs.std()), "folds": [float(a) for a in accs]}
 
 
 # ------------------------------------------------------------------------- figure data
@@ -567,8 +548,11 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
     elbo = timed("elbo", lambda g: elbo_terms(model, x))
     units = timed("active_units", lambda g: active_units(posterior_means(model, x)))
     svm_idx = _prefix(preset.svm_size)
-    svm = timed("svm", lambda g: svm_accuracy(posterior_means(model, x_test[svm_idx]).numpy(), labels[svm_idx],
-                                               preset.svm_folds, SPLIT_SEED))
+    svm_means = posterior_means(model, x_test[svm_idx]).numpy()
+    svm = timed("svm", lambda g: svm_accuracy(svm_means, labels[svm_idx], preset.svm_folds, SPLIT_SEED))
+    probe = timed("linear_probe", lambda g: linear_probe_accuracy(svm_means, labels[svm_idx], preset.svm_folds,
+                                                                  SPLIT_SEED))
+    diagnostics = timed("diagnostics", lambda g: diagnostics_report(model, x, elbo, AU_THRESHOLD, generator=g))
     x_fisher = x_test[_prefix(preset.fisher_points)]
     fisher = timed("fisher", lambda g: fisher_report(model, x_fisher, generator=g))
     fisher_empirical = timed("fisher_empirical", lambda g: fisher_report(model, x_fisher, "empirical", generator=g))
@@ -599,6 +583,8 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
         "nll_by_samples": {str(k): v.mean().item() for k, v in zip(counts, nll_at)}, "test_size": len(x),
         "active_units": units, "au_threshold": AU_THRESHOLD,
         "svm_acc": svm["mean"], "svm_acc_std": svm["std"], "svm_fold_accs": svm["folds"], "svm_size": len(svm_idx),
+        "linear_probe_acc": probe["mean"], "linear_probe_acc_std": probe["std"],
+        "linear_probe_fold_accs": probe["folds"],
     }
     doc = {
         "model": model_name, "preset": preset_name, "seed": seed, "dataset": paths.dataset, "config": config.to_dict(),
@@ -606,7 +592,7 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
         "wall_time_s": round(time.perf_counter() - start, 3),
         "epoch": best_epoch, "epochs_trained": trained,
         "metrics": metrics, "fisher": fisher, "fisher_empirical": fisher_empirical, "fisher_authors": fisher_authors,
-        "derivations": derivations, "timings": timings,
+        "derivations": derivations, "diagnostics": diagnostics, "timings": timings,
     }
     if tsne_skipped:
         doc["tsne_skipped"] = tsne_skipped  # a figure seed without embeddings, and why

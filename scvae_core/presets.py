@@ -7,7 +7,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .zoo import TABLE1, TABLE2, TWINS, check_name, training_changes
+from .zoo import AUTHORS, SKIPVAE, TABLE1, TABLE2, TWINS, check_name, training_changes
 
 # The data a run reads: data.py verifies every file against data.SUMS_FILE before use, so that
 # list's digest stands for the data in a result's fingerprint. Found by path, not imported:
@@ -105,7 +105,8 @@ class Preset:
         return self.check_nll_samples.get(seed, common) if self._final(epoch) else common
 
 
-_STAGES = {"table1": TABLE1, "depth": depth_models(range(1, 12)), "table2": TABLE2, **TWIN_STAGES}
+# The Skip-VAE models (not the paper's) form the stage skipvae where a preset trains them.
+_STAGES = {"table1": TABLE1, "depth": depth_models(range(1, 12)), "table2": TABLE2, **TWIN_STAGES, "skipvae": SKIPVAE}
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -114,8 +115,8 @@ PRESETS: dict[str, Preset] = {
         epochs=2, warmup_epochs=1, patience=0, train_size=300, valid_size=100, checkpoint_minutes=0.5,
         test_size=64, nll_samples=8, svm_size=200, svm_folds=2, fisher_points=16, tsne_points=150, grid_images=4,
         stages={"table1": TABLE1, "depth": depth_models((1, 3)), "table2": TABLE2,
-                **{t.stage: t.models(("vae-1l", "vae-q++")) for t in TWINS}},
-        seeds={"table1": (0,), "depth": (0,), "table2": (0,), **TWIN_SEEDS},
+                **{t.stage: t.models(("vae-1l", "vae-q++")) for t in TWINS}, "skipvae": SKIPVAE},
+        seeds={"table1": (0,), "depth": (0,), "table2": (0,), **TWIN_SEEDS, "skipvae": (0,)},
     ),
     "cpu": Preset(
         name="cpu",
@@ -132,7 +133,7 @@ PRESETS: dict[str, Preset] = {
         epochs=2000, warmup_epochs=100, patience=50, checkpoint_minutes=10.0,
         test_size=None, nll_samples=5000, svm_size=None, svm_folds=5, fisher_points=1000, tsne_points=5000,
         stages=_STAGES, seeds={"table1": (0, 1, 2), "depth": (0,), "table2": (0, 1, 2), **TWIN_SEEDS,
-                               "authors": (0, 1, 2)},
+                               "authors": (0, 1, 2), "skipvae": (0,)},
     ),
 }
 # How much of the gap to the paper's numbers is training budget: the cpu preset, ten times
@@ -152,8 +153,9 @@ PRESETS["long"] = replace(
     budget="the cpu preset trained for 100 epochs, evaluated at epochs 10, 30 and 100 (S = 200, 200, 1000; "
            "seed 0 also S = 5000 at 100); the depth sweep and the VampPrior pair for 30 epochs",
     stages={"table1": TABLE1, "authors": TWIN_STAGES["authors"], "depth": depth_models((1, 3, 5, 7, 9, 11)),
-            "table2": ("vae-1l+vamp", "scvae+vamp")},  # of Table 2, the VampPrior pair
-    seeds={"table1": (0, 1, 2), "authors": (0,), "depth": (0,), "table2": (0,)},
+            "table2": ("vae-1l+vamp", "scvae+vamp"),  # of Table 2, the VampPrior pair
+            "skipvae": SKIPVAE},
+    seeds={"table1": (0, 1, 2), "authors": (0,), "depth": (0,), "table2": (0,), "skipvae": (0, 1, 2)},
     stage_epochs={"depth": 30, "table2": 30})
 # The same shape at smoke size, for the tests of within-run budgets.
 PRESETS["smoke-long"] = replace(
@@ -175,7 +177,8 @@ PRESETS["converged"] = replace(
     budget="the authors' protocol to convergence: AdamNormGrad, KL warm-up over 100 epochs, early stopping after "
            "50 epochs without a better validation ELBO (at most 2,000); all 10,000 test images at S = 1000 "
            "(seed 0 also S = 5000)",
-    stages={"authors": AUTHORS_TABLE1}, seeds={"authors": (0, 1, 2)})
+    stages={"authors": AUTHORS_TABLE1, "skipvae": AUTHORS.models(SKIPVAE)},
+    seeds={"authors": (0, 1, 2), "skipvae": (0,)})
 # Its shape at smoke size, for CI.
 PRESETS["smoke-converged"] = replace(
     PRESETS["smoke"], name="smoke-converged", epochs=6, warmup_epochs=2, warmup_by="epoch", patience=1,

@@ -393,7 +393,8 @@ def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = 
 # code never parses. Prose may not hold markup (the book escapes it too, where it shows it).
 NAME = re.compile(r"^[A-Za-z0-9_.+\-]*$")
 PROSE = ("provenance", "preset_config")  # top-level fields that are prose throughout
-PROSE_KEYS = ("gradient", "source", "tsne_skipped")  # prose fields anywhere (fisher.py's and evaluate.py's descriptions)
+# prose fields anywhere (the descriptions of fisher.py, evaluate.py and diagnostics.py)
+PROSE_KEYS = ("gradient", "source", "tsne_skipped", "estimator", "not_defined")
 MARKUP = re.compile(r"[<>&]")
 NUMBER, INT = (int, float), int  # JSON writes 90.0 as a float and 90 as an int: both are numbers
 TYPE_NAMES = {NUMBER: "a number", INT: "an integer", list: "a list", dict: "a dict"}
@@ -406,6 +407,14 @@ FIELDS = {
              (("fisher", "layers"), list, None), (("derivations",), dict, None), (("wall_time_s",), NUMBER, None)],
     "train": [(("history",), list, None), (("best_valid_elbo",), NUMBER, None), (("best_epoch",), INT, (1, math.inf)),
               (("epochs_run",), INT, (0, math.inf)), (("wall_time_s",), NUMBER, None)],
+}
+# Typed like FIELDS, but only where present: files written before these fields existed stay valid.
+OPTIONAL_FIELDS = {
+    "eval": [(("metrics", "linear_probe_acc"), NUMBER, (0, 1)), (("metrics", "linear_probe_fold_accs"), list, None),
+             (("diagnostics",), dict, None), (("diagnostics", "mutual_information", "value"), NUMBER, None),
+             (("diagnostics", "active_units", "count"), INT, (0, math.inf)),
+             (("diagnostics", "rate_distortion", "rate"), NUMBER, None),
+             (("diagnostics", "bypass", "mean_abs_change"), NUMBER, (0, 1))],
 }
 STOPPED = ("max_epochs", "early_stopping", "time_budget")  # time_budget: train_run(budget_s=...), the GPU sprint
 
@@ -483,8 +492,11 @@ def check_run(doc: dict, path: Path, paths: RunPaths, fields: tuple[str, ...], h
             problems.append(f"it was computed under other preset settings ({', '.join(changed)}) than "
                             f"{paths.preset!r} has now")
     _walk(doc, (), problems)
-    for field, kind, bounds in FIELDS.get(doc.get("kind"), ()):
+    optional = [(f, k, b, True) for f, k, b in OPTIONAL_FIELDS.get(doc.get("kind"), ())]
+    for field, kind, bounds, may_lack in [(f, k, b, False) for f, k, b in FIELDS.get(doc.get("kind"), ())] + optional:
         value = _get(doc, field)
+        if value is KeyError and may_lack:
+            continue
         if value is KeyError or not _typed(value, kind):
             shown = "missing" if value is KeyError else _short(value)
             problems.append(f"{'.'.join(field)} is {shown}, not {TYPE_NAMES[kind]}")

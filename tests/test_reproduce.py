@@ -196,8 +196,10 @@ def test_runs_made_one_at_a_time_refresh_the_stage_summary_and_keep_its_invocati
 
 @pytest.mark.unit
 def test_all_expands_to_every_stage_once():
-    assert expand_stages(["all"], "smoke") == ["table1", "depth", "table2", "activation", "init", "authors"]
-    assert expand_stages(["table2", "all"], "smoke") == ["table2", "table1", "depth", "activation", "init", "authors"]
+    assert expand_stages(["all"], "smoke") == ["table1", "depth", "table2", "activation", "init", "authors",
+                                               "skipvae"]
+    assert expand_stages(["table2", "all"], "smoke") == ["table2", "table1", "depth", "activation", "init", "authors",
+                                                         "skipvae"]
 
 
 @pytest.mark.unit
@@ -211,7 +213,7 @@ def test_seeds_default_to_the_presets_per_stage(tmp_path):
 
 @pytest.mark.unit
 def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
-    with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, all"):
+    with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, skipvae, all"):
         reproduce(["table3"], "smoke", results_dir=tmp_path, progress=False, scheduler=INLINE)
     assert fake.work == []
 

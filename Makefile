@@ -33,7 +33,7 @@ PARAMS_FILE := _build/notebook-params
 PM_PARAMS = -r preset $(strip $(PRESET)) -r device $(strip $(DEVICE)) -r results_dir $(strip $(RESULTS_DIR)) \
 	-p recompute $(strip $(RECOMPUTE)) -p results_dir_ok $(strip $(RESULTS_DIR_OK)) -y "seeds: $(if $(strip $(SEEDS)),[$(strip $(SEEDS))],null)"
 
-.PHONY: help venv notebooks book html pdf check-book test test-fast pytest chromium poppler clean
+.PHONY: help venv notebooks book html pdf check-book test test-fast pytest chromium poppler fashion clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -93,6 +93,9 @@ chromium: ## install Debian's chromium for the browser test (needs root)
 poppler: ## install Debian's poppler-utils (pdftotext, pdfinfo) for the PDF test (needs root)
 	@command -v pdftotext >/dev/null || { apt-get update && apt-get install -y --no-install-recommends poppler-utils; }
 
+fashion: ## install Debian's dataset-fashion-mnist, the Fashion-MNIST runs' data (needs root)
+	@test -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz || { apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist; }
+
 test: ## build the book and its PDF from the committed results, then run every test (tiers unit, smoke, book)
 	@$(call timed,test,pytest)
 
@@ -101,7 +104,7 @@ test: ## build the book and its PDF from the committed results, then run every t
 test-fast: $(STAMP) ## the unit tier only: no data, no book, no browser (under a minute)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -m unit
 
-pytest: $(STAMP) chromium poppler book pdf
+pytest: $(STAMP) chromium poppler fashion book pdf
 	@test -n "$(SCVAE_DATA)" || echo "warning: no data folder (SCVAE_DATA unset, no ../shared/data, no data/):" \
 		"the tests that train will fail; set SCVAE_DATA or run \`scvae data download\`" >&2
 	$(BIN)/python -m pytest

@@ -12,7 +12,7 @@ import threading
 
 from . import data
 from .lock import LockError
-from .presets import PRESETS
+from .presets import DATASETS, DEFAULT_DATASET, PRESETS
 from .results import DEFAULT_RESULTS_DIR, MAX_SEED, ResultError, check_seed
 from .runner.executor import RunsFailed
 from .zoo import UnknownName
@@ -31,8 +31,16 @@ def _results_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", "--out", default=str(DEFAULT_RESULTS_DIR), help="results root (default: results/)")
 
 
+def _dataset_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=DEFAULT_DATASET, choices=list(DATASETS), metavar="DATASET",
+                   help="data set: " + "; ".join(f"{name}: {text}" for name, text in DATASETS.items())
+                   + f" (default: {DEFAULT_DATASET}). Results of a data set other than {DEFAULT_DATASET} lie under "
+                   "RESULTS_DIR/<dataset>/<preset>/")
+
+
 def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
     p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
+    _dataset_arg(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     _results_dir_arg(p)
     p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
@@ -107,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unpack", default=None, metavar="DIR",
                    help="only unpack DIR (from an earlier sprint) into --results-dir")
     p.add_argument("--preset", default="paper", help=f"budget: {' | '.join(PRESETS)} (default: paper)")
+    _dataset_arg(p)
     p.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     _results_dir_arg(p)
@@ -131,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "on disk no longer bear out, e.g. after runs were copied or merged in.")
     p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
     p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
+    _dataset_arg(p)
     _results_dir_arg(p)
     p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
                    help="seeds (default: the preset's seeds for each stage)")
@@ -154,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_bench)
 
+    p = sub.add_parser("baselines", help="the SVM protocol on raw pixels and on their PCA: context for svm_acc",
+                       description="The paper's SVM protocol (standardised RBF SVC, stratified folds, the same test "
+                       "images as every evaluation) on the 784 raw binary pixels and on their first principal "
+                       "components (fitted on the training images), and logistic regression on the pixels; writes "
+                       "RESULTS_DIR/baselines/baselines.json. All 10,000 test images take minutes on one core.")
+    p.add_argument("--size", type=int, default=None, help="the first N test images of the fixed permutation "
+                   "(default: all 10,000)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="cross-validation folds (default: 5, as every preset but smoke)")
+    _results_dir_arg(p)
+    p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
+    p.set_defaults(func=_baselines)
+
     data.add_data_commands(sub)
     return parser
 
@@ -170,8 +193,9 @@ def _train(args) -> None:
     from .train import train_run
 
     train_run(args.model, args.preset, args.seed, device=args.device, results_dir=args.results_dir,
-              data_dir=args.data_dir, progress=not args.no_progress)
-    refresh_stage_summaries(args.results_dir, args.preset, model=args.model)  # the run changed under them
+              data_dir=args.data_dir, progress=not args.no_progress, dataset=args.dataset)
+    # the run changed under them
+    refresh_stage_summaries(args.results_dir, args.preset, model=args.model, dataset=args.dataset)
 
 
 def _evaluate(args) -> None:
@@ -179,8 +203,8 @@ def _evaluate(args) -> None:
     from .runner.reproduce import refresh_stage_summaries
 
     evaluate_run(args.model, args.preset, args.seed, device=args.device, results_dir=args.results_dir,
-                 data_dir=args.data_dir, progress=not args.no_progress)
-    refresh_stage_summaries(args.results_dir, args.preset, model=args.model)
+                 data_dir=args.data_dir, progress=not args.no_progress, dataset=args.dataset)
+    refresh_stage_summaries(args.results_dir, args.preset, model=args.model, dataset=args.dataset)
 
 
 def _reproduce(args) -> None:
@@ -188,7 +212,7 @@ def _reproduce(args) -> None:
 
     reproduce(args.stages, args.preset, seeds=args.seeds, device=args.device, results_dir=args.results_dir,
               data_dir=args.data_dir, progress=not args.no_progress, jobs=args.jobs, threads=args.threads,
-              scheduler=args.scheduler, runs_per_gpu=args.runs_per_gpu)
+              scheduler=args.scheduler, runs_per_gpu=args.runs_per_gpu, dataset=args.dataset)
 
 
 def _sprint(args) -> None:
@@ -201,18 +225,28 @@ def _sprint(args) -> None:
     if not args.pack_dir:
         raise ValueError("scvae sprint needs --pack-dir DIR (an empty folder for the packed results), or --unpack DIR")
     sprint.sprint(args.pack_dir, args.preset, args.seeds, args.device, args.results_dir, args.data_dir, args.minutes,
-                  args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress, revision=args.revision)
+                  args.eval_minutes, args.jobs, args.threads, progress=not args.no_progress, revision=args.revision,
+                  dataset=args.dataset)
 
 
 def _status(args) -> None:
     from .runner.reproduce import format_plan, plan, refresh_stage_summaries, stage_times
 
-    print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, results_dir=args.results_dir)))
+    print(format_plan(plan(args.stages, args.preset, seeds=args.seeds, results_dir=args.results_dir,
+                           dataset=args.dataset)))
     if args.write_summaries:
-        for path in refresh_stage_summaries(args.results_dir, args.preset, args.stages):
+        for path in refresh_stage_summaries(args.results_dir, args.preset, args.stages, dataset=args.dataset):
             print(f"rewrote {path}")
-    print("\nfinished runs per stage, from their files (wall time = the runs' own train + evaluate times):")
-    print(stage_times(args.results_dir))
+    print(f"\nfinished runs per stage on {args.dataset}, from their files (wall time = the runs' own train + "
+          "evaluate times):")
+    print(stage_times(args.results_dir, args.dataset))
+
+
+def _baselines(args) -> None:
+    from .probes import write_baselines
+
+    path = write_baselines(args.results_dir, args.size, args.folds, data_dir=args.data_dir)
+    print(f"wrote {path}")
 
 
 def _bench(args) -> int:

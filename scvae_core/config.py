@@ -35,6 +35,10 @@ class ModelConfig:
     # 1/sqrt(fan_in); "xavier": Glorot & Bengio (2010), made for deep tanh networks; "he":
     # He et al. (2015), normal with std sqrt(2/fan_in), made for ReLU (the authors' protocol).
     init: str = "default"
+    # Skip-VAE (Dieng, Kim, Rush & Blei 2019): z enters every hidden layer of the decoder, each
+    # layer after the first adding its own linear map of z before the nonlinearity (the first
+    # already takes z as its input). Not the paper's: its rival design against collapse.
+    dec_zskip: bool = False
 
     def __post_init__(self):
         problems = []
@@ -54,6 +58,9 @@ class ModelConfig:
         for side, depth in (("enc", self.enc_depth), ("dec", self.dec_depth)):
             if getattr(self, f"{side}_skip") == "long" and depth < 3:
                 problems.append(f"{side}_skip='long' (eq. 12) needs {side}_depth >= 3, got {depth}")
+        if self.dec_zskip and self.dec_depth < 2:
+            problems.append("dec_zskip=True needs dec_depth >= 2: the first hidden layer already takes z as its "
+                            "input, so a 1-layer decoder has no layer for a z-skip")
         for size in ("hidden", "latent", "pseudo_inputs", "pixel_channels"):
             if getattr(self, size) < 1:
                 problems.append(f"{size} must be >= 1, got {getattr(self, size)}")

@@ -1,8 +1,11 @@
 """Data layer: statically binarized MNIST (.mat, or the upstream .amat text files), its test
-labels, the grayscale MNIST test set, Fashion-MNIST, and dynamic binarization.
+labels, the grayscale MNIST test set, Fashion-MNIST, dynamic binarization, and the data sets a
+run trains on (``presets.DATASETS``, read by :func:`load_dataset`).
 
 Every file of the data folder is checked against ``data/SHA256SUMS`` before use, and
-``scvae data download|check`` fetch and inspect that folder (see data/README.md).
+``scvae data download|check`` fetch and inspect that folder (see data/README.md). Fashion-MNIST
+(Debian's ``dataset-fashion-mnist``) and its fixed binarization are checked against
+``data/SHA256SUMS.fashion-mnist``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -22,6 +26,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
+from .presets import DEFAULT_DATASET, FASHION_SUMS_FILE, check_dataset
 from .results import REPO_ROOT, clean_stale_temporaries, honour_umask, temp_prefix
 
 SUMS_FILE = REPO_ROOT / "data" / "SHA256SUMS"
@@ -108,26 +113,27 @@ def _existing(root: Path, rel: str) -> Path:
 
 # ---------------------------------------------------------------- checksums
 
-def load_checksums() -> dict[str, str]:
-    """Relative path -> sha256 hex digest, as listed in data/SHA256SUMS."""
+def load_checksums(sums_file: Path | None = None) -> dict[str, str]:
+    """Relative path -> sha256 hex digest, as listed in data/SHA256SUMS (or ``sums_file``)."""
+    sums_file = sums_file or SUMS_FILE
     try:
-        lines = SUMS_FILE.read_text().splitlines()
+        lines = sums_file.read_text().splitlines()
     except OSError as e:
-        raise DataError(f"cannot read the checksum list {SUMS_FILE} ({e}); it ships with the repository") from e
+        raise DataError(f"cannot read the checksum list {sums_file} ({e}); it ships with the repository") from e
     sums = {}
     for line in filter(str.strip, lines):
         fields = line.split(maxsplit=1)
         if len(fields) != 2:
-            raise DataError(f"{SUMS_FILE}: malformed line {line!r}, expected '<sha256>  <path>'")
+            raise DataError(f"{sums_file}: malformed line {line!r}, expected '<sha256>  <path>'")
         sums[fields[1].removeprefix("*")] = fields[0]  # sha256sum marks binary mode with '*'
     return sums
 
 
-def _mismatch(rel: str, actual: str) -> str | None:
+def _mismatch(rel: str, actual: str, sums_file: Path | None = None) -> str | None:
     """None if ``actual`` is the digest listed for ``rel``, else a description of the mismatch."""
-    expected = load_checksums().get(rel)
+    expected = load_checksums(sums_file).get(rel)
     if expected is None:
-        return f"{SUMS_FILE} lists no checksum for {rel}"
+        return f"{sums_file or SUMS_FILE} lists no checksum for {rel}"
     if actual != expected:
         return f"checksum mismatch: expected sha256 {expected} (listed for {rel}), got {actual}"
     return None
@@ -353,8 +359,9 @@ def _find_fashion_file(root: Path, name: str) -> Path:
                 return path
     raise DataError(
         f"Fashion-MNIST file {name}[.gz] not found in {root} or {root / 'FashionMNIST' / 'raw'}. "
-        f"Install it with `apt-get install dataset-fashion-mnist` (files go to {FASHION_ROOT}), "
-        "or pass root= a folder holding the IDX files (a torchvision FashionMNIST root works too)."
+        f"Install it with `apt-get install dataset-fashion-mnist` (as root; `make fashion` does it; files go to "
+        f"{FASHION_ROOT}), or put the IDX files in the data folder's fashion-mnist/ (a torchvision FashionMNIST "
+        "root works too)."
     )
 
 
@@ -379,6 +386,95 @@ def load_fashion_mnist(
     if binarize == "dynamic":
         return DynamicBinarizer(images, seed), labels
     return images, labels
+
+
+# ---------------------------------------------------------------- the data sets of a run
+
+# Fashion-MNIST as a run reads it: its 60,000 training images split 50,000 / 10,000 into train and
+# validation by one fixed permutation, its 10,000 test images the test set. fashion-static binarizes
+# each grayscale image once with a fixed seed (a seed per IDX file, so that the test draws are not
+# the training draws' first rows again); the digests of those arrays are recorded in
+# FASHION_SUMS_FILE, so that another numpy whose generator drew otherwise would be caught.
+FASHION_SPLIT_SEED = 20240601
+FASHION_BINARIZE_SEEDS = {"train": 20240602, "test": 20240603}
+FASHION_TRAIN = SPLIT_SIZES["train"]  # the first of the permuted training images; the rest validate
+STATIC = "fashion-static/{part}-images"  # FASHION_SUMS_FILE's name of a fixed binarization (+ CONTENT)
+_REINSTALL = "reinstall it with `apt-get install --reinstall dataset-fashion-mnist` (as root)"
+
+
+def fashion_root(data_dir: str | Path | None = None) -> Path:
+    """Where a run finds Fashion-MNIST: the data folder's fashion-mnist/ if there is one, else
+    Debian's FASHION_ROOT (``make fashion``)."""
+    local = _data_dir_path(data_dir) / "fashion-mnist"
+    return local if local.is_dir() else FASHION_ROOT
+
+
+def fashion_split_rows(split: str) -> np.ndarray:
+    """Which of the 60,000 training images (train, valid) form a split; the test images in order."""
+    if split == "test":
+        return np.arange(SPLIT_SIZES["test"])
+    order = np.random.default_rng(FASHION_SPLIT_SEED).permutation(FASHION_TRAIN + SPLIT_SIZES["valid"])
+    return order[:FASHION_TRAIN] if split == "train" else order[FASHION_TRAIN:]
+
+
+def _check_content(x: np.ndarray, rel: str, where: str, fix: str) -> None:
+    problem = _mismatch(rel + CONTENT, _array_sha256(x), FASHION_SUMS_FILE)
+    if problem:
+        raise DataError(f"{where}: {problem}. To fix: {fix}")
+
+
+@lru_cache(maxsize=2)
+def _fashion_set(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """Grayscale images (N, 784) and labels of Fashion-MNIST's ``part`` ("train" or "test"), checked
+    against FASHION_SUMS_FILE; read-only, as they are shared."""
+    images, labels = load_fashion_mnist(part, root)
+    for x, name in zip((images, labels.astype(np.uint8)), FASHION_FILES[part]):
+        _check_content(x, name, f"{root / name}[.gz]", f"the file is corrupt or another release: {_REINSTALL}")
+    for x in (images, labels):
+        x.setflags(write=False)
+    return images, labels
+
+
+@lru_cache(maxsize=2)
+def _fashion_static(root: Path, part: str) -> np.ndarray:
+    """The fixed binarization of Fashion-MNIST's ``part``, checked against its recorded digest."""
+    x = bernoulli_binarize(_fashion_set(root, part)[0], np.random.default_rng(FASHION_BINARIZE_SEEDS[part]))
+    _check_content(x, STATIC.format(part=part), f"the fixed binarization of Fashion-MNIST's {part} images",
+                   "this numpy's generator draws otherwise than the one that recorded it; use the numpy of "
+                   "pyproject.toml, or results on fashion-static would not be comparable")
+    x.setflags(write=False)
+    return x
+
+
+def load_dataset(dataset: str, split: str, data_dir: str | Path | None = None,
+                 seed: int = 0) -> np.ndarray | DynamicBinarizer:
+    """Split ``split`` ("train", "valid" or "test") of a run's data set (presets.DATASETS) as uint8
+    0/1 rows (N, 784); fashion-dynamic's training split as a DynamicBinarizer seeded by the run's
+    ``seed`` (its other splits are fashion-static's)."""
+    check_dataset(dataset)
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"split must be one of {list(SPLIT_SIZES)}, not {split!r}")
+    if dataset == DEFAULT_DATASET:
+        return load_binarized_mnist(split, data_dir)
+    root, part = fashion_root(data_dir), "test" if split == "test" else "train"
+    rows = fashion_split_rows(split)
+    if dataset == "fashion-dynamic" and split == "train":
+        return DynamicBinarizer(_fashion_set(root, part)[0][rows], seed)
+    return _fashion_static(root, part)[rows]  # indexing copies: the caller's own array
+
+
+def load_dataset_labels(dataset: str, split: str = "test", data_dir: str | Path | None = None) -> np.ndarray:
+    """Class labels (int64, 0-9) of a data set's split, in the rows' order: binarized MNIST's test
+    labels (derived, data/README.md), Fashion-MNIST's from its IDX label files."""
+    check_dataset(dataset)
+    if dataset == DEFAULT_DATASET:
+        if split != "test":
+            raise DataError(f"binarized MNIST has labels only for its test split, not {split!r}: its training and "
+                            "validation images come without them (data/README.md)")
+        return load_test_labels(data_dir)
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"split must be one of {list(SPLIT_SIZES)}, not {split!r}")
+    return _fashion_set(fashion_root(data_dir), "test" if split == "test" else "train")[1][fashion_split_rows(split)]
 
 
 # ---------------------------------------------------------------- download

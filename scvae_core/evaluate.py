@@ -1,7 +1,8 @@
 """Evaluation of a trained model -> ``eval.json`` and ``figures.npz``.
 
 Test NLL by importance sampling (the encoder as proposal), ELBO terms, active latent units,
-SVM accuracy on the latent means, layer-wise Fisher (``fisher.py``) and the figure data
+SVM accuracy and a linear probe on the latent means (``probes.py``), collapse diagnostics
+(``diagnostics.py``), layer-wise Fisher (``fisher.py``) and the figure data
 (t-SNE embeddings, reconstructions, prior samples). Every subset of the test split is a
 prefix of one fixed permutation: the split's rows are sorted by digit, and every model and
 seed must see the same points.
@@ -26,18 +27,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import load_binarized_mnist, load_test_labels
+from .data import load_dataset, load_dataset_labels
+from .diagnostics import diagnostics_report
 from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_report
 from .lock import run_lock
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
-from .presets import Preset, run_preset
+from .presets import DEFAULT_DATASET, Preset, run_preset
+from .probes import SPLIT_SEED, linear_probe_accuracy, permuted_test_indices, svm_accuracy
 from .results import (DEFAULT_RESULTS_DIR, NLL_ARRAYS, ResultError, RunPaths, check_writable, open_regular,
                       provenance, read_json, write_json, write_npz)
 from .runs import TRAIN_KEYS, load_eval, load_figures_npz
 from .train import epoch_order, kl_weight, load_split, load_trained, resolve_device
 from .zoo import get_config
 
-SPLIT_SEED = 0  # the test permutation and the SVM folds: the same for every model and seed
 AU_THRESHOLD = 0.01  # Burda et al. (2016)
 ELBO_DRAWS = 10  # the ELBO is averaged over this many z ~ q(z|x) per test point
 # The NLL is also recorded from the first k of its S importance samples, for each k here
@@ -53,11 +55,6 @@ TSNE_EVERY = 50  # t-SNE iterations per progress-bar tick
 # if it is that run's (see _install_rescued).
 RESCUE_DIRS = (Path(tempfile.gettempdir()) / "scvae-rescued", Path.home() / ".cache" / "scvae-rescued")
 RESULT_BYTES = 16 * 2**20  # eval.json and figures.npz of the largest preset, with a margin
-
-
-def permuted_test_indices(n: int = 10000) -> np.ndarray:
-    """The fixed order in which test points are used (subsets are its prefixes)."""
-    return np.random.default_rng(SPLIT_SEED).permutation(n)
 
 
 # ------------------------------------------------------------------------- NLL
@@ -220,22 +217,6 @@ def active_units(means: torch.Tensor, threshold: float = AU_THRESHOLD) -> int:
     return int((means.double().var(dim=0) > threshold).sum())
 
 
-# ------------------------------------------------------------------------- SVM
-
-def svm_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> dict:
-    """Stratified ``folds``-fold CV accuracy of an RBF SVC (default C) on standardised
-    features: {"mean", "std", "folds"}."""
-    # Imported here, like openTSNE below: slow to import, and only evaluation needs them.
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    accs = cross_val_score(make_pipeline(StandardScaler(), SVC()), features, labels, cv=cv)
-    return {"mean": float(accs.mean()), "std": float(accs.std()), "folds": [float(a) for a in accs]}
-
-
 # ------------------------------------------------------------------------- figure data
 
 def tsne_embed(features: np.ndarray, seed: int, progress: bool = False, desc: str = "t-SNE") -> np.ndarray:
@@ -341,7 +322,7 @@ def _rescue_paths(top: Path, paths: RunPaths) -> RunPaths:
     """Where a result of ``paths`` is kept under the rescue folder ``top``: one subfolder per
     results folder (a digest of its resolved path), so that a run finds only its own folder's."""
     key = hashlib.sha256(str(Path(paths.results_dir).resolve()).encode()).hexdigest()[:16]
-    return RunPaths(top / key, paths.preset, paths.model, paths.seed)
+    return RunPaths(top / key, paths.preset, paths.model, paths.seed, paths.dataset)
 
 
 def _rescue_record(rescue: RunPaths, epoch: int | None) -> Path:
@@ -448,7 +429,8 @@ def _install_rescued(paths: RunPaths, preset: Preset, config: ModelConfig, epoch
         if problem is None:
             try:
                 record = read_json(_rescue_record(rescue, epoch), "rescue", ("results_dir", "checkpoint_sha256"))
-                doc = load_eval(rescue.results_dir, paths.preset, paths.model, paths.seed, epoch, preset, config)
+                doc = load_eval(rescue.results_dir, paths.preset, paths.model, paths.seed, epoch, preset, config,
+                                paths.dataset)
                 figures = load_figures_npz(rescue, epoch)
                 problem = _binding_problem(record, paths, epoch)
             except ResultError as e:
@@ -471,7 +453,7 @@ def _reusable(paths: RunPaths, preset: Preset, config: ModelConfig, epoch: int |
     if not paths.eval_json_at(epoch).exists():
         return None
     try:
-        doc = load_eval(paths.results_dir, paths.preset, paths.model, paths.seed, epoch, preset, config)
+        doc = load_eval(paths.results_dir, paths.preset, paths.model, paths.seed, epoch, preset, config, paths.dataset)
         reason = _stale_reason(paths, epoch)
     except ResultError as e:
         reason = str(e)
@@ -491,7 +473,7 @@ def _snapshot_epoch(paths: RunPaths, epoch: int | None) -> tuple[int, int]:
 
 def authors_batches(seed: int, epoch: int, preset: Preset, data_dir) -> list[torch.Tensor]:
     """The last AUTHORS_BATCHES training minibatches of ``epoch`` (1-based) in training's own order."""
-    train_x = load_split("train", preset, data_dir)
+    train_x = load_split("train", preset, data_dir, seed, epoch - 1)  # a dynamic data set: that epoch's draw
     order = epoch_order(seed, epoch - 1, len(train_x))
     bs = preset.batch_size
     n_batches = math.ceil(len(train_x) / bs)
@@ -507,20 +489,21 @@ def evaluate_run(
     data_dir: str | Path | None = None,
     progress: bool = True,
     epoch: int | None = None,
+    dataset: str = DEFAULT_DATASET,
 ) -> dict:
     """Evaluate the best checkpoint of one run into eval.json and figures.npz; an up-to-date
     eval.json is returned as it is. A preset with ``eval_epochs`` evaluates the best weights
     kept at each of them (eval-eNNN.json, figures-eNNN.npz; all of them unless ``epoch``)
     and returns the last."""
-    preset, config = run_preset(preset_name, model_name), get_config(model_name)
+    preset, config = run_preset(preset_name, model_name, dataset), get_config(model_name)
     if preset.eval_epochs and epoch is None:
-        docs = [evaluate_run(model_name, preset_name, seed, device, results_dir, data_dir, progress, e)
+        docs = [evaluate_run(model_name, preset_name, seed, device, results_dir, data_dir, progress, e, dataset)
                 for e in preset.eval_epochs]
         return docs[-1]
     if epoch is not None and epoch not in preset.eval_epochs:
         raise ValueError(f"epoch {epoch}: preset {preset_name!r} keeps weights for evaluation only at epochs "
                          f"{list(preset.eval_epochs) or 'none (it evaluates the final weights)'}")
-    paths = RunPaths(Path(results_dir), preset_name, model_name, seed)
+    paths = RunPaths(Path(results_dir), preset_name, model_name, seed, dataset)
     with run_lock(paths.dir):  # one writer per run (lock.py)
         return _evaluate_locked(paths, preset, config, device, data_dir, progress, epoch)
 
@@ -542,11 +525,11 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
 
     start = time.perf_counter()
     dev = resolve_device(device)
-    model = load_trained(model_name, preset_name, seed, results_dir, dev, epoch)
+    model = load_trained(model_name, preset_name, seed, results_dir, dev, epoch, paths.dataset)
     best_epoch, trained = _snapshot_epoch(paths, epoch)
     final = epoch is None or epoch == preset.eval_epochs[-1]
-    x_test = torch.from_numpy(load_binarized_mnist("test", data_dir)).to(dev, torch.float32)
-    labels = load_test_labels(data_dir)
+    x_test = torch.from_numpy(load_dataset(paths.dataset, "test", data_dir)).to(dev, torch.float32)
+    labels = load_dataset_labels(paths.dataset, "test", data_dir)
     timings: dict[str, float] = {}
 
     def timed(part: str, fn: Callable[[torch.Generator], object]):
@@ -565,8 +548,11 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
     elbo = timed("elbo", lambda g: elbo_terms(model, x))
     units = timed("active_units", lambda g: active_units(posterior_means(model, x)))
     svm_idx = _prefix(preset.svm_size)
-    svm = timed("svm", lambda g: svm_accuracy(posterior_means(model, x_test[svm_idx]).numpy(), labels[svm_idx],
-                                               preset.svm_folds, SPLIT_SEED))
+    svm_means = posterior_means(model, x_test[svm_idx]).numpy()
+    svm = timed("svm", lambda g: svm_accuracy(svm_means, labels[svm_idx], preset.svm_folds, SPLIT_SEED))
+    probe = timed("linear_probe", lambda g: linear_probe_accuracy(svm_means, labels[svm_idx], preset.svm_folds,
+                                                                  SPLIT_SEED))
+    diagnostics = timed("diagnostics", lambda g: diagnostics_report(model, x, elbo, AU_THRESHOLD, generator=g))
     x_fisher = x_test[_prefix(preset.fisher_points)]
     fisher = timed("fisher", lambda g: fisher_report(model, x_fisher, generator=g))
     fisher_empirical = timed("fisher_empirical", lambda g: fisher_report(model, x_fisher, "empirical", generator=g))
@@ -597,16 +583,18 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
         "nll_by_samples": {str(k): v.mean().item() for k, v in zip(counts, nll_at)}, "test_size": len(x),
         "active_units": units, "au_threshold": AU_THRESHOLD,
         "svm_acc": svm["mean"], "svm_acc_std": svm["std"], "svm_fold_accs": svm["folds"], "svm_size": len(svm_idx),
+        "linear_probe_acc": probe["mean"], "linear_probe_acc_std": probe["std"],
+        "linear_probe_fold_accs": probe["folds"],
     }
     doc = {
-        "model": model_name, "preset": preset_name, "seed": seed, "config": config.to_dict(),
+        "model": model_name, "preset": preset_name, "seed": seed, "dataset": paths.dataset, "config": config.to_dict(),
         "preset_config": preset.to_dict(), "provenance": provenance(seed, str(dev)),
         "wall_time_s": round(time.perf_counter() - start, 3),
         "epoch": best_epoch, "epochs_trained": trained,
         "metrics": metrics, "fisher": fisher, "fisher_empirical": fisher_empirical, "fisher_authors": fisher_authors,
-        "derivations": derivations, "timings": timings,
+        "derivations": derivations, "diagnostics": diagnostics, "timings": timings,
     }
     if tsne_skipped:
         doc["tsne_skipped"] = tsne_skipped  # a figure seed without embeddings, and why
     _write_result(paths, figures, doc, epoch)
-    return load_eval(results_dir, preset_name, model_name, seed, epoch, preset, config)
+    return load_eval(results_dir, preset_name, model_name, seed, epoch, preset, config, paths.dataset)

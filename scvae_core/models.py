@@ -52,13 +52,15 @@ def resample(h: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class SkipMLP(nn.Module):
-    """Hidden layers h_l = act(W_l h_{l-1} + b_l) [+ g(h_{l-k})].
+    """Hidden layers h_l = act(W_l h_{l-1} [+ U_l x] + b_l) [+ g(h_{l-k})].
 
     skip="short": k = 1 at every layer (eq. 11); skip="long": a single connection that
     adds g(h_1) to the last hidden layer (eq. 12 with l - k = 1), needing depth >= 3.
+    zskip: the input x (the decoder's z) enters every layer l >= 2 through its own bias-free
+    map U_l (Skip-VAE, Dieng et al. 2019), so no depth can wash z out of the decoder.
     """
 
-    def __init__(self, n_in: int, hidden: int, depth: int, activation: str, skip: str):
+    def __init__(self, n_in: int, hidden: int, depth: int, activation: str, skip: str, zskip: bool = False):
         super().__init__()
         if skip == "long" and depth < 3:
             raise ValueError(f"a long skip (eq. 12) needs depth >= 3 hidden layers, got {depth}")
@@ -67,13 +69,17 @@ class SkipMLP(nn.Module):
             nn.Linear(n_in if i == 0 else hidden, hidden) for i in range(depth)
         )
         self.act = ACTIVATIONS[activation]()
+        if zskip:  # registered only when used: every stored checkpoint keeps its keys
+            self.zmaps = nn.ModuleList(nn.Linear(n_in, hidden, bias=False) for _ in range(depth - 1))
 
     def forward(self, x: torch.Tensor, keep: bool = False):
         """Returns the last hidden layer, or all of them (``keep=True``)."""
         hs = []
         h = x
+        zmaps = getattr(self, "zmaps", None)
         for i, layer in enumerate(self.layers):
-            out = self.act(layer(h))
+            pre = layer(h)
+            out = self.act(pre if zmaps is None or i == 0 else pre + zmaps[i - 1](x))
             if self.skip == "short":
                 out = out + resample(h, out.shape[-1])
             elif self.skip == "long" and i == len(self.layers) - 1:
@@ -150,7 +156,7 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.mlp = SkipMLP(cfg.latent, cfg.hidden, cfg.dec_depth, cfg.activation, cfg.dec_skip)
+        self.mlp = SkipMLP(cfg.latent, cfg.hidden, cfg.dec_depth, cfg.activation, cfg.dec_skip, cfg.dec_zskip)
         self.out = nn.Linear(cfg.hidden, X_DIM)
         self.pixelcnn = PixelCNN(cfg.pixel_layers, cfg.pixel_channels) if cfg.decoder == "pixelcnn" else None
 

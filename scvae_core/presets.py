@@ -7,7 +7,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .zoo import TABLE1, TABLE2, TWINS, check_name, training_changes
+from .zoo import AUTHORS, SKIPVAE, TABLE1, TABLE2, TWINS, check_name, training_changes
 
 # The data a run reads: data.py verifies every file against data.SUMS_FILE before use, so that
 # list's digest stands for the data in a result's fingerprint. Found by path, not imported:
@@ -16,6 +16,21 @@ _SUMS_FILE = Path(__file__).resolve().parent.parent / "data" / "SHA256SUMS"
 DATA_SUMS = hashlib.sha256(_SUMS_FILE.read_bytes()).hexdigest()[:16]
 # Every result written before the digest was recorded read this list (unchanged since 4c4a145).
 DATA_SUMS_BEFORE_RECORDED = "818d54e8981aed26"
+
+# The data sets a run can train and be evaluated on (`--dataset`); data.load_dataset reads each.
+# Fashion-MNIST's files and its fixed binarization have their own checksum list, so that adding
+# it left SHA256SUMS, and with it every MNIST result's fingerprint, as it was.
+DATASETS = {
+    "mnist-static": "statically binarized MNIST (Larochelle & Murray's fixed draw; the paper's data)",
+    "fashion-static": "Fashion-MNIST binarized once by a fixed-seed Bernoulli draw of each grayscale image",
+    "fashion-dynamic": "Fashion-MNIST with the training images drawn anew every epoch (seeded by run seed "
+                       "and epoch), validation and test binarized once as for fashion-static",
+}
+DEFAULT_DATASET = "mnist-static"
+FASHION_SUMS_FILE = _SUMS_FILE.parent / "SHA256SUMS.fashion-mnist"
+DATASET_SUMS = {"mnist-static": DATA_SUMS,
+                **dict.fromkeys(("fashion-static", "fashion-dynamic"),
+                                hashlib.sha256(FASHION_SUMS_FILE.read_bytes()).hexdigest()[:16])}
 
 TWIN_STAGES = {t.stage: t.models() for t in TWINS}
 TWIN_SEEDS = {t.stage: (0,) for t in TWINS}  # a preset lists more where it wants them
@@ -44,7 +59,8 @@ class Preset:
     train_size: int | None = None  # None: all 50,000
     valid_size: int | None = None
     checkpoint_minutes: float = 5.0
-    data_sums: str = DATA_SUMS  # not a budget: which data, recorded with every result
+    dataset: str = DEFAULT_DATASET  # not a budget: a run's data set (run_preset), recorded with every result
+    data_sums: str = DATA_SUMS  # the digest of that data set's checksum list (DATASET_SUMS)
     # evaluation
     test_size: int | None = None  # NLL / ELBO / active units on the first N of a fixed shuffle
     nll_samples: int = 5000
@@ -89,7 +105,8 @@ class Preset:
         return self.check_nll_samples.get(seed, common) if self._final(epoch) else common
 
 
-_STAGES = {"table1": TABLE1, "depth": depth_models(range(1, 12)), "table2": TABLE2, **TWIN_STAGES}
+# The Skip-VAE models (not the paper's) form the stage skipvae where a preset trains them.
+_STAGES = {"table1": TABLE1, "depth": depth_models(range(1, 12)), "table2": TABLE2, **TWIN_STAGES, "skipvae": SKIPVAE}
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -98,8 +115,8 @@ PRESETS: dict[str, Preset] = {
         epochs=2, warmup_epochs=1, patience=0, train_size=300, valid_size=100, checkpoint_minutes=0.5,
         test_size=64, nll_samples=8, svm_size=200, svm_folds=2, fisher_points=16, tsne_points=150, grid_images=4,
         stages={"table1": TABLE1, "depth": depth_models((1, 3)), "table2": TABLE2,
-                **{t.stage: t.models(("vae-1l", "vae-q++")) for t in TWINS}},
-        seeds={"table1": (0,), "depth": (0,), "table2": (0,), **TWIN_SEEDS},
+                **{t.stage: t.models(("vae-1l", "vae-q++")) for t in TWINS}, "skipvae": SKIPVAE},
+        seeds={"table1": (0,), "depth": (0,), "table2": (0,), **TWIN_SEEDS, "skipvae": (0,)},
     ),
     "cpu": Preset(
         name="cpu",
@@ -116,7 +133,7 @@ PRESETS: dict[str, Preset] = {
         epochs=2000, warmup_epochs=100, patience=50, checkpoint_minutes=10.0,
         test_size=None, nll_samples=5000, svm_size=None, svm_folds=5, fisher_points=1000, tsne_points=5000,
         stages=_STAGES, seeds={"table1": (0, 1, 2), "depth": (0,), "table2": (0, 1, 2), **TWIN_SEEDS,
-                               "authors": (0, 1, 2)},
+                               "authors": (0, 1, 2), "skipvae": (0,)},
     ),
 }
 # How much of the gap to the paper's numbers is training budget: the cpu preset, ten times
@@ -136,8 +153,9 @@ PRESETS["long"] = replace(
     budget="the cpu preset trained for 100 epochs, evaluated at epochs 10, 30 and 100 (S = 200, 200, 1000; "
            "seed 0 also S = 5000 at 100); the depth sweep and the VampPrior pair for 30 epochs",
     stages={"table1": TABLE1, "authors": TWIN_STAGES["authors"], "depth": depth_models((1, 3, 5, 7, 9, 11)),
-            "table2": ("vae-1l+vamp", "scvae+vamp")},  # of Table 2, the VampPrior pair
-    seeds={"table1": (0, 1, 2), "authors": (0,), "depth": (0,), "table2": (0,)},
+            "table2": ("vae-1l+vamp", "scvae+vamp"),  # of Table 2, the VampPrior pair
+            "skipvae": SKIPVAE},
+    seeds={"table1": (0, 1, 2), "authors": (0,), "depth": (0,), "table2": (0,), "skipvae": (0, 1, 2)},
     stage_epochs={"depth": 30, "table2": 30})
 # The same shape at smoke size, for the tests of within-run budgets.
 PRESETS["smoke-long"] = replace(
@@ -159,7 +177,8 @@ PRESETS["converged"] = replace(
     budget="the authors' protocol to convergence: AdamNormGrad, KL warm-up over 100 epochs, early stopping after "
            "50 epochs without a better validation ELBO (at most 2,000); all 10,000 test images at S = 1000 "
            "(seed 0 also S = 5000)",
-    stages={"authors": AUTHORS_TABLE1}, seeds={"authors": (0, 1, 2)})
+    stages={"authors": AUTHORS_TABLE1, "skipvae": AUTHORS.models(SKIPVAE)},
+    seeds={"authors": (0, 1, 2), "skipvae": (0,)})
 # Its shape at smoke size, for CI.
 PRESETS["smoke-converged"] = replace(
     PRESETS["smoke"], name="smoke-converged", epochs=6, warmup_epochs=2, warmup_by="epoch", patience=1,
@@ -183,16 +202,24 @@ def get_preset(name: str, **overrides) -> Preset:
 # added or a budget's wording changed keeps every result, including those whose checkpoints
 # are not on this machine).
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "warmup_epochs", "warmup_by", "patience",
-                   "train_size", "valid_size", "data_sums")
+                   "train_size", "valid_size", "dataset", "data_sums")
 EVAL_FIELDS = ("test_size", "nll_samples", "svm_size", "svm_folds", "fisher_points", "tsne_points", "grid_images",
                "figure_seeds", "eval_epochs", "final_nll_samples", "check_nll_samples")
 
 
-def run_preset(preset_name: str, model: str) -> Preset:
-    """The preset as one model's run sees it: its twin set's training changes (e.g. the
-    authors' lr) and its stage's shorter budget applied; snapshots beyond the budget dropped."""
+def check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown data set {dataset!r}: pass --dataset (dataset=) one of {', '.join(DATASETS)}")
+    return dataset
+
+
+def run_preset(preset_name: str, model: str, dataset: str = DEFAULT_DATASET) -> Preset:
+    """The preset as one model's run on ``dataset`` sees it: its twin set's training changes (e.g.
+    the authors' lr) and its stage's shorter budget applied; snapshots beyond the budget dropped."""
     preset = get_preset(preset_name)
     changes = training_changes(model)
+    if check_dataset(dataset) != DEFAULT_DATASET:
+        changes |= {"dataset": dataset, "data_sums": DATASET_SUMS[dataset]}
     stage_epochs = [preset.stage_epochs[s] for s, models in preset.stages.items()
                     if model in models and s in preset.stage_epochs]
     if stage_epochs and max(stage_epochs) < preset.epochs:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .presets import DEFAULT_DATASET, check_dataset
+
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS_DIR = REPO_ROOT / "results"
@@ -35,21 +37,31 @@ class ResultError(Exception):
     """A result file that is missing, corrupt or of another schema; says how to fix it."""
 
 
+def preset_dir(results_dir: Path | str, preset: str, dataset: str = DEFAULT_DATASET) -> Path:
+    """Where a preset's runs on ``dataset`` lie: ``results_dir/<preset>/`` for mnist-static (where
+    every result lay before the data set was a setting), else ``results_dir/<dataset>/<preset>/``,
+    the same layout below a folder of the data set's own."""
+    return Path(results_dir) / ("" if dataset == DEFAULT_DATASET else dataset) / preset
+
+
 @dataclass(frozen=True)
 class RunPaths:
-    """Files of one (preset, model, seed) run under ``results_dir/<preset>/<model>/seed<k>/``."""
+    """Files of one (preset, model, seed) run on a data set under
+    ``preset_dir(results_dir, preset, dataset)/<model>/seed<k>/``."""
 
     results_dir: Path
     preset: str
     model: str
     seed: int
+    dataset: str = DEFAULT_DATASET
 
     def __post_init__(self):
         check_seed(self.seed)
+        check_dataset(self.dataset)
 
     @property
     def dir(self) -> Path:
-        return Path(self.results_dir) / self.preset / self.model / f"seed{self.seed}"
+        return preset_dir(self.results_dir, self.preset, self.dataset) / self.model / f"seed{self.seed}"
 
     train_json = property(lambda self: self.dir / "train.json")
     eval_json = property(lambda self: self.dir / "eval.json")
@@ -70,7 +82,8 @@ class RunPaths:
 
     def command(self, verb: str) -> str:
         """The command that (re)creates this run's files: quoted in error messages."""
-        return f"scvae {verb} {self.model} --preset {self.preset} --seed {self.seed}"
+        dataset = "" if self.dataset == DEFAULT_DATASET else f" --dataset {self.dataset}"
+        return f"scvae {verb} {self.model} --preset {self.preset} --seed {self.seed}{dataset}"
 
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit
@@ -380,7 +393,8 @@ def read_json(path: Path, kind: str, required: tuple[str, ...] = (), fix: str = 
 # code never parses. Prose may not hold markup (the book escapes it too, where it shows it).
 NAME = re.compile(r"^[A-Za-z0-9_.+\-]*$")
 PROSE = ("provenance", "preset_config")  # top-level fields that are prose throughout
-PROSE_KEYS = ("gradient", "source", "tsne_skipped")  # prose fields anywhere (fisher.py's and evaluate.py's descriptions)
+# prose fields anywhere (the descriptions of fisher.py, evaluate.py and diagnostics.py)
+PROSE_KEYS = ("gradient", "source", "tsne_skipped", "estimator", "not_defined")
 MARKUP = re.compile(r"[<>&]")
 NUMBER, INT = (int, float), int  # JSON writes 90.0 as a float and 90 as an int: both are numbers
 TYPE_NAMES = {NUMBER: "a number", INT: "an integer", list: "a list", dict: "a dict"}
@@ -393,6 +407,14 @@ FIELDS = {
              (("fisher", "layers"), list, None), (("derivations",), dict, None), (("wall_time_s",), NUMBER, None)],
     "train": [(("history",), list, None), (("best_valid_elbo",), NUMBER, None), (("best_epoch",), INT, (1, math.inf)),
               (("epochs_run",), INT, (0, math.inf)), (("wall_time_s",), NUMBER, None)],
+}
+# Typed like FIELDS, but only where present: files written before these fields existed stay valid.
+OPTIONAL_FIELDS = {
+    "eval": [(("metrics", "linear_probe_acc"), NUMBER, (0, 1)), (("metrics", "linear_probe_fold_accs"), list, None),
+             (("diagnostics",), dict, None), (("diagnostics", "mutual_information", "value"), NUMBER, None),
+             (("diagnostics", "active_units", "count"), INT, (0, math.inf)),
+             (("diagnostics", "rate_distortion", "rate"), NUMBER, None),
+             (("diagnostics", "bypass", "mean_abs_change"), NUMBER, (0, 1))],
 }
 STOPPED = ("max_epochs", "early_stopping", "time_budget")  # time_budget: train_run(budget_s=...), the GPU sprint
 
@@ -450,9 +472,12 @@ def check_run(doc: dict, path: Path, paths: RunPaths, fields: tuple[str, ...], h
     from .zoo import MODELS
 
     problems = []
-    where = f"{paths.preset}/{paths.model}/seed{paths.seed}"
-    for key, expected in (("preset", paths.preset), ("model", paths.model), ("seed", paths.seed)):
-        value = doc.get(key)
+    where = f"{paths.preset}/{paths.model}/seed{paths.seed}" + (
+        "" if paths.dataset == DEFAULT_DATASET else f" of {paths.dataset}")
+    # A file written before the data set was a setting is of mnist-static, as its folder says.
+    identity = {"preset": paths.preset, "model": paths.model, "seed": paths.seed, "dataset": paths.dataset}
+    for key, expected in identity.items():
+        value = doc.get(key, DEFAULT_DATASET) if key == "dataset" else doc.get(key)
         if type(value) is not type(expected) or value != expected:
             problems.append(f"its {key} is {_short(value)} but it lies in {where}")
     if paths.model not in MODELS or paths.preset not in PRESETS:
@@ -462,13 +487,16 @@ def check_run(doc: dict, path: Path, paths: RunPaths, fields: tuple[str, ...], h
             problems.append(f"it was computed for another model configuration than {paths.model!r} has now")
         stored = doc.get("preset_config")
         changed = changed_settings(stored if isinstance(stored, dict) else {},
-                                   settings or run_preset(paths.preset, paths.model), fields)
+                                   settings or run_preset(paths.preset, paths.model, paths.dataset), fields)
         if changed:
             problems.append(f"it was computed under other preset settings ({', '.join(changed)}) than "
                             f"{paths.preset!r} has now")
     _walk(doc, (), problems)
-    for field, kind, bounds in FIELDS.get(doc.get("kind"), ()):
+    optional = [(f, k, b, True) for f, k, b in OPTIONAL_FIELDS.get(doc.get("kind"), ())]
+    for field, kind, bounds, may_lack in [(f, k, b, False) for f, k, b in FIELDS.get(doc.get("kind"), ())] + optional:
         value = _get(doc, field)
+        if value is KeyError and may_lack:
+            continue
         if value is KeyError or not _typed(value, kind):
             shown = "missing" if value is KeyError else _short(value)
             problems.append(f"{'.'.join(field)} is {shown}, not {TYPE_NAMES[kind]}")

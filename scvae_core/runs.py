@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .presets import EVAL_FIELDS, TRAINING_FIELDS, Preset, get_preset, run_preset
-from .results import NLL_ARRAYS, PAPER_REPORTED, PUBLISHED, RunPaths, read_figures, read_run
+from .presets import DEFAULT_DATASET, EVAL_FIELDS, TRAINING_FIELDS, Preset, get_preset, run_preset
+from .results import NLL_ARRAYS, PAPER_REPORTED, PUBLISHED, RunPaths, preset_dir, read_figures, read_run
 
 # The book shows the most trustworthy that has results: the paper's budget, then the long one
 # (at its last epoch), then the cpu one.
@@ -45,13 +45,13 @@ def paper_rows(table_id: str) -> dict[str, dict]:
 
 def display_name(model: str) -> str:
     """The paper's name of a model (VAE(q++)), a twin's with its set's suffix, else the id."""
-    from .zoo import TABLE1, twin_of
+    from .zoo import twin_of
 
     twin = twin_of(model)
     base = model.removesuffix(twin.suffix) if twin.suffix else model
     rows = {**paper_rows("table2"), **paper_rows("table1")}
-    name = rows[base]["display"] if base in rows else model
-    return f"{name} [{twin.label}]" if twin.suffix and base in TABLE1 else name
+    name = rows[base]["display"] if base in rows else base
+    return f"{name} [{twin.label}]" if twin.suffix else name  # a Table 1 or Skip-VAE twin
 
 
 @lru_cache(maxsize=1)
@@ -66,12 +66,12 @@ def citation() -> str:
 
 
 def load_eval(results_dir: str | Path, preset: str, model: str, seed: int, epoch: int | None = None, settings=None,
-              config=None) -> dict:
-    """A run's eval.json (``epoch``: its eval-eNNN.json), checked for schema, for the keys and
-    types the tables need, and for agreement with where it lies, the model's config and the
-    preset's settings (``results.check_run``; ``settings``, a Preset, and ``config`` default to
+              config=None, dataset: str = DEFAULT_DATASET) -> dict:
+    """A run's eval.json (``epoch``: its eval-eNNN.json) on ``dataset``, checked for schema, for the
+    keys and types the tables need, and for agreement with where it lies, the model's config and
+    the preset's settings (``results.check_run``; ``settings``, a Preset, and ``config`` default to
     the registry's)."""
-    paths = RunPaths(Path(results_dir), preset, model, seed)
+    paths = RunPaths(Path(results_dir), preset, model, seed, dataset)
     return read_run(paths.eval_json_at(epoch), paths, "eval", EVAL_REQUIRED, (*TRAINING_FIELDS, *EVAL_FIELDS),
                     paths.command("evaluate"), settings, config)
 
@@ -100,19 +100,19 @@ def default_epoch(preset: str, epoch: int | None = None, model: str | None = Non
     return epoch
 
 
-def seeds_on_disk(results_dir: Path | str, preset: str, model: str) -> list[int]:
-    model_dir = Path(results_dir) / preset / model
+def seeds_on_disk(results_dir: Path | str, preset: str, model: str, dataset: str = DEFAULT_DATASET) -> list[int]:
+    model_dir = preset_dir(results_dir, preset, dataset) / model
     if not model_dir.is_dir():
         return []
     return sorted(int(m.group(1)) for p in model_dir.iterdir() if (m := re.fullmatch(r"seed(\d+)", p.name)))
 
 
 def evaluated_seeds(results_dir: Path | str, preset: str, model: str, seeds: Iterable[int] | None = None,
-                    epoch: int | None = None) -> list[int]:
-    """The seeds (all on disk unless ``seeds``) whose evaluation at ``epoch`` exists."""
-    seeds = seeds_on_disk(results_dir, preset, model) if seeds is None else seeds
+                    epoch: int | None = None, dataset: str = DEFAULT_DATASET) -> list[int]:
+    """The seeds (all on disk unless ``seeds``) whose evaluation at ``epoch`` on ``dataset`` exists."""
+    seeds = seeds_on_disk(results_dir, preset, model, dataset) if seeds is None else seeds
     epoch = default_epoch(preset, epoch, model)
-    return [s for s in seeds if RunPaths(Path(results_dir), preset, model, s).eval_json_at(epoch).exists()]
+    return [s for s in seeds if RunPaths(Path(results_dir), preset, model, s, dataset).eval_json_at(epoch).exists()]
 
 
 def pick_preset(results_dir: Path | str, stage: str) -> str | None:
@@ -139,18 +139,19 @@ def resolve_preset(results_dir: Path | str, stage: str, preset: str | None) -> s
 
 
 def collect(results_dir: Path | str, preset: str, models: Iterable[str], seeds: Iterable[int] | None = None,
-            epoch: int | None = None) -> dict[str, list[dict]]:
-    """Every model's evaluated runs (all seeds on disk unless ``seeds``), in seed order; at
-    ``epoch`` for a preset that evaluates several (default: its last).
+            epoch: int | None = None, dataset: str = DEFAULT_DATASET) -> dict[str, list[dict]]:
+    """Every model's evaluated runs on ``dataset`` (all seeds on disk unless ``seeds``), in seed
+    order; at ``epoch`` for a preset that evaluates several (default: its last).
 
     A run not evaluated yet is left out; an eval.json that is corrupt or of another schema
     raises ResultError naming the file.
     """
     def runs(m: str) -> list[dict]:
         at = default_epoch(preset, epoch, m)
-        return [with_figures_path(at_common_samples(load_eval(results_dir, preset, m, s, at), run_preset(preset, m), at),
-                                  RunPaths(Path(results_dir), preset, m, s).figures_npz_at(at))
-                for s in evaluated_seeds(results_dir, preset, m, seeds, at)]
+        return [with_figures_path(at_common_samples(load_eval(results_dir, preset, m, s, at, dataset=dataset),
+                                                    run_preset(preset, m, dataset), at),
+                                  RunPaths(Path(results_dir), preset, m, s, dataset).figures_npz_at(at))
+                for s in evaluated_seeds(results_dir, preset, m, seeds, at, dataset)]
 
     return {m: runs(m) for m in models}
 

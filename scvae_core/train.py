@@ -31,7 +31,7 @@ from . import data
 from .config import same_config
 from .models import VAE, ModelConfig
 from .lock import run_lock
-from .presets import Preset, changed_settings, run_preset, settings
+from .presets import DEFAULT_DATASET, Preset, changed_settings, run_preset, settings
 from .results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, _atomic_write, check_writable, processor_name,
                       provenance, write_json)
 from .runs import COIN_FLIP_ELBO, load_train
@@ -92,11 +92,31 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def load_split(split: str, preset: Preset, data_dir: str | Path | None = None) -> torch.Tensor:
-    """A split as float32 0/1 of shape (N, 784). Train and valid keep the preset's first
-    ``train_size`` / ``valid_size`` rows: the rows of this data set are in random order."""
+def split_images(split: str, preset: Preset, data_dir: str | Path | None = None,
+                 seed: int = 0) -> np.ndarray | data.DynamicBinarizer:
+    """A split of the preset's data set as uint8 0/1 rows (N, 784). Train and valid keep the
+    preset's first ``train_size`` / ``valid_size`` rows: the rows are in random order (binarized
+    MNIST's own, Fashion-MNIST's fixed permutation). A dynamically binarized training split is its
+    binarizer, seeded by the run's ``seed``: each epoch draws its own images (:func:`epoch_images`)."""
     size = {"train": preset.train_size, "valid": preset.valid_size}.get(split)
-    return torch.from_numpy(data.load_binarized_mnist(split, data_dir)[:size].astype(np.float32))
+    images = data.load_dataset(preset.dataset, split, data_dir, seed)
+    if isinstance(images, data.DynamicBinarizer):
+        return data.DynamicBinarizer(images.images[:size], images.seed)
+    return images[:size]
+
+
+def epoch_images(images: np.ndarray | data.DynamicBinarizer, epoch: int) -> torch.Tensor:
+    """The images of a split as float32 0/1 (N, 784), for the 0-based ``epoch``: a function of
+    (seed, epoch) alone also where they are drawn anew, so a resumed run draws the same ones."""
+    x = images.epoch(epoch) if isinstance(images, data.DynamicBinarizer) else images
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def load_split(split: str, preset: Preset, data_dir: str | Path | None = None, seed: int = 0,
+               epoch: int = 0) -> torch.Tensor:
+    """:func:`split_images` as float32 0/1 (N, 784): for a dynamically binarized training split,
+    the images the run of ``seed`` draws in ``epoch`` (0-based)."""
+    return epoch_images(split_images(split, preset, data_dir, seed), epoch)
 
 
 def kl_weight(step: int, warmup_steps: int) -> float:
@@ -386,7 +406,7 @@ class _Run(_Checkpoints):
         if p.resumed_under_other_settings:
             prov["resumed_under_other_settings"] = p.resumed_under_other_settings
         return {
-            "model": paths.model, "preset": paths.preset, "seed": paths.seed,
+            "model": paths.model, "preset": paths.preset, "seed": paths.seed, "dataset": paths.dataset,
             "config": self.cfg.to_dict(), "preset_config": self.preset.to_dict(),
             "provenance": prov,
             "history": p.history, "best_epoch": p.best_epoch, "best_valid_elbo": p.best_valid_elbo,
@@ -407,8 +427,8 @@ def _completed(paths: RunPaths, cfg: ModelConfig, preset: Preset) -> dict | None
 
 def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.device = "auto",
               results_dir: str | Path = DEFAULT_RESULTS_DIR, data_dir: str | Path | None = None, progress: bool = True,
-              max_steps: int | None = None, budget_s: float | None = None) -> dict:
-    """Train one model under a preset and write its train.json, whose content is returned.
+              max_steps: int | None = None, budget_s: float | None = None, dataset: str = DEFAULT_DATASET) -> dict:
+    """Train one model under a preset on ``dataset`` and write its train.json, whose content is returned.
 
     A complete train.json of the same settings is returned without training; a run killed
     (or stopped by ``max_steps``) resumes from ``last.pt``. With ``max_steps`` the call stops
@@ -417,10 +437,10 @@ def train_run(model_name: str, preset_name: str, seed: int, device: str | torch.
     training also ends after the first epoch that finishes past that many seconds of this
     call (``stopped: "time_budget"``), as the GPU sprint needs; its train.json is final.
     """
-    cfg, preset = get_config(model_name), run_preset(preset_name, model_name)
+    cfg, preset = get_config(model_name), run_preset(preset_name, model_name, dataset)
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
-    paths = RunPaths(Path(results_dir), preset_name, model_name, seed)
+    paths = RunPaths(Path(results_dir), preset_name, model_name, seed, dataset)
     with run_lock(paths.dir):  # one writer per run (lock.py)
         return _train_locked(paths, cfg, preset, device, data_dir, progress, max_steps, budget_s)
 
@@ -437,12 +457,12 @@ def _train_locked(paths: RunPaths, cfg: ModelConfig, preset: Preset, device, dat
     dev = resolve_device(device)
     check_writable(paths.dir, checkpoint_bytes(cfg, preset))  # before an epoch's work, not after it
     seed_everything(seed)
-    train_x = load_split("train", preset, data_dir).to(dev)
+    train_images = split_images("train", preset, data_dir, seed)
     valid_x = load_split("valid", preset, data_dir).to(dev)
     run = _Run(paths, cfg, preset, dev)
     run.resume()
     with _interrupt_between_steps() as interrupted:
-        if _train_loop(run, train_x, valid_x, max_steps, progress, interrupted, budget_s):
+        if _train_loop(run, train_images, valid_x, max_steps, progress, interrupted, budget_s):
             return run.payload("max_steps")
     p = run.p
 
@@ -497,17 +517,21 @@ def _interrupt_between_steps():
         signal.signal(signal.SIGINT, previous)
 
 
-def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_steps: int | None, progress: bool,
-                interrupted: list, budget_s: float | None = None) -> bool:
+def _train_loop(run: _Run, train_images: np.ndarray | data.DynamicBinarizer, valid_x: torch.Tensor,
+                max_steps: int | None, progress: bool, interrupted: list, budget_s: float | None = None) -> bool:
     """Epochs until the run stops (False; also after the first epoch past ``budget_s`` seconds),
     ``max_steps`` steps are done (True) or Ctrl-C is pressed (KeyboardInterrupt); each ends with a
     checkpoint."""
     p, preset, bs, model_name = run.p, run.preset, run.preset.batch_size, run.paths.model
-    n_batches = math.ceil(len(train_x) / bs)
+    n_batches = math.ceil(len(train_images) / bs)
+    dynamic = isinstance(train_images, data.DynamicBinarizer)
+    train_x = None if dynamic else epoch_images(train_images, 0).to(run.dev)  # the same every epoch
     steps_here = 0  # optimisation steps of this call, for max_steps
     started = time.monotonic()  # for budget_s
     run.model.train()
     while p.stopped is None:
+        if dynamic:
+            train_x = epoch_images(train_images, p.epoch).to(run.dev)
         order = epoch_order(run.paths.seed, p.epoch, len(train_x)).to(run.dev)
         with tqdm(total=n_batches, initial=p.step, desc=f"{model_name} epoch {p.epoch + 1}/{preset.epochs}",
                   unit="batch", disable=not progress, leave=False) as bar:
@@ -537,9 +561,10 @@ def _train_loop(run: _Run, train_x: torch.Tensor, valid_x: torch.Tensor, max_ste
 
 
 def load_trained(model_name: str, preset_name: str, seed: int, results_dir: str | Path = DEFAULT_RESULTS_DIR,
-                 device: str | torch.device = "auto", epoch: int | None = None) -> VAE:
-    """The best checkpoint of a finished run (at ``epoch``: the best of its first epochs), in eval mode."""
-    paths = RunPaths(Path(results_dir), preset_name, model_name, seed)
+                 device: str | torch.device = "auto", epoch: int | None = None, dataset: str = DEFAULT_DATASET) -> VAE:
+    """The best checkpoint of a finished run on ``dataset`` (at ``epoch``: the best of its first
+    epochs), in eval mode."""
+    paths = RunPaths(Path(results_dir), preset_name, model_name, seed, dataset)
     best_ckpt = paths.best_ckpt_at(epoch)
     cfg = get_config(model_name)
     command = _train_command(paths)

@@ -27,6 +27,13 @@ MODELS: dict[str, ModelConfig] = {
     "scvae+pixel+vamp": ModelConfig(**{**SCVAE.to_dict(), "decoder": "pixelcnn", "prior": "vamp"}),
 }
 
+# Not the paper's: the rival design against collapse, Skip-VAE (Dieng, Kim, Rush & Blei 2019),
+# whose decoder takes z into every hidden layer, at Table 1's sizes (500 units, z = 50).
+MODELS["skipvae-11l"] = replace(PLAIN_DEEP, dec_zskip=True)  # vae-11l with z-skips
+MODELS["skipvae-p++"] = ModelConfig(enc_depth=1, dec_depth=DEEP, dec_zskip=True)  # vae-p++ with z-skips
+MODELS["scvae+zskip"] = replace(SCVAE, dec_zskip=True)  # SCVAE's skips and z-skips
+SKIPVAE = ("skipvae-11l", "skipvae-p++", "scvae+zskip")
+
 TABLE1 = ("vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae", "scvae-l")
 TABLE2 = ("pixelvae", "vae-1l+vamp", "scvae+vamp", "scvae+pixel", "scvae+pixel+vamp")
 
@@ -64,11 +71,19 @@ TWINS: tuple[Twin, ...] = (
 for _twin in TWINS:
     for _name in TABLE1:
         MODELS[_name + _twin.suffix] = replace(MODELS[_name], **_twin.config)
+# The Skip-VAE models under the authors' protocol too, so that the converged preset (which trains
+# the `-authors` twins) compares them with SCVAE as it trains SCVAE.
+AUTHORS = next(t for t in TWINS if t.stage == "authors")
+for _name in SKIPVAE:
+    MODELS[_name + AUTHORS.suffix] = replace(MODELS[_name], **AUTHORS.config)
+
+
+_TWIN_OF = {**{m: t for t in TWINS for m in t.models()}, **{m: AUTHORS for m in AUTHORS.models(SKIPVAE)}}
 
 
 def twin_of(name: str) -> Twin:
     """The twin set a model belongs to (:data:`OURS` for every model that is no twin)."""
-    return next((t for t in TWINS if name.endswith(t.suffix) and name.removesuffix(t.suffix) in TABLE1), OURS)
+    return _TWIN_OF.get(name, OURS)
 
 
 def training_changes(name: str) -> dict:
@@ -109,13 +124,14 @@ def build(name: str):
 
 
 def describe(name: str) -> str:
-    """One line: name, depths, skips, prior, decoder, parameter count."""
+    """One line: name, depths, skips (+zskip: Skip-VAE's z into every decoder layer), prior, decoder,
+    parameter count."""
     from .models import count_parameters
 
     c = get_config(name)
     return (
         f"{name:18s} enc {c.enc_depth:2d}x{c.hidden} ({c.enc_skip:5s}) "
-        f"dec {c.dec_depth:2d}x{c.hidden} ({c.dec_skip:5s}) z={c.latent} "
+        f"dec {c.dec_depth:2d}x{c.hidden} ({c.dec_skip:5s}{'+zskip' if c.dec_zskip else ''}) z={c.latent} "
         f"{c.activation} init={c.init} prior={c.prior} decoder={c.decoder} "
         f"params={count_parameters(build(name)):,}"
     )

@@ -13,7 +13,7 @@ from scvae_core.results import REPO_ROOT
 
 TIERS = ("unit", "smoke", "book")
 # The fixtures that need the data or run a workload: a smoke test uses one, a unit test none.
-HEAVY = ("data_dir", "smoke_results", "quick_run")
+HEAVY = ("data_dir", "fashion_dir", "smoke_results", "quick_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
@@ -43,6 +43,21 @@ def data_dir() -> Path:
         pytest.fail(f"test data not found in {path}: set SCVAE_DATA to a folder holding binarized_mnist/ "
                     "and mnist/ (the project's shared data folder), or run `scvae data download`")
     return path
+
+
+@pytest.fixture(scope="session")
+def fashion_dir(data_dir) -> Path:
+    """Fashion-MNIST's IDX files where a run finds them (the data folder's fashion-mnist/, else
+    Debian's dataset-fashion-mnist). Absent, the tests that need them fail, never skip."""
+    from scvae_core.data import FASHION_FILES, DataError, _find_fashion_file, fashion_root
+
+    root = fashion_root(data_dir)
+    try:
+        for name in (name for names in FASHION_FILES.values() for name in names):
+            _find_fashion_file(root, name)
+    except DataError as e:
+        pytest.fail(f"{e} (`make fashion` installs it; the Makefile's pytest target does so first)")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from scvae_core import evaluate as ev
 from scvae_core.models import VAE, ModelConfig
 from scvae_core.presets import get_preset
 from scvae_core.results import IMAGE_ARRAYS, NLL_ARRAYS, REPO_ROOT, TSNE_ARRAYS, ResultError, RunPaths, read_json, read_npz
-from scvae_core.zoo import get_config
+from scvae_core.zoo import SKIPVAE, get_config
 
 
 
@@ -212,7 +212,8 @@ def test_test_permutation_is_fixed_and_mixes_the_sorted_split():
 SMOKE = get_preset("smoke")
 MODEL = "vae-1l"
 METRICS = ("nll", "nll_se", "nll_samples", "nll_by_samples", "elbo", "rec", "kl", "test_size", "active_units", "au_threshold",
-           "svm_acc", "svm_acc_std", "svm_fold_accs", "svm_size")
+           "svm_acc", "svm_acc_std", "svm_fold_accs", "svm_size", "linear_probe_acc", "linear_probe_acc_std",
+           "linear_probe_fold_accs")
 
 
 @pytest.fixture
@@ -246,6 +247,16 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     assert doc["fisher"]["points"] == SMOKE.fisher_points
     assert "proposition1" in doc["derivations"]
     assert {"nll", "elbo", "svm", "fisher", "derivations", "tsne", "images"} <= set(doc["timings"])
+    assert 0 <= m["linear_probe_acc"] <= 1 and len(m["linear_probe_fold_accs"]) == 2
+    diag = doc["diagnostics"]  # diagnostics.py; its estimators are checked in test_diagnostics.py
+    mi = diag["mutual_information"]
+    assert (mi["points"], mi["log_n_bound"]) == (64, pytest.approx(math.log(64)))
+    assert mi["value"] == pytest.approx(mi["mean_kl"] - mi["marginal_kl"]) and mi["value"] < mi["log_n_bound"] + 1e-9
+    assert diag["active_units"]["count"] == m["active_units"] and diag["active_units"]["same_threshold"]
+    per_unit = diag["kl_per_unit"]["values"]
+    assert len(per_unit) == 50 and sum(per_unit) == pytest.approx(m["kl"], rel=1e-4)
+    assert (diag["rate_distortion"]["rate"], diag["rate_distortion"]["distortion"]) == (m["kl"], -m["rec"])
+    assert diag["bypass"]["points"] == 64 and isinstance(diag["bypass"]["ignores_z"], bool)
 
     figs = read_npz(paths.figures_npz)
     assert set(figs) == {"labels", *TSNE_ARRAYS, *IMAGE_ARRAYS, *NLL_ARRAYS}  # what plots and paired NLLs read
@@ -264,6 +275,16 @@ def test_evaluate_run_writes_complete_files(smoke_run, data_dir):
     grid = order[ev.grid_indices(labels[order], k)]
     assert labels[grid].tolist() == list(range(k))
     assert np.array_equal(figs["recon_truth"].reshape(k, -1), x[grid])
+
+
+@pytest.mark.smoke
+def test_skipvae_models_are_evaluated_with_their_z_maps(smoke_results):
+    for name in SKIPVAE:
+        doc = ev.load_eval(smoke_results, "smoke", name, 0)
+        layers = [layer["name"] for layer in doc["fisher"]["layers"]]
+        assert [n for n in layers if ".zmaps." in n] == [f"decoder.mlp.zmaps.{k}" for k in range(10)], name
+        assert doc["diagnostics"]["bypass"]["points"] == SMOKE.test_size
+    assert "proposition3" in ev.load_eval(smoke_results, "smoke", "scvae+zskip", 0)["derivations"]
 
 
 @pytest.mark.smoke
@@ -323,7 +344,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
         again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir,
                                 progress=False)
     assert again == read_json(paths.eval_json, "eval")  # returned as written
-    for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations"):
+    for block in ("metrics", "fisher", "fisher_empirical", "fisher_authors", "derivations", "diagnostics"):
         assert again[block] == doc[block], block
     figs, before = read_npz(paths.figures_npz), read_npz(RunPaths(results_dir, "smoke", MODEL, 0).figures_npz)
     assert set(figs) == {"labels", *IMAGE_ARRAYS, *NLL_ARRAYS}

@@ -13,7 +13,7 @@ from fake_results import write_eval, write_figures, write_train
 
 from scvae_core import cli, evaluate, train
 from scvae_core.runner.executor import INLINE
-from scvae_core.presets import TABLE1, get_preset
+from scvae_core.presets import DEFAULT_DATASET, TABLE1, get_preset
 from scvae_core.runner.reproduce import (expand_stages, plan, refresh_stage_summaries, reproduce, run_seconds,
                                          stage_path, stage_summary, stage_times, stale_keys)
 from scvae_core.results import DEFAULT_RESULTS_DIR, RunPaths, read_json
@@ -30,22 +30,23 @@ class FakeRuns:
         self.interrupt_at: tuple[str, int] | None = None
 
     def train_run(self, model, preset, seed, device="auto", results_dir=None, data_dir=None, progress=True,
-                  budget_s=None):
-        paths = RunPaths(results_dir, preset, model, seed)
+                  budget_s=None, dataset=DEFAULT_DATASET):
+        paths = RunPaths(results_dir, preset, model, seed, dataset)
         if not paths.train_json.exists():
             self.work.append(("train", model, seed))
-            write_train(results_dir, preset, model, seed, wall_time_s=10.0)
+            write_train(results_dir, preset, model, seed, wall_time_s=10.0, dataset=dataset)
         return read_json(paths.train_json, "train")
 
-    def evaluate_run(self, model, preset, seed, device="auto", results_dir=None, data_dir=None, progress=True):
-        paths = RunPaths(results_dir, preset, model, seed)
+    def evaluate_run(self, model, preset, seed, device="auto", results_dir=None, data_dir=None, progress=True,
+                     dataset=DEFAULT_DATASET):
+        paths = RunPaths(results_dir, preset, model, seed, dataset)
         if (model, seed) == self.interrupt_at:
             self.interrupt_at = None
             raise KeyboardInterrupt
         if not paths.eval_json.exists():
             self.work.append(("evaluate", model, seed))
-            write_figures(results_dir, preset, model, seed)
-            write_eval(results_dir, preset, model, seed, wall_time_s=1.0)
+            write_figures(results_dir, preset, model, seed, dataset=dataset)
+            write_eval(results_dir, preset, model, seed, wall_time_s=1.0, dataset=dataset)
         return read_json(paths.eval_json, "eval")
 
 
@@ -73,6 +74,24 @@ def test_interrupted_stage_resumes_with_only_the_missing_runs(fake, tmp_path):
     assert fake.work == [("evaluate", TABLE1[3], 0)] + [(w, m, 0) for m in TABLE1[4:] for w in ("train", "evaluate")]
     assert [r["action"] for r in summary["last_invocation"]["runs"]] == ["skipped"] * 3 + ["done"] * 3
     assert (summary["completed"], summary["complete"]) == (6, True)
+
+
+@pytest.mark.unit
+def test_a_stage_on_another_data_set_runs_and_is_summarised_in_its_own_folder(fake, tmp_path):
+    write_figures(tmp_path, "smoke", TABLE1[0], 0)  # an MNIST run: neither done nor disturbed on Fashion
+    write_eval(tmp_path, "smoke", TABLE1[0], 0)
+    summary = reproduce(["table1"], "smoke", device="cpu", results_dir=tmp_path, progress=False, scheduler=INLINE,
+                        dataset="fashion-static")["table1"]
+    assert fake.work == [(w, m, 0) for m in TABLE1 for w in ("train", "evaluate")]
+    assert (summary["completed"], summary["complete"]) == (len(TABLE1), True)
+    assert stage_path(tmp_path, "smoke", "table1", "fashion-static") == tmp_path / "fashion-static/smoke/stage-table1.json"
+    assert read_json(stage_path(tmp_path, "smoke", "table1", "fashion-static"), "stage")["completed"] == len(TABLE1)
+    assert not stage_path(tmp_path, "smoke", "table1").exists()
+    assert [r.status for r in plan(["table1"], "smoke", results_dir=tmp_path, dataset="fashion-static")] == \
+        ["done"] * len(TABLE1)
+    assert [r.status for r in plan(["table1"], "smoke", results_dir=tmp_path)] == ["done"] + ["todo"] * 5
+    assert "smoke     table1       6/6" in stage_times(tmp_path, "fashion-static")
+    assert {p.parent.name for p in (tmp_path / "fashion-static").rglob("eval.json")} == {"seed0"}
 
 
 @pytest.mark.unit
@@ -177,8 +196,10 @@ def test_runs_made_one_at_a_time_refresh_the_stage_summary_and_keep_its_invocati
 
 @pytest.mark.unit
 def test_all_expands_to_every_stage_once():
-    assert expand_stages(["all"], "smoke") == ["table1", "depth", "table2", "activation", "init", "authors"]
-    assert expand_stages(["table2", "all"], "smoke") == ["table2", "table1", "depth", "activation", "init", "authors"]
+    assert expand_stages(["all"], "smoke") == ["table1", "depth", "table2", "activation", "init", "authors",
+                                               "skipvae"]
+    assert expand_stages(["table2", "all"], "smoke") == ["table2", "table1", "depth", "activation", "init", "authors",
+                                                         "skipvae"]
 
 
 @pytest.mark.unit
@@ -192,7 +213,7 @@ def test_seeds_default_to_the_presets_per_stage(tmp_path):
 
 @pytest.mark.unit
 def test_unknown_stage_lists_the_valid_ones(fake, tmp_path):
-    with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, all"):
+    with pytest.raises(UnknownName, match="table1, depth, table2, activation, init, authors, skipvae, all"):
         reproduce(["table3"], "smoke", results_dir=tmp_path, progress=False, scheduler=INLINE)
     assert fake.work == []
 

@@ -96,6 +96,19 @@ def test_pack_splits_into_parts_and_unpack_checks_them(tmp_path, monkeypatch):
 
 
 @pytest.mark.unit
+def test_a_sprint_on_another_data_set_packs_and_unpacks_its_own_folder(tmp_path):
+    for dataset in ("mnist-static", "fashion-static"):  # an MNIST run beside it stays out of the pack
+        run = RunPaths(tmp_path / "results", "smoke", "scvae", 0, dataset).dir
+        run.mkdir(parents=True)
+        (run / "eval.json").write_text(dataset)
+    sprint.pack(tmp_path / "results", "smoke", tmp_path / "pack", "fashion-static")
+    assert json.loads((tmp_path / "pack" / "MANIFEST.json").read_text())["dataset"] == "fashion-static"
+    written = sprint.unpack(tmp_path / "pack", tmp_path / "back")
+    assert written == [tmp_path / "back" / "fashion-static" / "smoke" / "scvae" / "seed0" / "eval.json"]
+    assert written[0].read_text() == "fashion-static"
+
+
+@pytest.mark.unit
 def test_unpack_refuses_members_outside_the_preset(tmp_path):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -19,7 +19,7 @@ import numpy as np
 from ..presets import TABLE1, get_preset
 from ..runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, per_image_nll, resolve_preset
 from .verdicts import NOT_MEASURED, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
-from ..zoo import OURS, TWINS, Twin
+from ..zoo import OURS, TWINS, Twin, twin_of
 
 # ------------------------------------------------------------------------- what a run measures
 
@@ -82,7 +82,20 @@ def acc_diff(a: dict, b: dict) -> Est:
     return _acc(a) - _acc(b)
 
 
-DIFFS = {"nll": (_nll, nll_diff), "acc": (_acc, acc_diff)}  # kind -> (one run's value, a paired difference)
+def _mi(e: dict) -> Est | None:
+    """I(x; z) under the aggregate posterior (diagnostics.py), with its Monte Carlo error; None for
+    an evaluation written before the diagnostics existed."""
+    mi = (e.get("diagnostics") or {}).get("mutual_information")
+    return Est(mi["value"], mi.get("se")) if mi else None
+
+
+def mi_diff(a: dict, b: dict) -> Est | None:
+    """MI(a) − MI(b): two models' draws are independent, so their errors add in quadrature."""
+    ma, mb = _mi(a), _mi(b)
+    return None if ma is None or mb is None else ma - mb
+
+
+DIFFS = {"nll": (_nll, nll_diff), "acc": (_acc, acc_diff), "mi": (_mi, mi_diff)}  # kind -> (value, difference)
 
 
 Measure = Callable[[Runs, str], dict[int, Est]]
@@ -91,7 +104,7 @@ Measure = Callable[[Runs, str], dict[int, Est]]
 @dataclass(frozen=True)
 class Effect:
     label: str  # what is measured, in words
-    sign: int  # +1: the paper claims it is above ``level``; -1: below
+    sign: int  # +1: the claim puts it above ``level``; -1: below; 0: away from it, either way
     kind: str  # a key of THRESHOLDS
     measure: Measure  # (runs, reading) -> the value in each seed that has the results it needs
     level: float = 0.0  # the claimed reference value (0 for a difference)
@@ -105,6 +118,9 @@ class Claim:
     stage: str  # the stage whose results measure it
     effects: tuple[Effect, ...]
     fisher: bool = False  # judged under every reading of READINGS
+    # Ours, not the paper's (OUR_CLAIMS): the stages, beside ``stage``, whose models it compares with
+    ours: bool = False
+    compares: tuple[str, ...] = ()
 
     @property
     def readings(self) -> tuple[str, ...]:
@@ -322,6 +338,27 @@ CLAIMS: tuple[Claim, ...] = (
           fisher=True),
 )
 
+# Ours, not the paper's (issue 27): Skip-VAE's z-skips (Dieng et al. 2019, zoo.SKIPVAE) against the
+# deep plain decoders they are meant to rescue, and against SCVAE's skips between hidden layers.
+# Measured on the stage skipvae beside the Table 1 models of the same preset, by the same rule.
+# Collapse is read as the literature since the paper reads it: I(x; z) under the aggregate
+# posterior (diagnostics.py), with the SVM accuracy for what the code is good for.
+OUR_CLAIMS: tuple[Claim, ...] = (
+    Claim("zskip-no-collapse", "z-skips prevent the collapse of a deep plain decoder.",
+          "ours (Skip-VAE, Dieng et al. 2019), not the paper's", "skipvae", (
+              _diff("skipvae-p++", "vae-p++", +1, "mi", "MI(Skip-VAE(p++)) − MI(VAE(p++))"),
+              _diff("skipvae-11l", "vae-11l", +1, "mi", "MI(Skip-VAE(11L)) − MI(VAE(11L))"),
+              _diff("skipvae-11l", "vae-11l", +1, "acc", "Acc(Skip-VAE(11L)) − Acc(VAE(11L))")),
+          ours=True, compares=("table1",)),
+    # Two-sided (sign 0): the designs differ, in whichever direction; both are 11 layers a side.
+    Claim("skips-vs-zskips", "SCVAE's skips and z-skips differ in NLL, MI and accuracy.",
+          "ours (Skip-VAE, Dieng et al. 2019), not the paper's", "skipvae", (
+              _diff("scvae", "skipvae-11l", 0, "nll", "NLL(SCVAE) − NLL(Skip-VAE(11L))"),
+              _diff("scvae", "skipvae-11l", 0, "mi", "MI(SCVAE) − MI(Skip-VAE(11L))"),
+              _diff("scvae", "skipvae-11l", 0, "acc", "Acc(SCVAE) − Acc(Skip-VAE(11L))")),
+          ours=True, compares=("table1",)),
+)
+
 
 # Each claim in a few words, for the front page's one-screen table (every claim has one: tested).
 SHORT = {
@@ -352,14 +389,16 @@ def judge_effect(effect: Effect, runs: Runs, reading: str = "model", borrowed: d
     threshold = THRESHOLDS[effect.kind][0]
     return {
         "label": effect.label, "kind": effect.kind, "threshold": threshold,
-        "claimed": f"{'>' if effect.sign > 0 else '<'} {effect.level:g}", "sign": effect.sign, "level": effect.level,
+        "claimed": f"{CLAIMED[effect.sign]} {effect.level:g}", "sign": effect.sign, "level": effect.level,
         "seeds": seeds, "values": [ests[s].value for s in seeds], "ses": [ests[s].se for s in seeds],
         "paired": [ests[s].paired for s in seeds],
         **iv, "status": verdict(iv, effect.sign, effect.level, threshold),
     }
 
 
-KIND_NAMES = {"nll": "NLL", "acc": "accuracy", "log10_fisher": "Fisher", "slope": "slope", "share": "share"}
+CLAIMED = {+1: ">", -1: "<", 0: "≠"}
+KIND_NAMES = {"nll": "NLL", "acc": "accuracy", "log10_fisher": "Fisher", "slope": "slope", "share": "share",
+              "mi": "MI"}
 
 
 def parts_text(effects: list[dict]) -> str:
@@ -401,7 +440,8 @@ def _seed_spreads(results_dir: str, files: tuple) -> dict[tuple[str, str, int], 
     """:func:`seed_spreads` for one state of the result files (``files``: paths and times)."""
     spreads: dict[tuple[str, str, int], dict] = {}
     for preset, epoch in SPREAD_SOURCES:
-        evidence = verdict_evidence(results_dir, preset, OURS, epoch, borrow=False)
+        evidence = {**verdict_evidence(results_dir, preset, OURS, epoch, borrow=False),
+                    **our_evidence(results_dir, preset, epoch, borrow=False)}
         for cid, claim in evidence.items():
             at = default_epoch(preset, epoch)
             source = f"our protocol, preset {preset}" + (f" epoch {at}" if at is not None else "")
@@ -438,6 +478,11 @@ def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: T
         at = default_epoch(p, epoch, models[0] + twin.suffix if models else None) if p else None
         by_stage[stage] = (p, at, {m.removesuffix(twin.suffix) if twin.suffix else m: v
                                    for m, v in by_seed(runs).items()})
+    return _judge_all(claims, by_stage, results_dir, twin, epoch, borrow)
+
+
+def _judge_all(claims: list[Claim], by_stage: dict[str, tuple[str | None, int | None, Runs]],
+               results_dir: Path | str, twin: Twin, epoch: int | None, borrow: bool) -> dict[str, dict]:
     single = any(len(seeds) == 1 for _, _, runs in by_stage.values() for seeds in runs.values())
     spreads = seed_spreads(results_dir) if borrow and single else {}
     evidence = {}
@@ -447,6 +492,31 @@ def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: T
         evidence[claim.id] = {**readings["model"], "preset": p, "twin": twin.suffix, "epoch": at,
                               "readings": readings}
     return evidence
+
+
+def compared_runs(results_dir: Path | str, stage: str, compares: tuple[str, ...], preset: str | None,
+                  epoch: int | None = None) -> tuple[str | None, int | None, Runs]:
+    """The preset, epoch and runs of ``stage`` and of the stages it is compared with, by model name
+    without a twin suffix: a preset that trains a twin set's versions of the stage (converged: the
+    ``-authors`` ones) compares them with that set's Table 1 models."""
+    p = resolve_preset(results_dir, stage, preset)
+    stages = get_preset(p).stages if p else {}
+    models = stages.get(stage, ())
+    if not models:
+        return p, None, {}
+    twin = twin_of(models[0])
+    others = [m for s in compares for m in stages.get(twin.stage if twin.suffix and s == "table1" else s, ())]
+    runs = collect(results_dir, p, [*models, *others], epoch=epoch)
+    by_model = {m.removesuffix(twin_of(m).suffix): v for m, v in by_seed(runs).items()}
+    return p, default_epoch(p, epoch, models[0]), by_model
+
+
+def our_evidence(results_dir: Path | str, preset: str | None = None, epoch: int | None = None,
+                 borrow: bool = True) -> dict[str, dict]:
+    """Every claim of :data:`OUR_CLAIMS` (ours, not the paper's), measured and judged as
+    :func:`verdict_evidence` judges the paper's; without results each is 'not measured'."""
+    by_stage = {c.stage: compared_runs(results_dir, c.stage, c.compares, preset, epoch) for c in OUR_CLAIMS}
+    return _judge_all(list(OUR_CLAIMS), by_stage, results_dir, OURS, epoch, borrow)
 
 
 def _twin(twin: Twin | str) -> Twin:

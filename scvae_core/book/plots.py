@@ -461,6 +461,28 @@ def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]]) -> Figure:
     return fig
 
 
+def rate_distortion(runs: Mapping[str, list[dict]]) -> Figure:
+    """Every run on the rate-distortion plane (Alemi et al. 2018): rate R = the KL term, distortion
+    D = minus the reconstruction term (eval.json's ``metrics.kl`` and ``-metrics.rec``, which every
+    evaluation records; ``diagnostics.rate_distortion`` repeats them), one point per seed. R + D is
+    the negative ELBO: a model at R = 0 has a collapsed posterior."""
+    fig = Figure(figsize=(7, 4.6), layout="constrained")
+    ax = fig.subplots()
+    drawn = False
+    for i, (model, evals) in enumerate(runs.items()):
+        if evals:
+            ax.scatter([e["metrics"]["kl"] for e in evals], [-e["metrics"]["rec"] for e in evals], s=24,
+                       color=f"C{i % 10}", label=display_name(model))
+            drawn = True
+    if drawn:
+        ax.set(xlabel="rate R = KL(q(z|x) || p(z)) (nats)", ylabel="distortion D = −E_q log p(x|z) (nats)")
+        ax.legend(fontsize=7)
+    else:
+        _no_data(ax, "no evaluated runs")
+    fig.suptitle(f"Rate and distortion, one point per seed ({_evals_source(runs)})", fontsize=9)
+    return fig
+
+
 def _png(fig: Figure) -> bytes:
     import io
 

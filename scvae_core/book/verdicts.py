@@ -24,6 +24,9 @@ THRESHOLDS: dict[str, tuple[float, str, str]] = {
                      "(Figures 2, 3 and 5 use log axes); a quarter more or less information is no decay"),
     "slope": (0.01, "log10 per layer", "0.1 in log10 over the ten layers a deepened side adds"),
     "share": (0.05, "share of layer pairs", "one pair in twenty"),
+    "mi": (0.5, "nats", "I(x; z) under the aggregate posterior of 10,000 test images cannot exceed log N = 9.2 "
+           "nats and is biased low near that ceiling; half a nat (a factor 1.65 in how many inputs the code tells "
+           "apart) is the smallest change we read as more or less information (our choice: the paper has no MI)"),
 }
 
 RULE = (
@@ -39,7 +42,8 @@ RULE = (
     "degrees of freedom with √(s² + SE²); where no such measurement exists the effect is **not judged**. "
     "Against the practical threshold δ of its kind, in the claimed direction: **holds** if the whole interval is "
     "beyond +δ, **contradicted** if beyond −δ, **no effect** if inside ±δ, **inconclusive** otherwise, **not "
-    "measured** without results. A claim is contradicted if any effect is; else not measured if any effect is; "
+    "measured** without results; an effect claimed to differ either way (ours only) **holds** if the whole "
+    "interval is beyond +δ or beyond −δ. A claim is contradicted if any effect is; else not measured if any effect is; "
     "else not judged if any effect is; else holds if every effect holds; else no effect if any effect shows "
     "none; else inconclusive. Its verdict is always shown with its effects' verdicts beside it."
 )
@@ -106,6 +110,11 @@ def verdict(iv: dict, sign: int, level: float, threshold: float) -> str:
         return NOT_MEASURED
     if math.isnan(iv["low"]):
         return NOT_JUDGED if iv["n"] == 1 else INCONCLUSIVE
+    if sign == 0:  # a claimed difference, in either direction: nothing contradicts it but no effect
+        lo, hi = iv["low"] - level, iv["high"] - level
+        if lo > threshold or hi < -threshold:
+            return HOLDS
+        return NO_EFFECT if -threshold <= lo and hi <= threshold else INCONCLUSIVE
     lo, hi = sorted((sign * (iv["low"] - level), sign * (iv["high"] - level)))
     if lo > threshold:
         return HOLDS

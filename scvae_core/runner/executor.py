@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..lock import run_lock
+from ..presets import DEFAULT_DATASET
 from ..results import RunPaths
 
 INLINE = "inline"
@@ -54,10 +55,12 @@ class RunSpec:
     budget_s: float | None = None  # training's wall-clock budget in seconds (the GPU sprint) ...
     train_until: float | None = None  # ... and/or the time.time() by which training should end
     progress: bool = False
+    dataset: str = DEFAULT_DATASET
 
     @property
     def key(self) -> str:
-        return f"run-{self.preset}-{self.model}-seed{self.seed}"
+        on = "" if self.dataset == DEFAULT_DATASET else f"-{self.dataset}"
+        return f"run-{self.preset}-{self.model}-seed{self.seed}{on}"
 
 
 def run_one(spec: RunSpec) -> dict:
@@ -74,15 +77,16 @@ def run_one(spec: RunSpec) -> dict:
     start = time.monotonic()
     threads = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
-    paths = RunPaths(Path(spec.results_dir), spec.preset, spec.model, spec.seed)
+    paths = RunPaths(Path(spec.results_dir), spec.preset, spec.model, spec.seed, spec.dataset)
     try:
         # wait: a task retried while its first worker is only cut off, not dead, waits for it.
         with run_lock(paths.dir, wait=math.inf):
             before = _mtime(paths.eval_json)
             trained = train_run(spec.model, spec.preset, spec.seed, device=spec.device, results_dir=spec.results_dir,
-                                data_dir=spec.data_dir, progress=spec.progress, budget_s=_budget(spec))
+                                data_dir=spec.data_dir, progress=spec.progress, budget_s=_budget(spec),
+                                dataset=spec.dataset)
             evaluate_run(spec.model, spec.preset, spec.seed, device=spec.device, results_dir=spec.results_dir,
-                         data_dir=spec.data_dir, progress=spec.progress)
+                         data_dir=spec.data_dir, progress=spec.progress, dataset=spec.dataset)
             # An eval.json left untouched means both found the run complete and up to date.
             action = "skipped" if before is not None and _mtime(paths.eval_json) == before else "done"
     finally:

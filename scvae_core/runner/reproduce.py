@@ -22,9 +22,9 @@ from tqdm import tqdm
 from .executor import (DEFAULT_JOBS, DEFAULT_THREADS, INLINE, RunSpec, check_layout, check_scheduler, execute,
                        reach_scheduler)
 from ..lock import describe, live_holder, remove_if_free
-from ..presets import PRESETS, get_preset, run_preset
+from ..presets import DEFAULT_DATASET, PRESETS, get_preset, run_preset
 from ..results import (DEFAULT_RESULTS_DIR, ResultError, RunPaths, check_writable, make_results_dir, open_regular,
-                      provenance, read_json, write_json)
+                      preset_dir, provenance, read_json, write_json)
 from ..runs import seeds_on_disk
 from ..zoo import check_name
 
@@ -58,22 +58,23 @@ def stage_seeds(stage: str, preset_name: str, seeds=None) -> tuple[int, ...]:
     return tuple(seeds) if seeds is not None else tuple(get_preset(preset_name).seeds[stage])
 
 
-def run_status(results_dir: Path | str, preset_name: str, model: str, seed: int) -> str:
+def run_status(results_dir: Path | str, preset_name: str, model: str, seed: int, dataset: str = DEFAULT_DATASET) -> str:
     """What the files of one run amount to; an "invalid" one is refused by the book, and
     `scvae evaluate` / `scvae train` compute it again."""
-    return run_state(results_dir, preset_name, model, seed)[0]
+    return run_state(results_dir, preset_name, model, seed, dataset)[0]
 
 
-def run_state(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[str, str | None]:
+def run_state(results_dir: Path | str, preset_name: str, model: str, seed: int,
+              dataset: str = DEFAULT_DATASET) -> tuple[str, str | None]:
     """:func:`run_status` and, for an invalid run, why."""
     from ..runs import load_eval, load_figures_npz, load_train
 
-    paths = RunPaths(Path(results_dir), preset_name, model, seed)
-    epochs = run_preset(preset_name, model).eval_epochs or (None,)  # every evaluation the run owes
+    paths = RunPaths(Path(results_dir), preset_name, model, seed, dataset)
+    epochs = run_preset(preset_name, model, dataset).eval_epochs or (None,)  # every evaluation the run owes
     try:
         present = [e for e in epochs if paths.eval_json_at(e).exists()]
         for e in present:
-            load_eval(results_dir, preset_name, model, seed, e)
+            load_eval(results_dir, preset_name, model, seed, e, dataset=dataset)
             load_figures_npz(paths, e)
         if len(present) == len(epochs):
             return "done", None
@@ -95,10 +96,11 @@ def _checkpoint_epoch(path: Path) -> int | None:
         return None
 
 
-def partial_progress(results_dir: Path | str, preset_name: str, model: str, seed: int) -> str:
+def partial_progress(results_dir: Path | str, preset_name: str, model: str, seed: int, dataset: str = DEFAULT_DATASET) -> str:
     """How far a started run is: the epoch of its last checkpoint (or that it is trained), the
     evaluations written, and whether a process holds its lock now."""
-    paths, preset = RunPaths(Path(results_dir), preset_name, model, seed), run_preset(preset_name, model)
+    paths = RunPaths(Path(results_dir), preset_name, model, seed, dataset)
+    preset = run_preset(preset_name, model, dataset)
     parts = []
     if paths.train_json.exists():
         parts.append("trained")
@@ -114,15 +116,17 @@ def partial_progress(results_dir: Path | str, preset_name: str, model: str, seed
     return "; ".join(parts)
 
 
-def plan(stages, preset_name: str, seeds=None, results_dir: Path | str = DEFAULT_RESULTS_DIR) -> list[PlannedRun]:
-    """Every (stage, model, seed) the stages consist of, with what is already on disk."""
+def plan(stages, preset_name: str, seeds=None, results_dir: Path | str = DEFAULT_RESULTS_DIR,
+         dataset: str = DEFAULT_DATASET) -> list[PlannedRun]:
+    """Every (stage, model, seed) the stages consist of, with what is already on disk of ``dataset``."""
     preset = get_preset(preset_name)
     runs = []
     for stage in expand_stages(stages, preset_name):
         for model in preset.stage_models(stage):
             for seed in stage_seeds(stage, preset_name, seeds):
-                status, problem = run_state(results_dir, preset_name, model, seed)
-                progress = partial_progress(results_dir, preset_name, model, seed) if status == "partial" else None
+                status, problem = run_state(results_dir, preset_name, model, seed, dataset)
+                progress = (partial_progress(results_dir, preset_name, model, seed, dataset) if status == "partial"
+                            else None)
                 runs.append(PlannedRun(stage, model, seed, status, problem, progress))
     return runs
 
@@ -138,8 +142,8 @@ def format_plan(runs: list[PlannedRun]) -> str:
     return "\n".join(lines)
 
 
-def stage_path(results_dir: Path | str, preset_name: str, stage: str) -> Path:
-    return Path(results_dir) / preset_name / f"stage-{stage}.json"
+def stage_path(results_dir: Path | str, preset_name: str, stage: str, dataset: str = DEFAULT_DATASET) -> Path:
+    return preset_dir(results_dir, preset_name, dataset) / f"stage-{stage}.json"
 
 
 def _wall_time(path: Path, kind: str) -> float | None:
@@ -149,31 +153,32 @@ def _wall_time(path: Path, kind: str) -> float | None:
         return None
 
 
-def run_seconds(results_dir: Path | str, preset_name: str, model: str, seed: int) -> tuple[float | None, float | None]:
+def run_seconds(results_dir: Path | str, preset_name: str, model: str, seed: int,
+                dataset: str = DEFAULT_DATASET) -> tuple[float | None, float | None]:
     """A run's own train and evaluate wall times from its files, each added up over every invocation
     that resumed it (evaluate: every epoch the preset evaluates at); None where a file is missing."""
-    paths = RunPaths(Path(results_dir), preset_name, model, seed)
-    evals = [s for e in run_preset(preset_name, model).eval_epochs or (None,)
+    paths = RunPaths(Path(results_dir), preset_name, model, seed, dataset)
+    evals = [s for e in run_preset(preset_name, model, dataset).eval_epochs or (None,)
              if (s := _wall_time(paths.eval_json_at(e), "eval")) is not None]
     return _wall_time(paths.train_json, "train"), (sum(evals) if evals else None)
 
 
-def stage_runs(results_dir: Path | str, preset_name: str, stage: str) -> list[tuple[str, int]]:
+def stage_runs(results_dir: Path | str, preset_name: str, stage: str, dataset: str = DEFAULT_DATASET) -> list[tuple[str, int]]:
     """Every (model, seed) of a stage: the preset's seeds, and any other seed a model has on disk
     (runs trained one at a time count too)."""
     return [(m, s) for m in get_preset(preset_name).stage_models(stage)
-            for s in sorted({*stage_seeds(stage, preset_name), *seeds_on_disk(results_dir, preset_name, m)})]
+            for s in sorted({*stage_seeds(stage, preset_name), *seeds_on_disk(results_dir, preset_name, m, dataset)})]
 
 
-def stage_summary(results_dir: Path | str, preset_name: str, stage: str) -> dict:
+def stage_summary(results_dir: Path | str, preset_name: str, stage: str, dataset: str = DEFAULT_DATASET) -> dict:
     """What a stage's runs on disk amount to: each run's state and own wall times (train, and
     evaluate over every epoch evaluated), and the totals. Everything here follows from the run
     files, so a summary on disk can be checked against them."""
     runs, files_s = [], 0.0
-    for model, seed in stage_runs(results_dir, preset_name, stage):
-        train_s, eval_s = run_seconds(results_dir, preset_name, model, seed)
+    for model, seed in stage_runs(results_dir, preset_name, stage, dataset):
+        train_s, eval_s = run_seconds(results_dir, preset_name, model, seed, dataset)
         files_s += (train_s or 0.0) + (eval_s or 0.0)
-        runs.append({"model": model, "seed": seed, "status": run_status(results_dir, preset_name, model, seed),
+        runs.append({"model": model, "seed": seed, "status": run_status(results_dir, preset_name, model, seed, dataset),
                      "train_wall_time_s": train_s, "eval_wall_time_s": eval_s})
     completed = sum(r["status"] == "done" for r in runs)
     return {"stage": stage, "preset": preset_name, "models": list(get_preset(preset_name).stage_models(stage)),
@@ -203,13 +208,14 @@ def _last_invocation(old: dict) -> dict | None:
             "wall_time_s": (old.get("wall_time_s") or {}).get("this_invocation"), "provenance": old.get("provenance")}
 
 
-def write_stage_summary(results_dir, preset_name: str, stage: str, invocation: dict | None = None) -> dict:
+def write_stage_summary(results_dir, preset_name: str, stage: str, invocation: dict | None = None,
+                        dataset: str = DEFAULT_DATASET) -> dict:
     """stage-<stage>.json: :func:`stage_summary` and the last invocation's record (``invocation``;
     without one, the record already on disk is kept). Without an invocation, a summary that still
     matches its runs is left as it is, so refreshing changes no file that is up to date."""
-    path = stage_path(results_dir, preset_name, stage)
+    path = stage_path(results_dir, preset_name, stage, dataset)
     old = read_json(path, "stage") if path.exists() else None
-    summary = stage_summary(results_dir, preset_name, stage)
+    summary = stage_summary(results_dir, preset_name, stage, dataset)
     if invocation is None and old is not None and "last_invocation" in old and stale_keys(old, summary) == []:
         return {k: v for k, v in old.items() if k not in ("schema_version", "kind")}
     last = invocation if invocation is not None else _last_invocation(old) if old is not None else None
@@ -224,17 +230,17 @@ def stale_keys(doc: dict, summary: dict) -> list[str]:
 
 
 def refresh_stage_summaries(results_dir: Path | str, preset_name: str, stages=None,
-                            model: str | None = None) -> list[Path]:
+                            model: str | None = None, dataset: str = DEFAULT_DATASET) -> list[Path]:
     """Rewrite the runs' part of every stage summary on disk of ``preset_name`` (of ``stages``, or
     of the stages that hold ``model``) where it no longer matches the runs; returns those rewritten."""
     preset = get_preset(preset_name)
     names = expand_stages(stages, preset_name) if stages else list(preset.stages)
     rewritten = []
     for stage in names:
-        path = stage_path(results_dir, preset_name, stage)
+        path = stage_path(results_dir, preset_name, stage, dataset)
         if path.exists() and (model is None or model in preset.stage_models(stage)):
             before = path.read_bytes()
-            write_stage_summary(results_dir, preset_name, stage)
+            write_stage_summary(results_dir, preset_name, stage, dataset=dataset)
             if path.read_bytes() != before:
                 rewritten.append(path)
     return rewritten
@@ -242,7 +248,7 @@ def refresh_stage_summaries(results_dir: Path | str, preset_name: str, stages=No
 
 def _machine(paths: RunPaths) -> str:
     """The machine a run's training recorded (without a train.json: its evaluation's)."""
-    epochs = run_preset(paths.preset, paths.model).eval_epochs or (None,)
+    epochs = run_preset(paths.preset, paths.model, paths.dataset).eval_epochs or (None,)
     for path, kind in [(paths.train_json, "train")] + [(paths.eval_json_at(e), "eval") for e in epochs]:
         try:
             return read_json(path, kind)["provenance"].get("device_name", "?")
@@ -251,23 +257,23 @@ def _machine(paths: RunPaths) -> str:
     return "?"
 
 
-def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
+def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR, dataset: str = DEFAULT_DATASET) -> str:
     """Every stage of every preset with runs under ``results_dir``, read from the run files
     themselves (so runs trained one at a time count too): runs done of the stage's runs, their own
     wall times added up (train + evaluate, every invocation), and the machines that trained them."""
     lines = []
     for preset_name in PRESETS:
-        if not (Path(results_dir) / preset_name).is_dir():
+        if not preset_dir(results_dir, preset_name, dataset).is_dir():
             continue
         for stage in get_preset(preset_name).stages:
-            runs = stage_runs(results_dir, preset_name, stage)
-            done = [r for r in runs if run_status(results_dir, preset_name, *r) == "done"]
+            runs = stage_runs(results_dir, preset_name, stage, dataset)
+            done = [r for r in runs if run_status(results_dir, preset_name, *r, dataset) == "done"]
             if not done:
                 continue
             by_machine: dict[str, list[float]] = {}  # machine -> each run's minutes
             for r in done:
-                by_machine.setdefault(_machine(RunPaths(Path(results_dir), preset_name, *r)), []).append(
-                    sum(x or 0.0 for x in run_seconds(results_dir, preset_name, *r)) / 60)
+                by_machine.setdefault(_machine(RunPaths(Path(results_dir), preset_name, *r, dataset)), []).append(
+                    sum(x or 0.0 for x in run_seconds(results_dir, preset_name, *r, dataset)) / 60)
             total = sum(map(sum, by_machine.values()))
             # a stage trained on two machines: each one's share, since their speeds differ
             where = "; ".join(m if len(by_machine) == 1 else
@@ -280,7 +286,7 @@ def stage_times(results_dir: Path | str = DEFAULT_RESULTS_DIR) -> str:
 
 def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", results_dir: Path | str = DEFAULT_RESULTS_DIR,
               data_dir=None, progress: bool = True, jobs: int | None = None, threads: int = DEFAULT_THREADS,
-              scheduler: str | None = None, runs_per_gpu: int = 1) -> dict[str, dict]:
+              scheduler: str | None = None, runs_per_gpu: int = 1, dataset: str = DEFAULT_DATASET) -> dict[str, dict]:
     """Train then evaluate each model and seed of each stage, every run a task of the executor
     (``executor.py``: ``jobs`` local worker processes of ``threads`` torch threads (default:
     ``DEFAULT_JOBS``, or ``runs_per_gpu`` with a CUDA device), a running
@@ -288,7 +294,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
     its last run is back (and, for all, when interrupted)."""
     from ..train import resolve_device
 
-    runs = plan(stages, preset_name, seeds, results_dir)  # checks every name before any work starts
+    runs = plan(stages, preset_name, seeds, results_dir, dataset)  # checks every name before any work starts
     if jobs is None:  # on one GPU, as many workers as runs may share it
         jobs = runs_per_gpu if str(device).startswith("cuda") else DEFAULT_JOBS
     check_layout(jobs, threads, runs_per_gpu)
@@ -300,7 +306,8 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
     machine = device if scheduler not in (None, INLINE) else str(resolve_device(device))
     inline = scheduler == INLINE
     specs = {(r.model, r.seed): RunSpec(r.model, preset_name, r.seed, str(results_dir), device,
-                                        data_dir and str(data_dir), threads, progress=progress and inline)
+                                        data_dir and str(data_dir), threads, progress=progress and inline,
+                                        dataset=dataset)
              for r in runs}
     stage_order = expand_stages(stages, preset_name)
     pending = {s: {(r.model, r.seed) for r in runs if r.stage == s} for s in stage_order}
@@ -311,7 +318,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
     def summarise(stage: str) -> None:
         done = invocation_record(preset_name, stage, stage_seeds(stage, preset_name, seeds), actions,
                                  time.monotonic() - start, machine)
-        summaries[stage] = write_stage_summary(results_dir, preset_name, stage, done)
+        summaries[stage] = write_stage_summary(results_dir, preset_name, stage, done, dataset)
 
     with tqdm(total=len(specs), desc=f"reproduce ({preset_name})", unit="run", disable=not progress) as bar:
         try:
@@ -330,7 +337,7 @@ def reproduce(stages, preset_name: str, seeds=None, device: str = "auto", result
             # Workers stopped with this command (Ctrl-C, SIGTERM) die holding their runs' locks: the
             # kernel frees them, and their files, free now, go too.
             for spec in specs.values():
-                remove_if_free(RunPaths(Path(results_dir), preset_name, spec.model, spec.seed).dir)
+                remove_if_free(RunPaths(Path(results_dir), preset_name, spec.model, spec.seed, dataset).dir)
             # Also written when interrupted or when a run failed: how far this invocation got.
             for s in stage_order:
                 if s not in summaries:

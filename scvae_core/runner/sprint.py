@@ -29,8 +29,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .executor import RunsFailed, RunSpec, check_layout, run_one
-from ..presets import get_preset
-from ..results import DEFAULT_RESULTS_DIR, provenance, write_json
+from ..presets import DEFAULT_DATASET, check_dataset, get_preset
+from ..results import DEFAULT_RESULTS_DIR, preset_dir, provenance, write_json
 
 STAGE = "table1"
 SEEDS = (0, 1, 2)
@@ -52,20 +52,20 @@ def plan_budget(minutes: float, eval_minutes: float, runs: int, jobs: int) -> fl
 def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device: str = "auto",
            results_dir: Path | str = DEFAULT_RESULTS_DIR, data_dir=None, minutes: float = 9.0,
            eval_minutes: float = 3.0, jobs: int | None = None, threads: int = 1, progress: bool = True,
-           revision: str | None = None) -> dict:
-    """Run the stage's runs concurrently under budgets, write the sprint summary, pack."""
+           revision: str | None = None, dataset: str = DEFAULT_DATASET) -> dict:
+    """Run the stage's runs on ``dataset`` concurrently under budgets, write the sprint summary, pack."""
     from .reproduce import invocation_record, write_stage_summary
     from ..train import resolve_device
 
     start, started_at = time.monotonic(), time.time()
     preset = get_preset(preset_name)
     machine = str(resolve_device(device))  # fails now, not in every worker, if the device is absent
-    specs = [RunSpec(m, preset_name, s, str(results_dir), device, data_dir and str(data_dir), threads)
-             for m in preset.stage_models(STAGE) for s in seeds]
+    specs = [RunSpec(m, preset_name, s, str(results_dir), device, data_dir and str(data_dir), threads,
+                     dataset=check_dataset(dataset)) for m in preset.stage_models(STAGE) for s in seeds]
     jobs = len(specs) if jobs is None else jobs
     check_layout(jobs, threads)
     budget_s = plan_budget(minutes, eval_minutes, len(specs), jobs)
-    _check_data(data_dir)
+    _check_data(data_dir, dataset)
     _check_pack_dir(Path(pack_dir))
     # The deadline also counts the processes' start (imports, data, CUDA): all runs end training
     # by then, whatever their start cost.
@@ -92,9 +92,9 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
     elapsed = time.monotonic() - start
     actions = {(r["model"], r["seed"]): (r["action"], r["seconds"]) for r in records}
     write_stage_summary(results_dir, preset_name, STAGE,
-                        invocation_record(preset_name, STAGE, tuple(seeds), actions, elapsed, machine))
+                        invocation_record(preset_name, STAGE, tuple(seeds), actions, elapsed, machine), dataset)
     summary = {
-        "preset": preset_name, "stage": STAGE, "seeds": list(seeds), "concurrent_runs": jobs,
+        "preset": preset_name, "dataset": dataset, "stage": STAGE, "seeds": list(seeds), "concurrent_runs": jobs,
         "threads_per_run": threads, "minutes_allowed": minutes, "eval_minutes_reserved": eval_minutes,
         "train_budget_s": round(budget_s, 1), "minutes_taken": round(elapsed / 60, 2),
         "within_budget": elapsed <= minutes * 60,
@@ -103,8 +103,8 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
         # A lent machine's copy of the checkout may have no .git: the revision it was told.
         "checkout_revision": revision,
     }
-    write_json(Path(results_dir) / preset_name / "sprint.json", "sprint", summary)
-    parts = pack(results_dir, preset_name, pack_dir)
+    write_json(preset_dir(results_dir, preset_name, dataset) / "sprint.json", "sprint", summary)
+    parts = pack(results_dir, preset_name, pack_dir, dataset)
     print(f"sprint: {len(records)}/{len(specs)} runs in {elapsed / 60:.1f} min; packed {len(parts)} files "
           f"into {pack_dir}")
     if failures:
@@ -113,14 +113,14 @@ def sprint(pack_dir: Path | str, preset_name: str = "paper", seeds=SEEDS, device
     return summary
 
 
-def _check_data(data_dir) -> None:
+def _check_data(data_dir, dataset: str = DEFAULT_DATASET) -> None:
     """Every split and the test labels, read and verified once here: a missing or corrupt file
     is one clear error before any process starts, not one per run."""
-    from ..data import load_binarized_mnist, load_test_labels
+    from ..data import load_dataset, load_dataset_labels
 
     for split in ("train", "valid", "test"):
-        load_binarized_mnist(split, data_dir)
-    load_test_labels(data_dir)
+        load_dataset(dataset, split, data_dir)
+    load_dataset_labels(dataset, "test", data_dir)
 
 
 def tsne_note() -> str:
@@ -146,20 +146,22 @@ def _packable(path: Path) -> bool:
     return path.is_file() and "checkpoints" not in path.parts and not path.name.startswith(".")
 
 
-def pack(results_dir: Path | str, preset_name: str, pack_dir: Path | str) -> list[Path]:
-    """``<results_dir>/<preset>/`` without checkpoints as a tar.gz split into parts of at most
-    MAX_FILE_BYTES, plus MANIFEST.json (part names, sizes, SHA-256): at most MAX_FILES files."""
+def pack(results_dir: Path | str, preset_name: str, pack_dir: Path | str, dataset: str = DEFAULT_DATASET) -> list[Path]:
+    """The preset's folder of ``dataset`` (``results.preset_dir``) without checkpoints as a tar.gz
+    split into parts of at most MAX_FILE_BYTES, plus MANIFEST.json (part names, sizes, SHA-256):
+    at most MAX_FILES files."""
     results_dir, pack_dir = Path(results_dir), Path(pack_dir)
+    folder = preset_dir(results_dir, preset_name, dataset)
     pack_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted((results_dir / preset_name).rglob("*")):
+        for path in sorted(folder.rglob("*")):
             if _packable(path):
                 tar.add(path, arcname=str(path.relative_to(results_dir)), recursive=False)
     blob = buffer.getvalue()
     n_parts = max(1, math.ceil(len(blob) / MAX_FILE_BYTES))
     if n_parts + 1 > MAX_FILES:
-        raise ValueError(f"{results_dir / preset_name} packs to {len(blob) / 2**20:.1f} MiB, more than "
+        raise ValueError(f"{folder} packs to {len(blob) / 2**20:.1f} MiB, more than "
                          f"{MAX_FILES - 1} parts of {MAX_FILE_BYTES // 2**20} MiB; remove bulky files from it")
     parts = []
     for i in range(n_parts):
@@ -167,7 +169,7 @@ def pack(results_dir: Path | str, preset_name: str, pack_dir: Path | str) -> lis
         path = pack_dir / f"{ARCHIVE}.{i:02d}"
         path.write_bytes(chunk)
         parts.append({"name": path.name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
-    manifest = {"preset": preset_name, "archive": ARCHIVE, "parts": parts,
+    manifest = {"preset": preset_name, "dataset": dataset, "archive": ARCHIVE, "parts": parts,
                 "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
     (pack_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return [pack_dir / p["name"] for p in parts] + [pack_dir / MANIFEST]
@@ -176,7 +178,7 @@ def pack(results_dir: Path | str, preset_name: str, pack_dir: Path | str) -> lis
 def unpack(pack_dir: Path | str, results_dir: Path | str = DEFAULT_RESULTS_DIR) -> list[Path]:
     """Check a pack against its manifest and extract it under ``results_dir``; the files written.
     Refuses a part that is missing or altered, and any member that is not a plain file
-    under ``<preset>/``."""
+    under the preset's folder of its data set (``<preset>/``, or ``<dataset>/<preset>/``)."""
     pack_dir, results_dir = Path(pack_dir), Path(results_dir)
     manifest_path = pack_dir / MANIFEST
     if not manifest_path.exists():
@@ -189,14 +191,16 @@ def unpack(pack_dir: Path | str, results_dir: Path | str = DEFAULT_RESULTS_DIR) 
         if hashlib.sha256(data).hexdigest() != part["sha256"]:
             raise ValueError(f"{path}: missing or altered (SHA-256 differs from {MANIFEST}); copy it again")
         blob += data
-    preset = manifest["preset"]
+    # A pack made before data sets were a setting names none: mnist-static's.
+    prefix = preset_dir(Path(), manifest["preset"], check_dataset(manifest.get("dataset", DEFAULT_DATASET))).parts
+    shown = "/".join(prefix)
     written = []
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
         members = tar.getmembers()
         for m in members:
             parts = Path(m.name).parts
-            if not m.isfile() or not parts or parts[0] != preset or ".." in parts or Path(m.name).is_absolute():
-                raise ValueError(f"{pack_dir}: refusing archive member {m.name!r} (not a file under {preset}/)")
+            if not m.isfile() or parts[:len(prefix)] != prefix or ".." in parts or Path(m.name).is_absolute():
+                raise ValueError(f"{pack_dir}: refusing archive member {m.name!r} (not a file under {shown}/)")
         for m in members:
             target = results_dir / m.name
             target.parent.mkdir(parents=True, exist_ok=True)

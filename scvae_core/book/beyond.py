@@ -1,0 +1,145 @@
+"""Beyond the paper (issue 27), from result files: the context of the SVM accuracy (the pixel
+baselines of ``results/baselines/baselines.json`` beside the Table 1 models' SVM and linear probe)
+and the verdicts of our own claims (:data:`claims.OUR_CLAIMS`, judged by the book's rule).
+
+Importing this module registers its tables and texts in :data:`tables.TABLES` and
+:data:`tables.TEXTS` (the book package imports it), so that the book check rebuilds them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import claims
+from ..presets import get_preset
+from ..probes import BASELINES, baselines_path, read_baselines
+from ..runs import collect, display_name, metric, paper_rows, per_seed, resolve_preset, seed_summary, seeds_text, \
+    seeds_used
+from .tables import ACC_DECIMALS, NOT_RUN, TABLES, TEXTS, Table, format_stat
+from .verdicts import NOT_MEASURED
+
+# baselines.json's names -> (features, classifier), as the table shows them
+BASELINE_ROWS = {"svm_pixels": ("raw pixels (784, binary)", "SVM, the paper's protocol"),
+                 "svm_pca": ("50 principal components of the pixels", "SVM, the paper's protocol"),
+                 "linear_pixels": ("raw pixels (784, binary)", "logistic regression")}
+REFERENCE = "svm_pixels"  # what every accuracy is read against
+BASELINE_COLUMNS = ("Features", "Classifier", "Accuracy", "Test images", "− SVM on raw pixels")
+NOT_RECORDED = "not recorded (evaluated before the linear probe existed)"
+
+
+def _table1_runs(results_dir: Path | str, preset: str | None) -> tuple[str | None, dict[str, list[dict]]]:
+    preset = resolve_preset(results_dir, "table1", preset)
+    models = get_preset(preset).stages.get("table1", ()) if preset else ()
+    return preset, collect(results_dir, preset, models) if models else {}
+
+
+def _baselines(results_dir: Path | str) -> dict | None:
+    """baselines.json, checked, or None where ``scvae baselines`` has not written it."""
+    return read_baselines(results_dir) if baselines_path(results_dir).exists() else None
+
+
+def _minus(mean: float | None, reference: float | None) -> str:
+    if mean is None or reference is None:
+        return ""
+    return "(the reference)" if mean == reference else f"{mean - reference:+.{ACC_DECIMALS}f}"
+
+
+def baselines_table(results_dir: Path | str, preset: str | None = None) -> Table:
+    """The SVM accuracy in context: the paper's SVM on raw pixels and on 50 principal components
+    of them, logistic regression on the pixels, then each Table 1 model's SVM and linear probe on
+    its latent means (mean ± std over seeds), each minus the SVM on raw pixels."""
+    doc = _baselines(results_dir)
+    preset, runs = _table1_runs(results_dir, preset)
+    rows, reference = [], None
+    for name in BASELINES:
+        features, classifier = BASELINE_ROWS[name]
+        if doc is None:
+            rows.append((features, classifier, NOT_RUN, "", ""))
+            continue
+        acc = doc["accuracies"][name]
+        reference = doc["accuracies"][REFERENCE]["mean"]
+        rows.append((features, classifier, f"{acc['mean']:.{ACC_DECIMALS}f} ± {acc['std']:.{ACC_DECIMALS}f} over "
+                     f"{doc['folds']} folds", f"{doc['size']:,}", _minus(acc["mean"], reference)))
+    for model, evals in runs.items():
+        sizes = sorted({e["metrics"]["svm_size"] for e in evals})
+        for key, classifier in (("svm_acc", "SVM, the paper's protocol"), ("linear_probe_acc", "logistic regression "
+                                                                            "(linear probe)")):
+            recorded = [e for e in evals if key in e["metrics"]]
+            if not evals:
+                cell, mean = NOT_RUN, None
+            elif len(recorded) < len(evals):
+                cell, mean = NOT_RECORDED, None
+            else:
+                stat = seed_summary(per_seed(recorded, metric(key)))
+                cell, mean = format_stat(stat, ACC_DECIMALS), stat["mean"]
+            rows.append((f"{display_name(model)}: latent means (50)", classifier, cell,
+                         ", ".join(f"{s:,}" for s in sizes), _minus(mean, reference)))
+    seeds = seeds_used(runs)
+    source = (f"Models: preset '{preset}', {seeds_text(seeds)}, mean ± sample std over seeds (n seeds)" if preset
+              else "Models: nothing run yet")
+    where = (f"Baselines: results/baselines/baselines.json ({doc['size']:,} test images of the fixed permutation, "
+             f"the folds every model's SVM uses; principal components fitted on the training images)"
+             if doc else f"Baselines: not run yet (`scvae baselines` writes {baselines_path(results_dir)})")
+    caption = ("The SVM accuracy in context: what the paper's SVM protocol reaches on the pixels themselves, and "
+               f"what each Table 1 model's latent means give it and a linear classifier. {where}. {source}; the last "
+               "column is the accuracy minus the SVM's on raw pixels.")
+    return Table("baselines", caption, BASELINE_COLUMNS, tuple(rows), preset, tuple(seeds))
+
+
+def baselines_text(results_dir: Path | str, preset: str | None = None) -> str:
+    """Table 1's SVM accuracies read against the baselines: which models' latent means beat the
+    SVM on raw pixels and on 50 principal components, and where the paper's own SCVAE number lies."""
+    doc = _baselines(results_dir)
+    if doc is None:
+        return "The pixel baselines have not been computed yet (`scvae baselines`)."
+    acc = doc["accuracies"]
+    pixels, pca = acc["svm_pixels"]["mean"], acc["svm_pca"]["mean"]
+    paper = paper_rows("table1")["scvae"]["acc"]
+    lines = [f"The paper's SCVAE accuracy, {paper:.{ACC_DECIMALS}f}, is "
+             f"{'above' if paper > pixels else 'not above'} the same SVM on raw pixels ({pixels:.{ACC_DECIMALS}f}) "
+             f"and {'above' if paper > pca else 'below'} it on 50 principal components of the pixels "
+             f"({pca:.{ACC_DECIMALS}f})."]
+    preset, runs = _table1_runs(results_dir, preset)
+    means = {m: seed_summary(per_seed(evals, metric("svm_acc")))["mean"] for m, evals in runs.items() if evals}
+    if means:
+        beat = [[display_name(m) for m, v in means.items() if v > ref] for ref in (pixels, pca)]
+        named = [f"{len(b)} ({', '.join(b)})" if b else "none" for b in beat]
+        lines.append(f"Of our {len(means)} Table 1 models (preset {preset}, mean over seeds), the SVM on the latent "
+                     f"means beats the SVM on raw pixels for {named[0]} and the SVM on 50 principal components for "
+                     f"{named[1]}.")
+    return " ".join(lines)
+
+
+# ------------------------------------------------------------------------- our claims
+
+OUR_BUDGETS = ("long", "converged", "paper")  # the presets that train the stage skipvae
+NO_RESULTS = "no results yet"
+
+
+def our_claims_table(results_dir: Path | str, preset: str | None = None) -> Table:
+    """Our claims (not the paper's), one row per claim and preset with results of the stage they
+    read: the verdict and each effect's estimate, 95% interval and verdict; 'no results yet'
+    where no preset has any. ``preset`` is unused: every preset with results is shown."""
+    stage = claims.OUR_CLAIMS[0].stage
+    budgets = [p for p in OUR_BUDGETS
+               if any(collect(results_dir, p, get_preset(p).stages.get(stage, ())).values())]
+    rows, seeds = [], set()
+    for p in budgets:
+        for cid, ev in claims.our_evidence(results_dir, p).items():
+            effects = " · ".join(f"{e['label']}: {claims.format_effect(e)} → {e['status']}" for e in ev["effects"])
+            status = NO_RESULTS if ev["status"] == NOT_MEASURED else ev["status"]
+            rows.append((f"{cid} [{p}]", ev["statement"], f"{status}: {ev['summary'].split(': ', 1)[1]}", effects))
+            seeds |= {s for e in ev["effects"] for s in e["seeds"]}
+    if not budgets:
+        rows = [(c.id, c.statement, NO_RESULTS, f"stage {stage} has no evaluated run in {', '.join(OUR_BUDGETS)}")
+                for c in claims.OUR_CLAIMS]
+    caption = ("Our claims, not the paper's: Skip-VAE's z-skips (Dieng et al. 2019) against the deep plain models and "
+               "against SCVAE's skips, judged by the same rule as the paper's claims (MI: I(x; z) under the aggregate "
+               f"posterior; '≠': a difference either way), one row per preset with results. Seeds used: "
+               f"{seeds_text(seeds)}.")
+    return Table("our-claims", caption, ("Claim", "Statement", "Verdict", "Effects"), tuple(rows), None,
+                 tuple(sorted(seeds)))
+
+
+TABLES["baselines"] = baselines_table
+TABLES["our-claims"] = our_claims_table
+TEXTS["baselines"] = baselines_text

@@ -1,0 +1,188 @@
+"""Beyond the paper (issue 27) in the book: our claims about Skip-VAE judged by the book's rule
+(book/claims.py OUR_CLAIMS, book/beyond.py), the baseline table and its sentence, and the
+rate-distortion figure (book/plots.py), on fabricated result trees and on the committed results."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+from fake_results import write_eval
+
+from scvae_core.book import beyond, claims, verdicts
+from scvae_core.book.plots import rate_distortion
+from scvae_core.book.tables import TABLES, TEXTS, build_table, build_text
+from scvae_core.book.verdicts import HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_JUDGED, NOT_MEASURED, VERDICTS, Est
+from scvae_core.presets import get_preset
+from scvae_core.probes import baselines_path
+from scvae_core.results import REPO_ROOT, ResultError, write_json
+from scvae_core.runs import collect, evaluated_seeds
+from scvae_core.zoo import SKIPVAE
+
+pytestmark = pytest.mark.unit
+
+SEEDS = (0, 1, 2)
+COMMITTED = REPO_ROOT / "results"
+
+
+def _iv(values, se=0.01):
+    return verdicts.interval([Est(v, se) for v in values])
+
+
+class TestTwoSidedRule:
+    """sign 0 (ours only): a difference claimed in either direction."""
+
+    def test_a_clear_difference_either_way_holds(self):
+        assert verdicts.verdict(_iv([-5.0, -5.1, -4.9]), 0, 0.0, 1.0) == HOLDS
+        assert verdicts.verdict(_iv([5.0, 5.1, 4.9]), 0, 0.0, 1.0) == HOLDS
+        # the same interval under a one-sided claim the other way is a contradiction, not a hold
+        assert verdicts.verdict(_iv([-5.0, -5.1, -4.9]), +1, 0.0, 1.0) == verdicts.CONTRADICTED
+
+    def test_no_difference_and_a_straddle(self):
+        assert verdicts.verdict(_iv([0.1, -0.1, 0.0]), 0, 0.0, 1.0) == NO_EFFECT
+        assert verdicts.verdict(_iv([0.5, 2.0, 3.5]), 0, 0.0, 1.0) == INCONCLUSIVE
+        assert verdicts.verdict(_iv([5.0], se=0.1), 0, 0.0, 1.0) == NOT_JUDGED  # one seed, nothing borrowed
+
+    def test_every_kind_of_our_claims_has_a_threshold(self):
+        assert {e.kind for c in claims.OUR_CLAIMS for e in c.effects} <= set(verdicts.THRESHOLDS)
+        assert all(c.ours and c.stage == "skipvae" for c in claims.OUR_CLAIMS)
+        assert not any(c.ours for c in claims.CLAIMS)  # the paper's claims stay the paper's
+
+
+def _skipvae_tree(root, preset="long", seeds=SEEDS, suffix="", epoch=100, mi=True):
+    """VAE(p++) and VAE(11L) collapsed (MI ~0), their Skip-VAE versions not; SCVAE 5 nats better
+    than Skip-VAE(11L), with 2 nats more MI and 0.05 more accuracy."""
+    runs = {"vae-1l": (90, 0.0, 0.95), "vae-p++": (88, 0.1, 0.60), "vae-11l": (100, 0.0, 0.11),
+            "vae-q++": (101, 0.0, 0.11), "scvae": (85, 6.0, 0.95), "scvae-l": (86, 5.0, 0.94),
+            "skipvae-p++": (87, 5.0, 0.90), "skipvae-11l": (90, 4.0, 0.90), "scvae+zskip": (84, 6.5, 0.95)}
+    for model, (nll, info, acc) in runs.items():
+        for seed in seeds:
+            jitter = 0.05 * seed
+            write_eval(root, preset, model + suffix, seed, nll=nll + jitter, acc=acc, acc_std=0.002,
+                       mi=(info + jitter, 0.02) if mi else None, epoch=epoch, prop3_layers=[])
+
+
+class TestOurClaims:
+    def test_without_skipvae_results_no_claim_is_judged(self, tmp_path):
+        _skipvae_tree(tmp_path)
+        for model in SKIPVAE:  # the Table 1 models stay; the stage skipvae has nothing
+            shutil.rmtree(tmp_path / "long" / model)
+        evidence = claims.our_evidence(tmp_path, "long")
+        assert list(evidence) == [c.id for c in claims.OUR_CLAIMS]
+        assert all(ev["status"] == NOT_MEASURED for ev in evidence.values())
+        table = build_table("our-claims", tmp_path)
+        assert [row[2] for row in table.rows] == [beyond.NO_RESULTS] * len(claims.OUR_CLAIMS)
+        assert all(cell.split(":", 1)[0] not in VERDICTS for row in table.rows for cell in row)
+
+    def test_the_committed_results_show_no_verdict_before_skipvae_is_run(self):
+        table = build_table("our-claims", COMMITTED)
+        committed = [p for p in beyond.OUR_BUDGETS
+                     for m in get_preset(p).stages.get("skipvae", ()) if evaluated_seeds(COMMITTED, p, m)]
+        if committed:  # once runs are committed, each row names its preset and carries the rule's verdict
+            assert all(row[2].split(":", 1)[0] in VERDICTS for row in table.rows)
+        else:
+            assert [row[2] for row in table.rows] == [beyond.NO_RESULTS] * len(claims.OUR_CLAIMS)
+
+    def test_three_seeds_are_judged(self, tmp_path):
+        _skipvae_tree(tmp_path)
+        evidence = claims.our_evidence(tmp_path, "long")
+        collapse, differ = evidence["zskip-no-collapse"], evidence["skips-vs-zskips"]
+        assert collapse["status"] == HOLDS and collapse["preset"] == "long" and collapse["epoch"] == 100
+        assert collapse["effects"][0]["estimate"] == pytest.approx(4.9)  # MI(Skip-VAE(p++)) - MI(VAE(p++))
+        assert collapse["effects"][0]["ses"] == pytest.approx([math.sqrt(2) * 0.02] * 3)  # in quadrature
+        assert [e["estimate"] for e in differ["effects"]] == pytest.approx([-5.0, 2.0, 0.05])
+        assert differ["status"] == HOLDS and differ["effects"][0]["claimed"] == "≠ 0"
+        row = next(r for r in build_table("our-claims", tmp_path).rows if r[0] == "skips-vs-zskips [long]")
+        assert row[2].startswith("holds: NLL holds, MI holds, accuracy holds")
+
+    def test_evaluations_without_diagnostics_leave_mi_unmeasured(self, tmp_path):
+        _skipvae_tree(tmp_path, mi=False)
+        collapse = claims.our_evidence(tmp_path, "long")["zskip-no-collapse"]
+        assert [e["status"] for e in collapse["effects"]] == [NOT_MEASURED, NOT_MEASURED, HOLDS]
+        assert collapse["status"] == NOT_MEASURED
+
+    def test_one_seed_is_not_judged_unless_three_seeds_lend_their_spread(self, tmp_path):
+        _skipvae_tree(tmp_path, "converged", seeds=(0,), suffix="-authors", epoch=None)
+        lone = claims.our_evidence(tmp_path, "converged")
+        assert {ev["status"] for ev in lone.values()} == {NOT_JUDGED}
+        # the -authors versions are compared with the -authors Table 1 models of the same preset
+        assert lone["zskip-no-collapse"]["effects"][0]["values"] == pytest.approx([4.9])
+        row = next(r for r in build_table("our-claims", tmp_path).rows if r[0].endswith("[converged]"))
+        assert row[2].startswith("not judged")
+        _skipvae_tree(tmp_path)  # three seeds at long: their spread is borrowed
+        lent = claims.our_evidence(tmp_path, "converged")["zskip-no-collapse"]["effects"][0]
+        assert "borrowed from our protocol, preset long epoch 100 (n = 3)" in lent["method"]
+        assert lent["status"] == HOLDS
+
+
+def _baselines(root, size=10000, pixels=0.92, pca=0.96, linear=0.87):
+    accs = {name: {"mean": v, "std": 0.005, "folds": [v] * 5}
+            for name, v in (("svm_pixels", pixels), ("svm_pca", pca), ("linear_pixels", linear))}
+    write_json(baselines_path(root), "baselines", {
+        "protocol": "fabricated", "size": size, "folds": 5, "split_seed": 0, "pca_components": 50,
+        "pca_fitted_on": "the 50,000 training images", "accuracies": accs,
+        "provenance": {"note": "fabricated"}, "wall_time_s": 1.0})
+
+
+class TestBaselines:
+    def test_registered(self):
+        assert {"baselines", "our-claims"} <= set(TABLES) and "baselines" in TEXTS
+
+    def test_table_reads_the_models_against_the_pixel_svm(self, tmp_path):
+        _baselines(tmp_path)
+        for seed in SEEDS:
+            write_eval(tmp_path, "cpu", "vae-1l", seed, acc=0.94 + 0.01 * seed, linear_probe=0.90)
+            write_eval(tmp_path, "cpu", "scvae", seed, acc=0.90)  # evaluated before the linear probe
+        table = build_table("baselines", tmp_path, "cpu")
+        rows = {(r[0], r[1]): r for r in table.rows}
+        pixel = rows[("raw pixels (784, binary)", "SVM, the paper's protocol")]
+        assert pixel[2] == "0.9200 ± 0.0050 over 5 folds" and pixel[3] == "10,000" and pixel[4] == "(the reference)"
+        assert rows[("50 principal components of the pixels", "SVM, the paper's protocol")][4] == "+0.0400"
+        svm = rows[("VAE(1L): latent means (50)", "SVM, the paper's protocol")]
+        assert svm[2] == "0.9500 ± 0.0100 (n=3)" and svm[4] == "+0.0300"
+        assert rows[("VAE(1L): latent means (50)", "logistic regression (linear probe)")][4] == "-0.0200"
+        probe = rows[("SCVAE: latent means (50)", "logistic regression (linear probe)")]
+        assert probe[2] == beyond.NOT_RECORDED and probe[4] == ""
+        assert rows[("VAE(11L): latent means (50)", "SVM, the paper's protocol")][2] == "not run"
+        assert table.preset == "cpu" and "results/baselines/baselines.json" in table.caption
+        text = build_text("baselines", tmp_path, "cpu").markdown
+        assert "raw pixels (0.9200)" in text and "50 principal components of the pixels (0.9600)" in text
+        assert "raw pixels for 1 (VAE(1L)) and the SVM on 50 principal components for none" in text
+
+    def test_without_baselines_file_the_table_says_how_to_make_it(self, tmp_path):
+        write_eval(tmp_path, "cpu", "vae-1l", 0)
+        table = build_table("baselines", tmp_path, "cpu")
+        assert [r[2] for r in table.rows[:3]] == ["not run"] * 3 and "scvae baselines" in table.caption
+        assert all(r[4] == "" for r in table.rows)  # nothing to read against
+        assert "not been computed" in build_text("baselines", tmp_path, "cpu").markdown
+
+    def test_a_damaged_baselines_file_is_refused(self, tmp_path):
+        _baselines(tmp_path)
+        path = baselines_path(tmp_path)
+        damaged = path.read_text().replace('"folds": [\n    0.92', '"folds": [\n    1.5')
+        assert damaged != path.read_text()
+        path.write_text(damaged)
+        with pytest.raises(ResultError, match="svm_pixels"):
+            build_table("baselines", tmp_path, "cpu")
+
+    def test_committed_baselines_are_shown(self):
+        table = build_table("baselines", COMMITTED)
+        assert all(r[2].endswith("over 5 folds") for r in table.rows[:3])  # results/baselines/baselines.json
+
+
+class TestRateDistortion:
+    def test_one_point_per_seed_from_every_evaluation(self, tmp_path):
+        for seed in SEEDS:
+            write_eval(tmp_path, "cpu", "vae-1l", seed, kl=20.0 + seed, elbo=-95.0, mi=(3.0, 0.1))
+            write_eval(tmp_path, "cpu", "scvae", seed, kl=0.0, elbo=-95.0)  # evaluated before the diagnostics
+        fig = rate_distortion(collect(tmp_path, "cpu", ["vae-1l", "scvae"]))
+        ax = fig.axes[0]
+        first, second = (c.get_offsets() for c in ax.collections)
+        assert [tuple(p) for p in first] == [(20.0, 75.0), (21.0, 74.0), (22.0, 73.0)]  # R = KL, D = -rec
+        assert [tuple(p) for p in second] == [(0.0, 95.0)] * 3  # a collapsed posterior: zero rate
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["VAE(1L)", "SCVAE"]
+        assert "preset cpu, seeds 0, 1, 2" in fig._suptitle.get_text()
+
+    def test_no_invented_points_without_runs(self, tmp_path):
+        ax = rate_distortion(collect(tmp_path, "cpu", ["vae-1l"])).axes[0]
+        assert not ax.collections and "no evaluated runs" in " ".join(t.get_text() for t in ax.texts)

@@ -279,7 +279,8 @@ class TestReplicateBudgets:
         assert "Effects of a single seed: 2. The cpu estimate lies inside the long, epoch 10 95% interval for 0: " \
                "a single run's interval holds its estimator error" in text
         assert "As points, the two estimates give the same verdict for 1." in text
-        assert claims.replicate_text({}, second, ("x", "y")) == "No effect is measured at both x and y yet."
+        assert claims.replicate_text({}, second, ("x", "y")) == (
+            "No effect has a 95% interval at both x and y: one of them has not run, or ran one seed, which gives none.")
 
 
 class TestVerdictsTable:

@@ -339,7 +339,7 @@ def test_corrupt_eval_names_file_and_fix_and_is_recomputed_identically(smoke_run
 
     # Recomputed, here as a seed without figures: every part has its own seed, so leaving
     # t-SNE out changes nothing else, and the same seed gives the same numbers.
-    monkeypatch.setattr(ev, "run_preset", lambda name, model: get_preset(name, figure_seeds=()))
+    monkeypatch.setattr(ev, "run_preset", lambda name, model, *dataset: get_preset(name, figure_seeds=()))
     with pytest.warns(UserWarning, match="not valid JSON"):  # at the workers' thread count (worker_threads)
         again = ev.evaluate_run(MODEL, "smoke", 0, device="cpu", results_dir=tmp_path, data_dir=data_dir,
                                 progress=False)

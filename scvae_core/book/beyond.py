@@ -112,12 +112,12 @@ def baselines_text(results_dir: Path | str, preset: str | None = None) -> str:
 # ------------------------------------------------------------------------- our claims
 
 OUR_BUDGETS = ("long", "converged", "paper")  # the presets that train the stage skipvae
-NO_RESULTS = "no results yet"
+NO_RESULTS = "not run (no skipvae results)"
 
 
 def our_claims_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """Our claims (not the paper's), one row per claim and preset with results of the stage they
-    read: the verdict and each effect's estimate, 95% interval and verdict; 'no results yet'
+    read: the verdict and each effect's estimate, 95% interval and verdict; 'not run'
     where no preset has any. ``preset`` is unused: every preset with results is shown."""
     stage = claims.OUR_CLAIMS[0].stage
     budgets = [p for p in OUR_BUDGETS

@@ -591,7 +591,8 @@ def replicate_text(first: dict[str, dict], second: dict[str, dict], labels: tupl
              for a, b in zip(first[cid]["effects"], second[cid]["effects"])
              if a["n"] and b["n"] and not math.isnan(b["low"])]
     if not pairs:
-        return f"No effect is measured at both {labels[0]} and {labels[1]} yet."
+        return (f"No effect has a 95% interval at both {labels[0]} and {labels[1]}: one of them has not run, or ran "
+                "one seed, which gives none.")
 
     def as_point(e):  # the verdict of the estimate alone, without its interval
         return verdict({"n": 1, "low": e["estimate"], "high": e["estimate"]}, e["sign"], e["level"], e["threshold"])

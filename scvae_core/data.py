@@ -26,7 +26,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .presets import DEFAULT_DATASET, FASHION_SUMS_FILE, check_dataset
+from .presets import DATASETS, DEFAULT_DATASET, FASHION_SUMS_FILE, check_dataset
 from .results import REPO_ROOT, clean_stale_temporaries, honour_umask, temp_prefix
 
 SUMS_FILE = REPO_ROOT / "data" / "SHA256SUMS"
@@ -477,6 +477,23 @@ def load_dataset_labels(dataset: str, split: str = "test", data_dir: str | Path 
     return _fashion_set(fashion_root(data_dir), "test" if split == "test" else "train")[1][fashion_split_rows(split)]
 
 
+def has_training_labels(dataset: str) -> bool:
+    """Whether a data set's training images come with labels (Fashion-MNIST's do; binarized
+    MNIST's do not), so that a classifier can be fitted on them and scored on the test set."""
+    check_dataset(dataset)
+    return dataset != DEFAULT_DATASET
+
+
+def labelled_training_images(dataset: str, n: int, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images of a data set's training split with their labels, binarized once
+    (fashion-dynamic's too: a classifier is fitted on one fixed draw, as its test images are)."""
+    if not has_training_labels(dataset):
+        raise DataError(f"{dataset} has no labels for its training images (data/README.md); only its test split "
+                        "is labelled")
+    fixed = "fashion-static"  # fashion-dynamic's fixed draw of its training images is fashion-static's
+    return load_dataset(fixed, "train", data_dir)[:n], load_dataset_labels(fixed, "train", data_dir)[:n]
+
+
 # ---------------------------------------------------------------- download
 
 def _install(root: Path, rel: str, source: str, write: Callable[[BinaryIO], None]) -> None:
@@ -570,9 +587,11 @@ def download(data_dir: str | Path | None = None, mirror: str | None = None) -> P
 
 # ---------------------------------------------------------------- check and CLI
 
-def check(data_dir: str | Path | None = None) -> bool:
+def check(data_dir: str | Path | None = None, dataset: str = DEFAULT_DATASET) -> bool:
     """Print each needed file's checksum status, each split's shape and the test label counts;
     True if all is well."""
+    if check_dataset(dataset) != DEFAULT_DATASET:
+        return check_fashion(data_dir, dataset)
     root = resolve_data_dir(data_dir)
     print(f"data folder: {root}")
     ok = True
@@ -599,6 +618,35 @@ def check(data_dir: str | Path | None = None) -> bool:
     return ok
 
 
+def check_fashion(data_dir: str | Path | None, dataset: str) -> bool:
+    """`data check` for a Fashion-MNIST data set: the IDX files and the fixed binarizations
+    against FASHION_SUMS_FILE, then each split's shape and label counts; True if all is well."""
+    root = fashion_root(data_dir)
+    print(f"Fashion-MNIST folder: {root}")
+    ok = True
+    for part in FASHION_FILES:
+        for what, load, names in ((f"{part} images and labels", _fashion_set, FASHION_FILES[part]),
+                                  (f"{part} fixed binarization", _fashion_static, (STATIC.format(part=part),))):
+            try:
+                load(root, part)
+                status, problem = "OK", None
+            except DataError as e:
+                status, problem = ("MISSING" if "not found" in str(e) else "MISMATCH"), str(e)
+            ok &= problem is None
+            print(f"{status:8} {what} ({', '.join(names)})" + (f"  ({problem})" if problem else ""))
+            if problem and status == "MISSING":
+                return False  # the other checks read the same files
+    if ok:
+        for split in SPLIT_SIZES:
+            x = load_dataset(dataset, split, data_dir)
+            counts = np.bincount(load_dataset_labels(dataset, split, data_dir), minlength=10)
+            shape = (len(x), len(x.images[0])) if isinstance(x, DynamicBinarizer) else x.shape
+            drawn = " (drawn anew every epoch)" if isinstance(x, DynamicBinarizer) else ""
+            print(f"{split}: shape {tuple(shape)}{drawn}; labels per class: "
+                  + " ".join(f"{d}:{n}" for d, n in enumerate(counts)))
+    return ok
+
+
 # A DataError raised here is reported by the CLI's main, which exits non-zero.
 def _run_download(args: argparse.Namespace) -> int:
     print(f"data ready in {download(args.data_dir, args.mirror)}")
@@ -606,7 +654,7 @@ def _run_download(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    return 0 if check(args.data_dir) else 1
+    return 0 if check(args.data_dir, args.dataset) else 1
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -628,4 +676,8 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Print each file's checksum status (OK / MISSING / MISMATCH), each split's "
                     "shape and the test label counts; exit non-zero on any problem.")
     verify.add_argument("--data-dir", type=Path, help=folder_help)
+    verify.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS, metavar="DATASET",
+                        help=f"the data set to check: {' | '.join(DATASETS)} (default: {DEFAULT_DATASET}); "
+                             "Fashion-MNIST's are read from the data folder's fashion-mnist/, else from Debian's "
+                             f"{FASHION_ROOT} (`make fashion`)")
     verify.set_defaults(func=_run_check)

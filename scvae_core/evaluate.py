@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import load_dataset, load_dataset_labels
+from .data import has_training_labels, labelled_training_images, load_dataset, load_dataset_labels
 from .diagnostics import diagnostics_report
 from .fisher import AUTHORS_BATCHES, authors_report, derivations_report, fisher_report
 from .lock import run_lock
 from .models import IMAGE_SIDE, VAE, X_DIM, ModelConfig, log_normal_diag
 from .presets import DEFAULT_DATASET, Preset, run_preset
-from .probes import SPLIT_SEED, linear_probe_accuracy, permuted_test_indices, svm_accuracy
+from .probes import SPLIT_SEED, heldout_accuracy, linear_probe_accuracy, permuted_test_indices, svm_accuracy
 from .results import (DEFAULT_RESULTS_DIR, NLL_ARRAYS, ResultError, RunPaths, check_writable, open_regular,
                       provenance, read_json, write_json, write_npz)
 from .runs import TRAIN_KEYS, load_eval, load_figures_npz
@@ -552,6 +552,11 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
     svm = timed("svm", lambda g: svm_accuracy(svm_means, labels[svm_idx], preset.svm_folds, SPLIT_SEED))
     probe = timed("linear_probe", lambda g: linear_probe_accuracy(svm_means, labels[svm_idx], preset.svm_folds,
                                                                   SPLIT_SEED))
+    heldout = None
+    if has_training_labels(paths.dataset):  # fit on as many training images as the SVM scores test images
+        x_fit, y_fit = labelled_training_images(paths.dataset, len(svm_idx), data_dir)
+        fit_means = posterior_means(model, torch.from_numpy(x_fit).to(dev, torch.float32)).numpy()
+        heldout = timed("svm_heldout", lambda g: heldout_accuracy(fit_means, y_fit, svm_means, labels[svm_idx]))
     diagnostics = timed("diagnostics", lambda g: diagnostics_report(model, x, elbo, AU_THRESHOLD, generator=g))
     x_fisher = x_test[_prefix(preset.fisher_points)]
     fisher = timed("fisher", lambda g: fisher_report(model, x_fisher, generator=g))
@@ -586,6 +591,9 @@ def _evaluate_locked(paths: RunPaths, preset: Preset, config: ModelConfig, devic
         "linear_probe_acc": probe["mean"], "linear_probe_acc_std": probe["std"],
         "linear_probe_fold_accs": probe["folds"],
     }
+    if heldout is not None:  # the SVM fitted on training labels, scored on the same test images
+        metrics |= {"svm_heldout_acc": heldout["acc"], "svm_heldout_acc_se": heldout["se"],
+                    "svm_heldout_train_size": heldout["train_size"]}
     doc = {
         "model": model_name, "preset": preset_name, "seed": seed, "dataset": paths.dataset, "config": config.to_dict(),
         "preset_config": preset.to_dict(), "provenance": provenance(seed, str(dev)),

@@ -70,6 +70,31 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, 
     return cv_accuracy(features, labels, folds, seed, "linear")
 
 
+def heldout_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                     test_labels: np.ndarray, classifier: str = "svm") -> dict:
+    """Fit ``classifier`` on labelled training features, score it on the test features: the
+    protocol the paper most likely used where training labels exist (Fashion-MNIST; binarized
+    MNIST has none). {"acc", "se" (binomial, over test points), "train_size", "test_size"}."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"classifier={classifier!r}; choose one of {CLASSIFIERS}")
+    for name, f, y in (("training", train_features, train_labels), ("test", test_features, test_labels)):
+        f, y = np.asarray(f), np.asarray(y)
+        if f.ndim != 2 or y.shape != (len(f),):
+            raise ValueError(f"{name} features must be (N, d) and labels (N,), got {f.shape} and {y.shape}")
+        if not np.isfinite(f).all():
+            raise ValueError(f"{name} features hold NaN or infinite values (a diverged model's latent means?)")
+    if np.asarray(train_features).shape[1] != np.asarray(test_features).shape[1]:
+        raise ValueError(f"training features have {np.asarray(train_features).shape[1]} columns, test features "
+                         f"{np.asarray(test_features).shape[1]}: they must come from the same model")
+    fitted = make_pipeline(StandardScaler(), _classifier(classifier)).fit(train_features, train_labels)
+    acc = float(fitted.score(test_features, test_labels))
+    m = len(test_labels)
+    return {"acc": acc, "se": float(np.sqrt(acc * (1 - acc) / m)), "train_size": len(train_labels), "test_size": m}
+
+
 def pca_features(fit: np.ndarray, x: np.ndarray, components: int = PCA_COMPONENTS, seed: int = 0) -> np.ndarray:
     """x projected on the first ``components`` principal components of ``fit`` (the training
     images, as the VAEs are fitted to them: no test image shapes the projection)."""

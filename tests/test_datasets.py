@@ -120,6 +120,15 @@ def test_missing_fashion_mnist_names_the_command(tmp_path, monkeypatch, fresh_fa
 
 
 @pytest.mark.unit
+def test_data_check_of_a_missing_fashion_mnist_says_missing_and_the_command(tmp_path, monkeypatch, capsys,
+                                                                           fresh_fashion_cache):
+    monkeypatch.setattr(data, "FASHION_ROOT", tmp_path / "not-installed")
+    assert main(["data", "check", "--dataset", "fashion-static", "--data-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING  train images and labels" in out and "make fashion" in out, out
+
+
+@pytest.mark.unit
 def test_fashion_files_of_another_release_are_refused(tmp_path, monkeypatch, fresh_fashion_cache):
     rng = np.random.default_rng(0)
     folder = tmp_path / "data" / "fashion-mnist"  # the data folder's copy is preferred to Debian's
@@ -130,12 +139,17 @@ def test_fashion_files_of_another_release_are_refused(tmp_path, monkeypatch, fre
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\[.gz\]: checksum mismatch.*"
                                         r"reinstall it with `apt-get install --reinstall dataset-fashion-mnist`"):
         load_dataset("fashion-static", "test", tmp_path / "data")
+    assert not data.check(tmp_path / "data", "fashion-dynamic")  # `scvae data check --dataset ...` says so too
 
 
 @pytest.mark.unit
 def test_binarized_mnist_has_no_training_labels():
     with pytest.raises(DataError, match="labels only for its test split"):
         load_dataset_labels(DEFAULT_DATASET, "train")
+    assert not data.has_training_labels(DEFAULT_DATASET)
+    assert all(data.has_training_labels(d) for d in DATASETS if d != DEFAULT_DATASET)
+    with pytest.raises(DataError, match="no labels for its training images"):
+        data.labelled_training_images(DEFAULT_DATASET, 10)
 
 
 def write_idx(path: Path, x: np.ndarray) -> None:
@@ -174,6 +188,18 @@ def test_the_fixed_binarization_is_the_recorded_one(fashion_dir, data_dir, monke
 
 
 @pytest.mark.smoke
+@pytest.mark.parametrize("dataset", [d for d in DATASETS if d != DEFAULT_DATASET])
+def test_data_check_verifies_fashion_mnist_and_prints_its_splits(dataset, data_dir, fashion_dir, capsys):
+    assert main(["data", "check", "--dataset", dataset, "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    for part in ("train", "test"):
+        assert f"OK       {part} images and labels" in out and f"OK       {part} fixed binarization" in out, out
+    assert "train: shape (50000, 784)" in out and "valid: shape (10000, 784)" in out, out
+    assert "test: shape (10000, 784); labels per class: 0:1000 1:1000" in out, out  # 1,000 per class
+    assert ("(drawn anew every epoch)" in out) == (dataset == "fashion-dynamic")
+
+
+@pytest.mark.smoke
 @pytest.mark.parametrize("dataset", list(DATASETS))
 def test_each_data_set_trains_and_evaluates_from_the_cli(dataset, data_dir, fashion_dir, tmp_path):
     run = ["--preset", "smoke", "--dataset", dataset, "--device", "cpu", "--results-dir", str(tmp_path),
@@ -197,6 +223,12 @@ def test_each_data_set_trains_and_evaluates_from_the_cli(dataset, data_dir, fash
     preset = run_preset("smoke", MODEL, dataset)
     assert np.array_equal(labels, truth[permuted_test_indices()[:preset.tsne_points]])
     assert 0 < evaluated["metrics"]["nll"] < 784 * np.log(2) * 1.5  # finite, and the model saw images
+    # Where training images have labels, the SVM is also fitted on them and scored on the test images.
+    m = evaluated["metrics"]
+    if dataset == DEFAULT_DATASET:
+        assert "svm_heldout_acc" not in m
+    else:
+        assert 0 <= m["svm_heldout_acc"] <= 1 and m["svm_heldout_train_size"] == m["svm_size"] == preset.svm_size
 
 
 @pytest.mark.smoke

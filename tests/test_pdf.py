@@ -75,13 +75,16 @@ def test_pdf_shows_table1_as_the_results_give_it(text):
 
 
 def test_the_first_page_reads_like_a_papers(pdf):
-    """Title, the authors line and the abstract's opening on page 1, as a reproduction report opens."""
+    """Title, the authors line, the abstract and the whole reproducibility summary (the MLRC's
+    fields, the last one included) on page 1, as a reproduction report opens."""
     first = subprocess.run([_tool("pdftotext"), "-f", "1", "-l", "1", "-enc", "UTF-8", str(pdf), "-"],
                            capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     page = " ".join(first.stdout.replace("\u2019", "'").split())
     for expected in ("[Re] Degeneration in VAE", "Reproduced by the scvae project", "Abstract",
-                     "We re-implemented the paper's models"):
+                     "We re-implemented the paper's models", "Reproducibility summary", "Scope of reproducibility",
+                     "Methodology", "Results", "What was easy", "What was difficult",
+                     "Communication with the original authors"):
         assert expected in page, f"{expected!r} is not on the PDF's first page: {page[:300]!r}"
 
 

@@ -32,6 +32,19 @@ def test_the_linear_probe_reads_what_is_linear_and_the_svm_more():
 
 
 @pytest.mark.unit
+def test_the_heldout_protocol_fits_on_training_labels_and_scores_the_test_set():
+    x_fit, y_fit = rings(300, seed=0)
+    x_test, y_test = rings(200, seed=1)
+    found = probes.heldout_accuracy(x_fit, y_fit, x_test, y_test)
+    assert found["acc"] > 0.97 and (found["train_size"], found["test_size"]) == (300, 200), found
+    assert found["se"] == pytest.approx(np.sqrt(found["acc"] * (1 - found["acc"]) / 200))
+    # Labels that say nothing about the training features: the test set is scored at chance.
+    shuffled = np.random.default_rng(2).permutation(y_fit)
+    assert probes.heldout_accuracy(x_fit, shuffled, x_test, y_test)["acc"] < 0.75
+    assert probes.heldout_accuracy(x_fit, y_fit, x_test, y_test, "linear")["acc"] < 0.75  # rings: not linear
+
+
+@pytest.mark.unit
 def test_bad_features_are_refused():
     x, labels = rings(30)
     with pytest.raises(ValueError, match="classifier='tree'"):
@@ -40,6 +53,12 @@ def test_bad_features_are_refused():
         probes.cv_accuracy(x[:, 0], labels, 3, 0)
     with pytest.raises(ValueError, match="NaN or infinite"):
         probes.cv_accuracy(np.where(x > 0, np.nan, x), labels, 3, 0)
+    with pytest.raises(ValueError, match="training features must be"):
+        probes.heldout_accuracy(x[:, 0], labels, x, labels)
+    with pytest.raises(ValueError, match="test features hold NaN"):
+        probes.heldout_accuracy(x, labels, np.full_like(x, np.nan), labels)
+    with pytest.raises(ValueError, match="same model"):
+        probes.heldout_accuracy(x, labels, x[:, :1], labels)
     with pytest.raises(ValueError, match="components=0"):
         probes.pca_features(x, x, 0)
 

@@ -85,3 +85,34 @@ def test_the_findings_name_the_runs_that_start_worse_than_a_coin_flip(tmp_path):
     assert text.startswith("Under the authors' protocol (long) 1 of 2 runs start worse than a coin flip: "
                            "SCVAE (seed 0) at -18,000 nats after epoch 1 (training KL 36,000), better than a coin "
                            "flip from epoch 13"), text
+
+
+def _pairs(slope: float, n: int = 6) -> list[dict]:
+    """Layer pairs whose measured log10 Fisher ratio is ``slope`` times eq. 6's log10 ratio."""
+    pairs = []
+    for i in range(n):
+        eq6 = 0.2 * (i + 1)
+        fisher = slope * eq6
+        pairs.append({"log10_fisher_ratio": fisher, "log10_eq6_ratio": eq6, "log10_inverse_ratio": -eq6,
+                      "eq6_within_2x": abs(fisher - eq6) <= 0.301, "inverse_within_2x": abs(fisher + eq6) <= 0.301})
+    return pairs
+
+
+@pytest.mark.parametrize("slope, follows", [(-1.0, "follow the inverse"), (1.0, "follow eq. 6"),
+                                            (0.0, "follow neither")])
+def test_the_eq6_finding_says_which_ratio_the_measured_fisher_follows(tmp_path, slope, follows):
+    assert report.eq6_direction(tmp_path) == "No deep plain model has a Proposition 1 check so far."
+    for seed in SEEDS:
+        for model in report.DEEP_PLAIN:
+            write_eval(tmp_path, "long", model, seed, epoch=100, prop1_pairs=_pairs(slope))
+    text = report.eq6_direction(tmp_path)
+    assert f"tanh, default init (long, epoch 100, n = 3 seeds, 18 layer pairs each)" in text, text
+    assert f"slope of the measured log ratio on eq. 6's is {slope:+.2f}" in text and follows in text, text
+    assert "authors'" not in text  # no runs of that protocol: not named
+
+
+def test_the_eq6_finding_does_not_judge_one_seed(tmp_path):
+    for model in report.DEEP_PLAIN:
+        write_eval(tmp_path, "long", model + "-authors", 0, epoch=100, prop1_pairs=_pairs(-1.0))
+    text = report.eq6_direction(tmp_path)
+    assert "n = 1 seed, 18 layer pairs" in text and text.endswith("one seed: not judged."), text

@@ -12,11 +12,13 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from . import claims
 from ..presets import get_preset
 from ..results import RunPaths
-from ..runs import (collect, default_epoch, display_name, load_train, md_text, paper_rows, resolve_preset,
-                    seed_summary)
+from ..runs import (collect, default_epoch, display_name, evaluated_seeds, load_train, md_text, paper_rows,
+                    resolve_preset, seed_summary)
 from .tables import TABLES, TEXTS, Column, Table, starts, training_end
 from .verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_JUDGED, NOT_MEASURED
 from ..zoo import OURS, TWINS
@@ -160,12 +162,21 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def _deep_plain_budget(results_dir: Path | str, twin) -> str | None:
+    """The most trustworthy preset holding every deep plain model of ``twin``: ``converged``
+    once all three have a finished run there, else the preset the twin set's pages show."""
+    shown = resolve_preset(results_dir, twin.stage, None)
+    candidates = [p for p in ("converged", shown) if p and twin.stage in get_preset(p).stages]
+    models = [m + twin.suffix for m in DEEP_PLAIN]
+    return next((p for p in candidates if all(evaluated_seeds(results_dir, p, m) for m in models)), shown)
+
+
 def _collapse(results_dir: Path | str) -> str:
     """Whether the deep plain models keep any active latent unit, under our protocol and each
     twin set, each at its most trustworthy budget."""
     parts = []
     for twin in (OURS, *TWINS):
-        preset = resolve_preset(results_dir, twin.stage, None)
+        preset = _deep_plain_budget(results_dir, twin)
         if not preset:
             continue
         runs = collect(results_dir, preset, [m + twin.suffix for m in DEEP_PLAIN])
@@ -246,9 +257,70 @@ def _gap_to_paper(results_dir: Path | str) -> str:
             f"{nll - best_paper['nll']:.2f} nats above it.")
 
 
+# Eq. 6 says I(l+1)/I(l) = (g_l/g_{l+1})^2; with I = E[g^2] the natural ratio is its inverse. On a
+# log-log plot of measured against eq. 6's ratio, eq. 6 is the line of slope +1, its inverse -1.
+FOLLOWS_SLOPE = 0.5  # |slope| beyond this (and that side's ratio right within 2x for most pairs): "follows"
+
+
+def _eq6_run(evals: list[dict]) -> tuple[float, float, float, int] | None:
+    """One seed's layer pairs pooled over the deep plain models: the share where eq. 6 is right
+    within 2x, the share where its inverse is, the least-squares slope of the measured log10
+    Fisher ratio on eq. 6's log10 ratio, and the number of pairs."""
+    pairs = [p for e in evals for p in e.get("derivations", {}).get("proposition1", {}).get("pairs", [])
+             if p["log10_fisher_ratio"] is not None and p["log10_eq6_ratio"] is not None]
+    if len(pairs) < 3:
+        return None
+    x = np.array([p["log10_eq6_ratio"] for p in pairs])
+    y = np.array([p["log10_fisher_ratio"] for p in pairs])
+    slope = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else math.nan
+    return (_mean(bool(p["eq6_within_2x"]) for p in pairs), _mean(bool(p["inverse_within_2x"]) for p in pairs),
+            slope, len(pairs))
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    """'mean' for one value, 'mean (min to max)' for several."""
+    mean = format(_mean(values), fmt)
+    return mean if len(values) == 1 else f"{mean} ({min(values):{fmt}} to {max(values):{fmt}})"
+
+
+def eq6_direction(results_dir: Path | str) -> str:
+    """Whether the measured Fisher ratios of consecutive layers follow eq. 6's gradient ratio,
+    its inverse, or neither: per protocol at its most trustworthy budget, seeds pooled over the
+    deep plain models' layer pairs."""
+    parts = []
+    for twin in (OURS, AUTHORS):
+        preset = _deep_plain_budget(results_dir, twin)
+        if not preset:
+            continue
+        runs = collect(results_dir, preset, [m + twin.suffix for m in DEEP_PLAIN])
+        seeds = sorted(set.intersection(*(set(e["seed"] for e in evals) for evals in runs.values())))
+        per_seed = [r for s in seeds if (r := _eq6_run([e for evals in runs.values() for e in evals
+                                                         if e["seed"] == s])) is not None]
+        if not per_seed:
+            continue
+        eq6, inverse, slope, pairs = (list(v) for v in zip(*per_seed))
+        follows = ("one seed: not judged" if len(per_seed) == 1
+                   else "the measured ratios follow the inverse" if _mean(slope) < -FOLLOWS_SLOPE
+                   and _mean(inverse) > 0.5
+                   else "the measured ratios follow eq. 6" if _mean(slope) > FOLLOWS_SLOPE and _mean(eq6) > 0.5
+                   else "the measured ratios follow neither")
+        epoch = default_epoch(preset, None, DEEP_PLAIN[0] + twin.suffix)
+        budget = f"{preset}, epoch {epoch}" if epoch is not None else preset
+        parts.append(
+            f"{twin.label} ({budget}, n = {len(per_seed)} seed{'s' * (len(per_seed) > 1)}, {pairs[0]} layer pairs "
+            f"each): eq. 6 is right within a factor 2 for a share {_spread(eq6, '.2f')} of the pairs, its inverse "
+            f"for {_spread(inverse, '.2f')}; the slope of the measured log ratio on eq. 6's is "
+            f"{_spread(slope, '+.2f')} (eq. 6 predicts +1, its inverse -1): {follows}.")
+    if not parts:
+        return "No deep plain model has a Proposition 1 check so far."
+    return ("Proposition 1 measured (layer pairs of VAE(11L), VAE(q++) and VAE(p++); the gradient is the one "
+            "back-propagated to each layer's pre-activation): " + " ".join(parts))
+
+
 def findings(results_dir: Path | str) -> list[str]:
     """The 'What we found' chapter's findings, each read from the results."""
-    return [_collapse(results_dir), _slow_starts(results_dir), _overfitting(results_dir), _gap_to_paper(results_dir)]
+    return [_collapse(results_dir), _slow_starts(results_dir), _overfitting(results_dir), _gap_to_paper(results_dir),
+            eq6_direction(results_dir)]
 
 
 def _markdown(paragraphs: list[str], items: bool = False) -> str:
@@ -263,4 +335,5 @@ TEXTS |= {
     "abstract": lambda results_dir, preset=None: _markdown(abstract_paragraphs(results_dir)),
     "summary-results": lambda results_dir, preset=None: _markdown(summary_results(results_dir), items=True),
     "findings": lambda results_dir, preset=None: _markdown(findings(results_dir), items=True),
+    "eq6-direction": lambda results_dir, preset=None: _markdown([eq6_direction(results_dir)]),
 }

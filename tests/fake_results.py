@@ -20,7 +20,8 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
                nll_by_samples: dict[str, float] | None = None, readings: dict | None = None,
                epoch: int | None = None, nll_samples: int = 8, acc_std: float = 0.01,
                fold_accs: list[float] | None = None, mi: tuple[float, float] | None = None,
-               linear_probe: float | None = None, dataset: str = DEFAULT_DATASET) -> Path:
+               linear_probe: float | None = None, heldout: float | None = None,
+               dataset: str = DEFAULT_DATASET) -> Path:
     """``readings``: {"model" | "empirical" | "authors": {side: (log10 value, se)}}, written as the
     robust summary (model, empirical) or the authors' block, as evaluate.py writes them. ``mi``
     (value, se) writes a ``diagnostics`` block (rate and distortion from ``kl`` and ``elbo``);
@@ -31,6 +32,8 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
                "svm_acc_std": acc_std, "svm_fold_accs": fold_accs or [acc, acc], "svm_size": 200}
     if nll_by_samples is not None:
         metrics["nll_by_samples"] = nll_by_samples
+    if heldout is not None:  # the SVM fitted on training labels (data sets that have them)
+        metrics |= {"svm_heldout_acc": heldout, "svm_heldout_acc_se": 0.002, "svm_heldout_train_size": 200}
     if linear_probe is not None:
         metrics |= {"linear_probe_acc": linear_probe, "linear_probe_acc_std": 0.01,
                     "linear_probe_fold_accs": [linear_probe, linear_probe]}

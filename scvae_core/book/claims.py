@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..presets import TABLE1, get_preset
-from ..runs import DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, per_image_nll, resolve_preset
+from ..presets import DEFAULT_DATASET, TABLE1, get_preset
+from ..runs import (AUTO, DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, per_image_nll, preset_dir,
+                    resolve_preset)
 from .verdicts import NOT_MEASURED, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
 from ..zoo import OURS, TWINS, Twin, twin_of
 
@@ -426,25 +427,27 @@ def judge_claim(claim: Claim, runs: Runs, reading: str = "model", spreads: dict 
 SPREAD_SOURCES = (("long", None), ("cpu", None))
 
 
-def seed_spreads(results_dir: Path | str) -> dict[tuple[str, str, int], dict]:
+def seed_spreads(results_dir: Path | str, dataset: str = DEFAULT_DATASET) -> dict[tuple[str, str, int], dict]:
     """(claim, reading, effect index) -> {"sd", "n", "source"}: the standard deviation across seeds
-    of every effect measured with n >= 3 under our protocol (:data:`SPREAD_SOURCES`, first wins)."""
+    of every effect measured with n >= 3 under our protocol (:data:`SPREAD_SOURCES`, first wins) on
+    the same data set (a spread of MNIST is not lent to Fashion-MNIST)."""
     root = Path(results_dir).resolve()
     files = tuple((str(f), f.stat().st_mtime_ns) for preset, _ in SPREAD_SOURCES
-                  for f in sorted(root.glob(f"{preset}/*/seed*/eval*.json")))
-    return _seed_spreads(str(root), files)
+                  for f in sorted(preset_dir(root, preset, dataset).glob("*/seed*/eval*.json")))
+    return _seed_spreads(str(root), files, dataset)
 
 
 @lru_cache(maxsize=8)
-def _seed_spreads(results_dir: str, files: tuple) -> dict[tuple[str, str, int], dict]:
+def _seed_spreads(results_dir: str, files: tuple, dataset: str) -> dict[tuple[str, str, int], dict]:
     """:func:`seed_spreads` for one state of the result files (``files``: paths and times)."""
     spreads: dict[tuple[str, str, int], dict] = {}
     for preset, epoch in SPREAD_SOURCES:
-        evidence = {**verdict_evidence(results_dir, preset, OURS, epoch, borrow=False),
-                    **our_evidence(results_dir, preset, epoch, borrow=False)}
+        evidence = {**verdict_evidence(results_dir, preset, OURS, epoch, borrow=False, dataset=dataset),
+                    **(our_evidence(results_dir, preset, epoch, borrow=False) if dataset == DEFAULT_DATASET else {})}
         for cid, claim in evidence.items():
             at = default_epoch(preset, epoch)
-            source = f"our protocol, preset {preset}" + (f" epoch {at}" if at is not None else "")
+            source = (f"our protocol, preset {preset}" + (f" epoch {at}" if at is not None else "")
+                      + ("" if dataset == DEFAULT_DATASET else f", {dataset}"))
             for reading, judged in claim["readings"].items():
                 for i, e in enumerate(judged["effects"]):
                     if e["n"] >= 3:
@@ -454,7 +457,8 @@ def _seed_spreads(results_dir: str, files: tuple) -> dict[tuple[str, str, int], 
 
 
 def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: Twin | str = OURS,
-                     epoch: int | None = None, borrow: bool = True) -> dict[str, dict]:
+                     epoch: int | None = None, borrow: bool = True,
+                     dataset: str = DEFAULT_DATASET) -> dict[str, dict]:
     """Every claim of :data:`CLAIMS`, measured on the results of its stage.
 
     With a ``twin`` set (a :class:`~scvae_core.zoo.Twin` or its suffix) the Table 1 claims are
@@ -462,9 +466,12 @@ def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: T
     carries its verdict under each reading (``readings``); its own status is the model
     reading's. ``epoch`` picks one of the preset's within-run budgets (default: its last). An
     effect of one seed borrows the between-seed spread of :func:`seed_spreads` (``borrow``), or
-    is not judged.
+    is not judged. ``dataset``: the runs of another data set than binarized MNIST, at ``preset``
+    (a preset is then named: the book's choice of preset reads MNIST's runs).
     """
     twin = _twin(twin)
+    if dataset != DEFAULT_DATASET and preset in (None, AUTO):
+        raise ValueError(f"verdicts on {dataset}: name the preset (dataset={dataset!r} with preset={preset!r})")
     claims = [c for c in CLAIMS if not twin.suffix or c.stage == "table1"]
     by_stage: dict[str, tuple[str | None, int | None, Runs]] = {}
     for stage in {c.stage for c in claims}:
@@ -473,18 +480,19 @@ def verdict_evidence(results_dir: Path | str, preset: str | None = None, twin: T
         models = stages.get(stage, ())
         if twin.suffix and stage == "table1" and not models:  # a preset that trains only the twins (converged)
             models = tuple(m.removesuffix(twin.suffix) for m in stages.get(twin.stage, ()))
-        runs = collect(results_dir, p, [m + twin.suffix for m in models], epoch=epoch) if models else {}
+        runs = collect(results_dir, p, [m + twin.suffix for m in models], epoch=epoch, dataset=dataset) if models else {}
         # the epoch the stage's runs are read at (a shorter stage stops early: long's depth sweep at 30)
         at = default_epoch(p, epoch, models[0] + twin.suffix if models else None) if p else None
         by_stage[stage] = (p, at, {m.removesuffix(twin.suffix) if twin.suffix else m: v
                                    for m, v in by_seed(runs).items()})
-    return _judge_all(claims, by_stage, results_dir, twin, epoch, borrow)
+    return _judge_all(claims, by_stage, results_dir, twin, epoch, borrow, dataset)
 
 
 def _judge_all(claims: list[Claim], by_stage: dict[str, tuple[str | None, int | None, Runs]],
-               results_dir: Path | str, twin: Twin, epoch: int | None, borrow: bool) -> dict[str, dict]:
+               results_dir: Path | str, twin: Twin, epoch: int | None, borrow: bool,
+               dataset: str = DEFAULT_DATASET) -> dict[str, dict]:
     single = any(len(seeds) == 1 for _, _, runs in by_stage.values() for seeds in runs.values())
-    spreads = seed_spreads(results_dir) if borrow and single else {}
+    spreads = seed_spreads(results_dir, dataset) if borrow and single else {}
     evidence = {}
     for claim in claims:
         p, at, runs = by_stage[claim.stage]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import claims
+from .datasets import fashion_summary
 from ..presets import get_preset
 from ..results import RunPaths
 from ..runs import (collect, default_epoch, display_name, evaluated_seeds, load_train, md_text, paper_rows,
@@ -150,7 +151,7 @@ def summary_results(results_dir: Path | str) -> list[str]:
                   for label, _ in PROTOCOLS if (entry := found[claim.id][label]) is not None]
         if judged:
             lines.append(f"{claims.SHORT[claim.id]} — " + "; ".join(judged))
-    return lines
+    return [*lines, fashion_summary(results_dir)]
 
 
 DEEP_PLAIN = ("vae-11l", "vae-q++", "vae-p++")  # the deep models without skips

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import claims, verdicts
 from ..bench.bench_tables import bench_table
-from ..presets import TABLE1, get_preset, run_preset
+from ..presets import DATASETS, DEFAULT_DATASET, TABLE1, get_preset, run_preset
 from ..results import RunPaths
 from ..runs import (DEPTH_MODEL, citation, display_name, collect, default_epoch, evaluated_seeds, load_train, md_text,
                    metric, paper_reported, paper_rows, per_seed, published, resolve_preset, seed_summary, seeds_text,
@@ -43,6 +43,9 @@ class Table:
     # Where each row's evidence is: the URL of another table ("page.html#verdicts"); a verdict
     # cell then links to that table's row of the same name.
     evidence: str = ""
+    # The data set of every run the table reads, named in its caption; None: the caption names
+    # its data sets itself (a table across data sets, or of other papers' numbers).
+    dataset: str | None = DEFAULT_DATASET
 
     def row_id(self, row: tuple[str, ...]) -> str:
         """The HTML id of a row: the table's id and a slug of its first cell."""
@@ -61,14 +64,15 @@ class Table:
     def shown(self) -> Table:
         """The table as the book shows it: one line per cell, so each cell's "(n=k)" is left out
         where k is the table's most common number of seeds, which the caption states instead."""
+        data = f" Data: {DATASETS[self.dataset]}." if self.dataset else ""
         counts = Counter(n for row in self.rows for cell in row for n in SEEDS_IN_CELL.findall(cell))
         if not counts:
-            return self
+            return replace(self, caption=self.caption + data)
         n = counts.most_common(1)[0][0]
         rows = tuple(tuple(SEEDS_IN_CELL.sub(lambda m: "" if m.group(1) == n else m.group(0), c) for c in row)
                      for row in self.rows)
         note = f"A cell holds the seeds it has of those: n = {n} wherever it does not say (n=k)."
-        return replace(self, rows=rows, caption=f"{self.caption} {note}")
+        return replace(self, rows=rows, caption=f"{self.caption} {note}{data}")
 
     def to_html(self) -> str:
         shown = self.shown()
@@ -308,7 +312,7 @@ def published_table(results_dir: Path | str, preset: str | None = None) -> Table
     caption = ("Test NLL of VAE(1L)-class models: one Gaussian stochastic layer, MLP encoder and decoder, "
                f"standard normal prior. Ours: {seeds_text(seeds)}, mean ± sample std over seeds (n seeds); "
                "the others as printed (data/published_nll.json).")
-    return Table("published", caption, PUBLISHED_COLUMNS, tuple(rows), None, tuple(sorted(seeds)))
+    return Table("published", caption, PUBLISHED_COLUMNS, tuple(rows), None, tuple(sorted(seeds)), dataset=None)
 
 
 TABLES |= {t.stage: (lambda results_dir, preset=None, t=t: twin_table(results_dir, t, preset)) for t in TWINS}

@@ -3,7 +3,8 @@ model's evaluated runs and their summaries over seeds. Tables, claims, plots and
 check all read results through here (one way data flows: results/ -> book).
 
 Every function takes a ``preset``; left ``None`` (or ``auto``) it is :func:`pick_preset`'s:
-the ``paper`` results wherever they exist, else ``long`` ones (at their last epoch), else ``cpu``. The paper's own numbers
+the most trustworthy budget that holds the whole stage (``paper``, ``converged``, ``long`` at its
+last epoch, ``cpu``), else the most trustworthy that holds part of it. The paper's own numbers
 are read from ``data/paper_reported.json`` (cited there), never typed here.
 """
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 from .presets import DEFAULT_DATASET, EVAL_FIELDS, TRAINING_FIELDS, Preset, get_preset, run_preset
 from .results import NLL_ARRAYS, PAPER_REPORTED, PUBLISHED, RunPaths, preset_dir, read_figures, read_run
 
-# The book shows the most trustworthy that has results: the paper's budget, then the long one
-# (at its last epoch), then the cpu one.
-PREFERRED_PRESETS = ("paper", "long", "cpu")
+# The book shows the most trustworthy that has results: the paper's budget, then training to
+# convergence, then the long one (at its last epoch), then the cpu one.
+PREFERRED_PRESETS = ("paper", "converged", "long", "cpu")
 AUTO = "auto"  # the notebooks' (and make's) spelling of "pick for me"
 COIN_FLIP_ELBO = -784 * math.log(2)  # the ELBO of a model that says 1/2 for every pixel
 DEPTH_MODEL = re.compile(r"^(enc|dec)(\d+)-(plain|skip)$")  # zoo's depth-sweep names
@@ -116,13 +117,18 @@ def evaluated_seeds(results_dir: Path | str, preset: str, model: str, seeds: Ite
 
 
 def pick_preset(results_dir: Path | str, stage: str) -> str | None:
-    """The first of :data:`PREFERRED_PRESETS` with an evaluated run of ``stage`` (at its last
-    evaluated epoch), else None."""
+    """The first of :data:`PREFERRED_PRESETS` where every model of ``stage`` has an evaluated run
+    (at its last evaluated epoch), else the one where most models have (the first of those), else
+    None: a budget whose runs are still coming in (converged) becomes the headline once it holds
+    the whole stage."""
+    held = {}
     for preset in PREFERRED_PRESETS:
         models = get_preset(preset).stages.get(stage, ())  # a preset may lack the stage (cpu-long)
-        if any(evaluated_seeds(results_dir, preset, m) for m in models):
+        held[preset] = sum(bool(evaluated_seeds(results_dir, preset, m)) for m in models)
+        if models and held[preset] == len(models):
             return preset
-    return None
+    most = max(held.values())
+    return next(p for p, n in held.items() if n == most) if most else None
 
 
 def first_complete(results_dir: Path | str, presets: Iterable[str | None], models: Iterable[str]) -> str | None:

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from scvae_core import runs
 from scvae_core.book import plots, tables
-from scvae_core.presets import TABLE1, TABLE2, depth_models, get_preset
+from scvae_core.presets import AUTHORS_TABLE1, TABLE1, TABLE2, depth_models, get_preset
 from scvae_core.results import PAPER_REPORTED, PUBLISHED, ResultError, RunPaths, read_json
 from scvae_core.book.claims import READINGS
 from scvae_core.zoo import TWINS, UnknownName
@@ -120,16 +120,34 @@ def test_html_carries_id_class_preset_seeds_and_caption(cpu_tree):
 def test_pick_preset_prefers_paper_then_long_then_cpu(cpu_tree):
     assert runs.pick_preset(cpu_tree, "table1") == "cpu"
     assert runs.pick_preset(cpu_tree, "table2") is None
-    write_eval(cpu_tree, "long", "vae-1l", 0, epoch=30)  # the long preset's last epoch is 100: not yet
+    for model in TABLE1:
+        write_eval(cpu_tree, "long", model, 0, epoch=30)  # the long preset's last epoch is 100: not yet
     assert runs.pick_preset(cpu_tree, "table1") == "cpu"
-    write_eval(cpu_tree, "long", "vae-1l", 0, epoch=100)
+    write_eval(cpu_tree, "long", "vae-1l", 0, epoch=100)  # one model of six: cpu holds five
+    assert runs.pick_preset(cpu_tree, "table1") == "cpu"
+    for model in TABLE1:
+        write_eval(cpu_tree, "long", model, 0, epoch=100)
     assert runs.pick_preset(cpu_tree, "table1") == "long"
-    write_eval(cpu_tree, "paper", "vae-1l", 0)
+    for model in TABLE1:
+        write_eval(cpu_tree, "paper", model, 0)
     assert runs.pick_preset(cpu_tree, "table1") == "paper"
     assert tables.table1(cpu_tree).preset == tables.table1(cpu_tree, "auto").preset == "paper"
     assert tables.table1(cpu_tree, "cpu").preset == "cpu"  # an explicit preset wins
     nothing = tables.table2(cpu_tree)
     assert nothing.preset is None and all(row[1] == "not run" for row in nothing.rows)
+
+
+def test_converged_becomes_the_headline_once_it_holds_the_whole_stage(tmp_path):
+    """The authors' protocol: long (one seed each) until converged holds every model, then converged."""
+    assert runs.pick_preset(tmp_path, "authors") is None
+    write_eval(tmp_path, "converged", AUTHORS_TABLE1[0], 0)
+    assert runs.pick_preset(tmp_path, "authors") == "converged"  # part of a stage, and nothing else
+    for model in AUTHORS_TABLE1:
+        write_eval(tmp_path, "long", model, 0, epoch=100)
+    assert runs.pick_preset(tmp_path, "authors") == "long"  # the whole stage beats part of it
+    for model in AUTHORS_TABLE1[1:]:
+        write_eval(tmp_path, "converged", model, 0)
+    assert runs.pick_preset(tmp_path, "authors") == "converged"
 
 
 def test_collect_skips_unevaluated_runs_and_names_corrupt_files(cpu_tree):

@@ -116,3 +116,17 @@ def test_the_eq6_finding_does_not_judge_one_seed(tmp_path):
         write_eval(tmp_path, "long", model + "-authors", 0, epoch=100, prop1_pairs=_pairs(-1.0))
     text = report.eq6_direction(tmp_path)
     assert "n = 1 seed, 18 layer pairs" in text and text.endswith("one seed: not judged."), text
+
+
+def test_the_summary_names_each_effects_verdict_unless_all_agree(tmp_path):
+    for seed in SEEDS:  # SCVAE 2 nats better in NLL (holds), the same accuracy (no effect)
+        write_eval(tmp_path, "long", "vae-1l", seed, nll=92, epoch=100)
+        write_eval(tmp_path, "long", "scvae", seed, nll=90 + seed * 0.1 - 0.1, epoch=100)
+    lines = report.summary_results(tmp_path)
+    line = next(x for x in lines if x.startswith(claims.SHORT["scvae-vs-1l"]))
+    assert line == f"{claims.SHORT['scvae-vs-1l']} — ours: no effect (NLL holds, accuracy no effect); long e100", line
+    assert lines[-1].startswith("Fashion-MNIST: not run")
+    for seed in SEEDS:  # now the accuracy is better too: every effect holds
+        write_eval(tmp_path, "long", "scvae", seed, nll=90 + seed * 0.1 - 0.1, acc=0.95 + 0.001 * seed, epoch=100)
+    line = next(x for x in report.summary_results(tmp_path) if x.startswith(claims.SHORT["scvae-vs-1l"]))
+    assert line.endswith("— ours: holds (every effect); long e100"), line

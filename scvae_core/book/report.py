@@ -142,15 +142,30 @@ def abstract_paragraphs(results_dir: Path | str) -> list[str]:
     ]
 
 
+def _verdict_words(ev: dict) -> str:
+    """A claim's verdict with its effects' ('contradicted (accuracy contradicted, NLL holds)'),
+    shortened where every effect has the claim's verdict."""
+    effects = ev["effects"]
+    if all(e["status"] == ev["status"] for e in effects):
+        return ev["status"] + (" (every effect)" if len(effects) > 1 else "")
+    return f"{ev['status']} ({claims.parts_text(effects)})"
+
+
 def summary_results(results_dir: Path | str) -> list[str]:
-    """The reproducibility summary's results: one line per claim that a protocol judged."""
+    """The reproducibility summary's results: one line per claim that a protocol judged, each
+    verdict with its effects' and its budget (named once where both protocols share it)."""
     found = headline(results_dir)
     lines = []
     for claim in claims.CLAIMS:
-        judged = [f"{label.lower()}: {entry[1]['summary']} ({_budget(entry[0])})"
-                  for label, _ in PROTOCOLS if (entry := found[claim.id][label]) is not None]
-        if judged:
-            lines.append(f"{claims.SHORT[claim.id]} — " + "; ".join(judged))
+        entries = [(label, entry) for label, _ in PROTOCOLS if (entry := found[claim.id][label]) is not None]
+        if not entries:
+            continue
+        budgets = {_budget(entry[0]) for _, entry in entries}
+        shared = len(budgets) == 1
+        judged = "; ".join(f"{label.lower()}: {_verdict_words(entry[1])}" + ("" if shared else f" ({_budget(entry[0])})")
+                           for label, entry in entries)
+        both = "both " if len(entries) > 1 else ""
+        lines.append(f"{claims.SHORT[claim.id]} — {judged}" + (f"; {both}{budgets.pop()}" if shared else ""))
     return [*lines, fashion_summary(results_dir)]
 
 

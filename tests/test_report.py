@@ -94,7 +94,8 @@ def _pairs(slope: float, n: int = 6) -> list[dict]:
         eq6 = 0.2 * (i + 1)
         fisher = slope * eq6
         pairs.append({"log10_fisher_ratio": fisher, "log10_eq6_ratio": eq6, "log10_inverse_ratio": -eq6,
-                      "eq6_within_2x": abs(fisher - eq6) <= 0.301, "inverse_within_2x": abs(fisher + eq6) <= 0.301})
+                      "eq6_within_2x": abs(fisher - eq6) <= 0.301, "inverse_within_2x": abs(fisher + eq6) <= 0.301,
+                      "fisher_decreases": fisher <= 0, "grad_shrinks_backward": eq6 <= 0})
     return pairs
 
 
@@ -130,3 +131,17 @@ def test_the_summary_names_each_effects_verdict_unless_all_agree(tmp_path):
         write_eval(tmp_path, "long", "scvae", seed, nll=90 + seed * 0.1 - 0.1, acc=0.95 + 0.001 * seed, epoch=100)
     line = next(x for x in report.summary_results(tmp_path) if x.startswith(claims.SHORT["scvae-vs-1l"]))
     assert line.endswith("— ours: holds (every effect); long e100"), line
+
+
+def test_the_abstract_states_the_findings_beyond_the_paper_from_the_runs(tmp_path):
+    assert report.beyond_sentence(tmp_path) == ""  # nothing run: nothing said
+    for seed in SEEDS:
+        for model, units in (("vae-11l", 0), ("vae-q++", 0), ("vae-p++", 49)):
+            write_eval(tmp_path, "long", model, seed, active_units=units, epoch=100, prop1_pairs=_pairs(-1.0))
+    for model in report.DEEP_PLAIN:  # one seed: its ratios are not judged
+        write_eval(tmp_path, "long", model + "-authors", 0, active_units=5, epoch=100, prop1_pairs=_pairs(1.0))
+    assert report.beyond_sentence(tmp_path) == (
+        "Beyond the paper: the deep models without skips lost every active latent unit in 2 of 3 under our "
+        "protocol (long, epoch 100) and 0 of 3 under the authors' protocol (long, epoch 100); the measured "
+        "layer-to-layer Fisher ratios follow the inverse of eq. 6 under our protocol.")
+    assert report.beyond_sentence(tmp_path) in report.abstract_paragraphs(tmp_path)

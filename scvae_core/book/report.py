@@ -139,6 +139,7 @@ def abstract_paragraphs(results_dir: Path | str) -> list[str]:
         f"Under the authors' protocol: {_tally_text(tally(found, PROTOCOLS[1][0]))}.",
         _effect_sentence(found, "scvae-vs-1l", "Ours", "SCVAE against VAE(1L) in test NLL, our protocol") + " "
         + _effect_sentence(found, "scvae-vs-1l", PROTOCOLS[1][0], "The same under the authors' protocol"),
+        *filter(None, [beyond_sentence(results_dir)]),
     ]
 
 
@@ -187,10 +188,15 @@ def _deep_plain_budget(results_dir: Path | str, twin) -> str | None:
     return next((p for p in candidates if all(evaluated_seeds(results_dir, p, m) for m in models)), shown)
 
 
-def _collapse(results_dir: Path | str) -> str:
-    """Whether the deep plain models keep any active latent unit, under our protocol and each
-    twin set, each at its most trustworthy budget."""
-    parts = []
+def _budget_words(preset: str, twin) -> str:
+    epoch = default_epoch(preset, None, DEEP_PLAIN[0] + twin.suffix)
+    return f"{preset}, epoch {epoch}" if epoch is not None else preset
+
+
+def collapsed(results_dir: Path | str) -> list[tuple]:
+    """Per twin set with results (ours first): (twin, budget words, [(model, mean active units,
+    mean accuracy, n)], names of the models with no active unit), at its most trustworthy budget."""
+    found = []
     for twin in (OURS, *TWINS):
         preset = _deep_plain_budget(results_dir, twin)
         if not preset:
@@ -199,15 +205,20 @@ def _collapse(results_dir: Path | str) -> str:
         shown = [(display_name(m.removesuffix(twin.suffix)), _mean(e["metrics"]["active_units"] for e in evals),
                   _mean(e["metrics"]["svm_acc"] for e in evals), len(evals))
                  for m, evals in runs.items() if evals]
-        if not shown:
-            continue
-        dead = [name for name, units, _, _ in shown if units < 1]
+        if shown:
+            found.append((twin, _budget_words(preset, twin), shown, [name for name, units, _, _ in shown if units < 1]))
+    return found
+
+
+def _collapse(results_dir: Path | str) -> str:
+    """Whether the deep plain models keep any active latent unit, under our protocol and each
+    twin set, each at its most trustworthy budget."""
+    parts = []
+    for twin, budget, shown, dead in collapsed(results_dir):
         described = "; ".join(f"{name}: {units:.1f} active units, accuracy {acc:.4f} (n = {n})"
                               for name, units, acc, n in shown)
         verdict = (f"{len(dead)} of {len(shown)} collapsed to no active latent unit" if dead
                    else f"none of the {len(shown)} collapsed")
-        epoch = default_epoch(preset, None, DEEP_PLAIN[0] + twin.suffix)
-        budget = f"{preset}, epoch {epoch}" if epoch is not None else preset
         parts.append(f"{twin.label} ({budget}): {verdict} — {described}.")
     return " ".join(parts) or "No deep plain model has results so far."
 
@@ -299,11 +310,11 @@ def _spread(values: list[float], fmt: str) -> str:
     return mean if len(values) == 1 else f"{mean} ({min(values):{fmt}} to {max(values):{fmt}})"
 
 
-def eq6_direction(results_dir: Path | str) -> str:
-    """Whether the measured Fisher ratios of consecutive layers follow eq. 6's gradient ratio,
-    its inverse, or neither: per protocol at its most trustworthy budget, seeds pooled over the
-    deep plain models' layer pairs."""
-    parts = []
+def eq6_checks(results_dir: Path | str) -> list[tuple]:
+    """Per protocol with a Proposition 1 check of its deep plain models: (twin, budget words,
+    per-seed shares right within 2x for eq. 6 and its inverse, slopes, pairs per seed, and which
+    the ratios follow: 'the inverse', 'eq. 6', 'neither', or None for one seed (not judged))."""
+    found = []
     for twin in (OURS, AUTHORS):
         preset = _deep_plain_budget(results_dir, twin)
         if not preset:
@@ -315,22 +326,46 @@ def eq6_direction(results_dir: Path | str) -> str:
         if not per_seed:
             continue
         eq6, inverse, slope, pairs = (list(v) for v in zip(*per_seed))
-        follows = ("one seed: not judged" if len(per_seed) == 1
-                   else "the measured ratios follow the inverse" if _mean(slope) < -FOLLOWS_SLOPE
-                   and _mean(inverse) > 0.5
-                   else "the measured ratios follow eq. 6" if _mean(slope) > FOLLOWS_SLOPE and _mean(eq6) > 0.5
-                   else "the measured ratios follow neither")
-        epoch = default_epoch(preset, None, DEEP_PLAIN[0] + twin.suffix)
-        budget = f"{preset}, epoch {epoch}" if epoch is not None else preset
+        follows = (None if len(per_seed) == 1
+                   else "the inverse" if _mean(slope) < -FOLLOWS_SLOPE and _mean(inverse) > 0.5
+                   else "eq. 6" if _mean(slope) > FOLLOWS_SLOPE and _mean(eq6) > 0.5 else "neither")
+        found.append((twin, _budget_words(preset, twin), eq6, inverse, slope, pairs, follows))
+    return found
+
+
+def eq6_direction(results_dir: Path | str) -> str:
+    """Whether the measured Fisher ratios of consecutive layers follow eq. 6's gradient ratio,
+    its inverse, or neither: per protocol at its most trustworthy budget, seeds pooled over the
+    deep plain models' layer pairs."""
+    parts = []
+    for twin, budget, eq6, inverse, slope, pairs, follows in eq6_checks(results_dir):
+        n = len(slope)
         parts.append(
-            f"{twin.label} ({budget}, n = {len(per_seed)} seed{'s' * (len(per_seed) > 1)}, {pairs[0]} layer pairs "
+            f"{twin.label} ({budget}, n = {n} seed{'s' * (n > 1)}, {pairs[0]} layer pairs "
             f"each): eq. 6 is right within a factor 2 for a share {_spread(eq6, '.2f')} of the pairs, its inverse "
             f"for {_spread(inverse, '.2f')}; the slope of the measured log ratio on eq. 6's is "
-            f"{_spread(slope, '+.2f')} (eq. 6 predicts +1, its inverse -1): {follows}.")
+            f"{_spread(slope, '+.2f')} (eq. 6 predicts +1, its inverse -1): "
+            + (f"the measured ratios follow {follows}." if follows else "one seed: not judged."))
     if not parts:
         return "No deep plain model has a Proposition 1 check so far."
     return ("Proposition 1 measured (layer pairs of VAE(11L), VAE(q++) and VAE(p++); the gradient is the one "
             "back-propagated to each layer's pre-activation): " + " ".join(parts))
+
+
+def beyond_sentence(results_dir: Path | str) -> str:
+    """The abstract's findings beyond the paper: the collapse of the deep plain models under our
+    protocol and the authors', and which ratio the measured Fisher follows (judged, n > 1)."""
+    def name(twin) -> str:
+        return "our protocol" if not twin.suffix else "the " + twin.label.split(" (")[0]
+
+    told = [f"{len(dead)} of {len(shown)} under {name(twin)} ({budget})"
+            for twin, budget, shown, dead in collapsed(results_dir) if twin in (OURS, AUTHORS)]
+    ratios = [f"{'the inverse of eq. 6' if follows == 'the inverse' else follows} under {name(twin)}"
+              for twin, *_, follows in eq6_checks(results_dir) if follows]
+    if not told:
+        return ""
+    text = "Beyond the paper: the deep models without skips lost every active latent unit in " + " and ".join(told)
+    return text + (f"; the measured layer-to-layer Fisher ratios follow {' and '.join(ratios)}." if ratios else ".")
 
 
 def findings(results_dir: Path | str) -> list[str]:

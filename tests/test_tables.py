@@ -391,6 +391,23 @@ def test_verdict_effects_key_shows_budgets_by_marker_and_draws_each_measured_eff
     assert {h.get_color() for h in key.legend_handles} == {"black"}  # the marker, not a verdict's colour
     points = [c for c in fig.axes[0].collections if len(c.get_offsets())]
     assert len(points) == 3  # the unmeasured effect has no marker
+    assert key.get_title().get_text() == "budget (marker)"
+    assert plots.verdict_effects(by_budget, "protocol").legends[0].get_title().get_text() == "protocol (marker)"
+
+
+def test_the_forest_plot_of_the_front_page_has_one_set_per_protocol(tmp_path):
+    for seed in (0, 1, 2):
+        write_eval(tmp_path, "long", "vae-1l", seed, nll=92, epoch=100)
+        write_eval(tmp_path, "long", "scvae", seed, nll=90 + seed * 0.1, epoch=100)
+    write_eval(tmp_path, "long", "vae-1l-authors", 0, nll=93, epoch=100)
+    write_eval(tmp_path, "long", "scvae-authors", 0, nll=91, epoch=100)
+    from scvae_core.book.report import headline_by_protocol
+    found = headline_by_protocol(tmp_path)
+    assert list(found) == ["Ours", "Authors' protocol"]
+    assert found["Ours"]["scvae-vs-1l"]["effects"][0]["n"] == 3
+    assert found["Authors' protocol"]["scvae-vs-1l"]["effects"][0]["n"] == 1
+    fig = plots.verdict_effects(found, "protocol")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["Ours", "Authors' protocol"]
 
 
 def test_training_curves_zoom_on_the_best_validation_elbo(tmp_path):

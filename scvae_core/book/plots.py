@@ -420,11 +420,12 @@ def _standardised(e: dict) -> tuple[float, float | None, float | None]:
 BUDGET_MARKERS = "osD^v<>p"
 
 
-def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]]) -> Figure:
+def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]], key: str = "budget") -> Figure:
     """Every measured effect: its estimate and 95% interval, in units of its practical
     threshold and in the claimed direction (right of +1: holds; left of −1: contradicted;
     inside ±1: no effect), coloured by verdict; one row per effect, one marker per budget
-    (``by_budget``: label -> :func:`scvae_core.book.claims.verdict_evidence`)."""
+    (``by_budget``: label -> :func:`scvae_core.book.claims.verdict_evidence`; ``key`` says what
+    the labels are, e.g. "protocol")."""
     labels = list(by_budget)
     rows = list(dict.fromkeys(r for ev in by_budget.values() for r in _effect_rows(ev)))
     fig = Figure(figsize=(8.5, 0.34 * len(rows) + 1.8), layout="constrained")
@@ -449,15 +450,15 @@ def verdict_effects(by_budget: Mapping[str, Mapping[str, dict]]) -> Figure:
     ax.set_xscale("symlog", linthresh=1)
     ax.margins(x=0.04)  # a marker at the largest effect stays whole
     ax.invert_yaxis()
-    ax.set_xlabel("effect in the claimed direction, in units of its threshold δ (dashed: ±δ)")
+    ax.set_xlabel("effect in the claimed direction / its threshold δ (dashed: ±δ)")
     if len(labels) > 1:  # the marker says the budget, the colour the verdict: the key shows markers only
         handles = [Line2D([], [], color="black", marker=BUDGET_MARKERS[k % len(BUDGET_MARKERS)], linestyle="none",
                           label=label) for k, label in enumerate(labels)]
-        fig.legend(handles=handles, fontsize=7, title="budget (marker)", loc="outside lower center",
+        fig.legend(handles=handles, fontsize=7, title=f"{key} (marker)", loc="outside lower center",
                    ncols=min(len(labels), 4))
     legend = ", ".join(f"{colour.removeprefix('tab:')} {v}" for v, colour in STATUS_COLOURS.items())
     presets = sorted({str(c["preset"]) for ev in by_budget.values() for c in ev.values()})
-    fig.suptitle(f"Effects behind each verdict, 95% intervals ({legend}; presets {', '.join(presets)})", fontsize=9)
+    fig.suptitle(f"Effects behind each verdict, 95% intervals (presets {', '.join(presets)})\n{legend}", fontsize=9)
     return fig
 
 

@@ -64,6 +64,14 @@ def headline(results_dir: Path | str) -> dict[str, dict[str, tuple[Column, dict]
     return found
 
 
+def headline_by_protocol(results_dir: Path | str) -> dict[str, dict[str, dict]]:
+    """protocol label -> claim id -> the claim's evidence at its headline budget (the front
+    page's cells), for the forest plot of every effect per claim and protocol."""
+    found = headline(results_dir)
+    return {label: {cid: by[label][1] for cid, by in found.items() if by[label] is not None}
+            for label, _ in PROTOCOLS}
+
+
 def _budget(column: Column) -> str:
     return column.preset + (f" e{column.epoch}" if column.epoch is not None else "")
 

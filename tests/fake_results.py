@@ -56,6 +56,7 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
                                    "marginal_kl": kl - mi[0], "marginal_kl_se": 0.1},
             "active_units": {"count": active_units, "threshold": 0.01, "metrics_threshold": 0.01,
                              "same_threshold": True, "unit_variance": [0.5] * 50},
+            "kl_per_unit": {"values": [kl / 10] * 10 + [0.0] * 40},
             "rate_distortion": {"rate": kl, "distortion": -(elbo + kl), "source": "fabricated"},
             "bypass": {"mean_abs_change": 0.2, "mean_abs_change_se": 0.01, "delta_log_likelihood": 30.0,
                        "delta_log_likelihood_se": 1.0, "points": 64, "tolerance": 0.01, "ignores_z": False,

@@ -116,7 +116,7 @@ def evaluated_seeds(results_dir: Path | str, preset: str, model: str, seeds: Ite
     return [s for s in seeds if RunPaths(Path(results_dir), preset, model, s, dataset).eval_json_at(epoch).exists()]
 
 
-def pick_preset(results_dir: Path | str, stage: str) -> str | None:
+def pick_preset(results_dir: Path | str, stage: str, dataset: str = DEFAULT_DATASET) -> str | None:
     """The first of :data:`PREFERRED_PRESETS` where every model of ``stage`` has an evaluated run
     (at its last evaluated epoch), else the one where most models have (the first of those), else
     None: a budget whose runs are still coming in (converged) becomes the headline once it holds
@@ -124,7 +124,7 @@ def pick_preset(results_dir: Path | str, stage: str) -> str | None:
     held = {}
     for preset in PREFERRED_PRESETS:
         models = get_preset(preset).stages.get(stage, ())  # a preset may lack the stage (cpu-long)
-        held[preset] = sum(bool(evaluated_seeds(results_dir, preset, m)) for m in models)
+        held[preset] = sum(bool(evaluated_seeds(results_dir, preset, m, dataset=dataset)) for m in models)
         if models and held[preset] == len(models):
             return preset
     most = max(held.values())
@@ -261,7 +261,7 @@ def stage_of(models: Iterable[str]) -> str:
 
 
 def train_docs(results_dir: Path | str, preset: str, models: Iterable[str],
-               seeds: Iterable[int] | None = None) -> list[dict]:
-    """The train.json of every evaluated run of ``models`` (for training curves)."""
-    return [load_train(RunPaths(Path(results_dir), preset, m, s))
-            for m in models for s in evaluated_seeds(results_dir, preset, m, seeds)]
+               seeds: Iterable[int] | None = None, dataset: str = DEFAULT_DATASET) -> list[dict]:
+    """The train.json of every evaluated run of ``models`` on ``dataset`` (for training curves)."""
+    return [load_train(RunPaths(Path(results_dir), preset, m, s, dataset))
+            for m in models for s in evaluated_seeds(results_dir, preset, m, seeds, dataset=dataset)]

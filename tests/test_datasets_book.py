@@ -83,3 +83,18 @@ def test_static_against_dynamic_pairs_seeds_on_the_same_test_images(tmp_path):
     # seed by seed the dynamic run is 2 nats better: no spread, the shared within-run error only
     assert "VAE(1L) [authors' protocol (ReLU, He init, lr 1e-3)], n = 3 seeds: test NLL -2.00 nats" in text, text
     assert "training minus validation ELBO +0.00 nats" in text, text
+
+
+def test_training_curves_give_each_data_set_its_own_panel(tmp_path):
+    from scvae_core.book.plots import training_curves_per_model
+    from scvae_core.runs import pick_preset, train_docs
+
+    for dataset in datasets.FASHION:
+        write_eval(tmp_path, "long", "scvae-authors", 0, epoch=EPOCH, dataset=dataset)
+        write_train(tmp_path, "long", "scvae-authors", 0, epochs=30, dataset=dataset)
+    assert pick_preset(tmp_path, "authors") is None  # MNIST's folder holds nothing
+    assert pick_preset(tmp_path, "authors", "fashion-static") == "long"
+    docs = [d for d in datasets.FASHION for d in train_docs(tmp_path, "long", ["scvae-authors"], dataset=d)]
+    assert [d["dataset"] for d in docs] == list(datasets.FASHION)
+    titles = [ax.get_title() for ax in training_curves_per_model(docs).axes if ax.get_visible()]
+    assert titles == [f"SCVAE [authors' protocol (ReLU, He init, lr 1e-3)]\n{d}" for d in datasets.FASHION], titles

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..presets import DEFAULT_DATASET
 from ..results import TSNE_ARRAYS, ResultError, RunPaths, read_json
 from ..runs import default_epoch, display_name, load_figures_npz, seeds_on_disk, seeds_text
 from .verdicts import VERDICTS
@@ -258,14 +259,14 @@ def training_curves_per_model(train_docs: Iterable[dict], zoom: float = 2 * ZOOM
     colour per seed, the best epoch marked (o). Each panel shows ``zoom`` nats below its model's
     best validation ELBO, so the gap between the two curves (overfitting) and a flat, low
     plateau (collapse) read at one scale across panels."""
-    by_model: dict[str, list[dict]] = {}
+    by_model: dict[tuple[str, str], list[dict]] = {}  # a model on each data set gets its own panel
     for doc in train_docs:
-        by_model.setdefault(doc["model"], []).append(doc)
+        by_model.setdefault((doc["model"], doc.get("dataset", DEFAULT_DATASET)), []).append(doc)
     cols = min(3, max(len(by_model), 1))
     rows = max(1, math.ceil(len(by_model) / cols))
     fig = Figure(figsize=(3.4 * cols, 2.6 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (model, docs) in zip(axes, by_model.items()):
+    for ax, ((model, dataset), docs) in zip(axes, by_model.items()):
         for doc in sorted(docs, key=lambda d: d["seed"]):
             colour, epochs = f"C{doc['seed'] % 10}", [h["epoch"] for h in doc["history"]]
             ax.plot(epochs, [h["valid_elbo"] for h in doc["history"]], color=colour, label=f"seed {doc['seed']}")
@@ -274,7 +275,7 @@ def training_curves_per_model(train_docs: Iterable[dict], zoom: float = 2 * ZOOM
         best = max(h["valid_elbo"] for d in docs for h in d["history"])
         top = max(max(h["train_elbo"], h["valid_elbo"]) for d in docs for h in d["history"])
         ax.set_ylim(best - zoom, max(top, best) + 0.1 * zoom)
-        ax.set_title(display_name(model), fontsize=9)
+        ax.set_title(display_name(model) + ("" if dataset == DEFAULT_DATASET else f"\n{dataset}"), fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)

@@ -87,7 +87,9 @@ def test_pack_splits_into_parts_and_unpack_checks_them(tmp_path, monkeypatch):
     assert written == [tmp_path / "back" / "smoke" / "scvae" / "seed0" / "eval.json"]
     assert written[0].read_bytes() == (run / "eval.json").read_bytes()
 
-    parts[1].write_bytes(parts[1].read_bytes()[:-1] + b"?")
+    altered = bytearray(parts[1].read_bytes())
+    altered[-1] ^= 0xFF  # flip, not overwrite: a random last byte could already be the new value
+    parts[1].write_bytes(bytes(altered))
     with pytest.raises(ValueError, match=r"results.tar.gz.01: missing or altered"):
         sprint.unpack(tmp_path / "pack", tmp_path / "back2")
     monkeypatch.setattr(sprint, "MAX_FILE_BYTES", 1024)

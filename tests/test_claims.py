@@ -86,6 +86,27 @@ class TestInterval:
         assert spread["high"] - spread["low"] > 5 * (tight["high"] - tight["low"])
         assert spread["tau"] == pytest.approx(1.0) and tight["tau"] == pytest.approx(0.01)
 
+    def test_a_share_interval_is_cut_to_the_values_a_share_can_take_and_keeps_its_verdict(self):
+        """Two seeds of a share (0.05 and 0.5): Student t on one degree of freedom reaches below 0
+        and above 1; cut to [0, 1] it still straddles the claimed level, so the verdict is unchanged."""
+        ests = [Est(0.05, 0.05), Est(0.5, 0.1)]
+        raw, cut = verdicts.interval(ests), verdicts.interval(ests, bounds=verdicts.RANGES["share"])
+        assert raw["low"] < 0 and raw["high"] > 1 and (cut["low"], cut["high"]) == (0.0, 1.0)
+        assert cut["estimate"] == raw["estimate"] and cut["tau"] == raw["tau"]
+        for level in (0.0, 0.5, 1.0):
+            assert verdicts.verdict(cut, +1, level, 0.05) == verdicts.verdict(raw, +1, level, 0.05)
+        # an interval inside the range is left alone
+        inside = [Est(0.4, 0.01), Est(0.45, 0.01), Est(0.5, 0.01)]
+        assert verdicts.interval(inside, bounds=(0.0, 1.0)) == verdicts.interval(inside)
+
+    def test_cutting_can_never_change_a_verdict_of_the_book(self):
+        """The verdict compares the interval with level ± threshold only; if that band lies strictly
+        inside the range, cutting the interval to the range moves no comparison."""
+        for e in (e for c in claims.CLAIMS for e in c.effects if e.kind in verdicts.RANGES):
+            lo, hi = verdicts.RANGES[e.kind]
+            delta = verdicts.THRESHOLDS[e.kind][0]
+            assert lo < e.level - delta and e.level + delta < hi, e.label
+
 
 class TestVerdictRule:
     @pytest.mark.parametrize("values, se, sign, level, threshold, expected", [

@@ -19,7 +19,7 @@ import numpy as np
 from ..presets import DEFAULT_DATASET, TABLE1, get_preset
 from ..runs import (AUTO, DEPTH_MODEL, Runs, by_seed, collect, default_epoch, md_text, per_image_nll, preset_dir,
                     resolve_preset)
-from .verdicts import NOT_MEASURED, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
+from .verdicts import NOT_MEASURED, RANGES, THRESHOLDS, Est, add_se, claim_verdict, interval, verdict
 from ..zoo import OURS, TWINS, Twin, twin_of
 
 # ------------------------------------------------------------------------- what a run measures
@@ -386,7 +386,7 @@ SHORT = {
 def judge_effect(effect: Effect, runs: Runs, reading: str = "model", borrowed: dict | None = None) -> dict:
     ests = effect.measure(runs, reading)
     seeds = sorted(ests)
-    iv = interval([ests[s] for s in seeds], borrowed=borrowed)
+    iv = interval([ests[s] for s in seeds], borrowed=borrowed, bounds=RANGES.get(effect.kind))
     threshold = THRESHOLDS[effect.kind][0]
     return {
         "label": effect.label, "kind": effect.kind, "threshold": threshold,

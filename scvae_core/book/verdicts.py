@@ -47,9 +47,9 @@ RULE = (
     "Against the practical threshold δ of its kind, in the claimed direction: **holds** if the whole interval is "
     "beyond +δ, **contradicted** if beyond −δ, **no effect** if inside ±δ, **inconclusive** otherwise, **not "
     "measured** without results; an effect claimed to differ either way (ours only) **holds** if the whole "
-    "interval is beyond +δ or beyond −δ. An interval of a share is cut to [0, 1], the values a share can take. A claim is contradicted if any effect is; else not measured if any effect is; "
-    "else not judged if any effect is; else holds if every effect holds; else no effect if any effect shows "
-    "none; else inconclusive. Its verdict is always shown with its effects' verdicts beside it."
+    "interval is beyond +δ or beyond −δ. An interval of a share is cut to [0, 1], the values a share can take. "
+    "A claim is contradicted if any effect is; else not measured if any effect is; else not judged if any "
+    "effect is; else holds if every effect holds; else no effect if any effect shows none; else inconclusive. Its verdict is always shown with its effects' verdicts beside it."
 )
 
 

@@ -83,6 +83,32 @@ class TestOurClaims:
         else:
             assert [row[2] for row in table.rows] == [beyond.NO_RESULTS] * len(claims.OUR_CLAIMS)
 
+    def test_a_claim_with_some_runs_reads_not_measured_not_not_run(self, tmp_path):
+        # One seed of Skip-VAE(11L) only, as when the first run of the queue lands: the claim that
+        # also needs Skip-VAE(p++) is 'not measured', the other 'not judged'; neither is 'not run'.
+        _skipvae_tree(tmp_path)
+        for model in SKIPVAE:
+            for seed in SEEDS if model != "skipvae-11l" else SEEDS[1:]:
+                shutil.rmtree(tmp_path / "long" / model / f"seed{seed}")
+        rows = {row[0]: row for row in build_table("our-claims", tmp_path).rows}
+        assert set(rows) == {f"{c.id} [long]" for c in claims.OUR_CLAIMS}
+        assert rows["zskip-no-collapse [long]"][2].startswith(f"{NOT_MEASURED}: MI 1 not measured, MI 2 not judged")
+        assert rows["skips-vs-zskips [long]"][2].startswith(f"{NOT_JUDGED}: ")
+        line = beyond.our_claims_summary(tmp_path)
+        assert line == ("Our claims on Skip-VAE (not the paper's): z-skips prevent the collapse of a deep plain "
+                        "decoder — long, n = 1: not measured (MI 1 not measured, MI 2 not judged, accuracy not "
+                        "judged); SCVAE's skips and z-skips differ in NLL, MI and accuracy — long, n = 1: not judged "
+                        "(every effect)."), line
+
+    def test_the_front_page_summary_names_our_claims_run_or_not(self, tmp_path):
+        from scvae_core.book import report
+        assert beyond.our_claims_summary(tmp_path) == ("Our claims on Skip-VAE (not the paper's): not run yet "
+                                                       "(no skipvae results).")
+        _skipvae_tree(tmp_path)
+        line = next(x for x in report.summary_results(tmp_path) if x.startswith("Our claims"))
+        assert "z-skips prevent the collapse of a deep plain decoder — long, n = 3: holds (every effect)" in line
+        assert "differ in NLL, MI and accuracy — long, n = 3: holds (every effect)." in line
+
     def test_three_seeds_are_judged(self, tmp_path):
         _skipvae_tree(tmp_path)
         evidence = claims.our_evidence(tmp_path, "long")

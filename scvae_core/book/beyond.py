@@ -17,7 +17,6 @@ from ..probes import BASELINES, baselines_path, read_baselines
 from ..runs import collect, display_name, metric, paper_rows, per_seed, resolve_preset, seed_summary, seeds_text, \
     seeds_used
 from .tables import ACC_DECIMALS, NOT_RUN, TABLES, TEXTS, Table, format_stat
-from .verdicts import NOT_MEASURED
 
 # baselines.json's names -> (features, classifier), as the table shows them
 BASELINE_ROWS = {"svm_pixels": ("raw pixels (784, binary)", "SVM, the paper's protocol"),
@@ -170,29 +169,50 @@ OUR_BUDGETS = ("long", "converged", "paper")  # the presets that train the stage
 NO_RESULTS = "not run (no skipvae results)"
 
 
+def our_budgets(results_dir: Path | str) -> list[str]:
+    """The presets of :data:`OUR_BUDGETS` in which the stage of our claims has an evaluated run."""
+    stage = claims.OUR_CLAIMS[0].stage
+    return [p for p in OUR_BUDGETS if any(collect(results_dir, p, get_preset(p).stages.get(stage, ())).values())]
+
+
 def our_claims_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """Our claims (not the paper's), one row per claim and preset with results of the stage they
     read: the verdict and each effect's estimate, 95% interval and verdict; 'not run'
     where no preset has any. ``preset`` is unused: every preset with results is shown."""
-    stage = claims.OUR_CLAIMS[0].stage
-    budgets = [p for p in OUR_BUDGETS
-               if any(collect(results_dir, p, get_preset(p).stages.get(stage, ())).values())]
+    budgets = our_budgets(results_dir)
     rows, seeds = [], set()
     for p in budgets:
         for cid, ev in claims.our_evidence(results_dir, p).items():
             effects = " · ".join(f"{e['label']}: {claims.format_effect(e)} → {e['status']}" for e in ev["effects"])
-            status = NO_RESULTS if ev["status"] == NOT_MEASURED else ev["status"]
-            rows.append((f"{cid} [{p}]", ev["statement"], f"{status}: {ev['summary'].split(': ', 1)[1]}", effects))
+            # A claim one of whose models has no run yet is 'not measured', as the rule says.
+            rows.append((f"{cid} [{p}]", ev["statement"], ev["summary"], effects))
             seeds |= {s for e in ev["effects"] for s in e["seeds"]}
     if not budgets:
-        rows = [(c.id, c.statement, NO_RESULTS, f"stage {stage} has no evaluated run in {', '.join(OUR_BUDGETS)}")
-                for c in claims.OUR_CLAIMS]
+        rows = [(c.id, c.statement, NO_RESULTS, f"stage {claims.OUR_CLAIMS[0].stage} has no evaluated run in "
+                 f"{', '.join(OUR_BUDGETS)}") for c in claims.OUR_CLAIMS]
     caption = ("Our claims, not the paper's: Skip-VAE's z-skips (Dieng et al. 2019) against the deep plain models and "
                "against SCVAE's skips, judged by the same rule as the paper's claims (MI: I(x; z) under the aggregate "
                f"posterior; '≠': a difference either way), one row per preset with results. Seeds used: "
                f"{seeds_text(seeds)}.")
     return Table("our-claims", caption, ("Claim", "Statement", "Verdict", "Effects"), tuple(rows), None,
                  tuple(sorted(seeds)))
+
+
+def _n_text(effects: list[dict]) -> str:
+    ns = sorted({e["n"] for e in effects if e["n"]})
+    return "" if not ns else f", n = {ns[0]}" if len(ns) == 1 else f", n = {ns[0]} to {ns[-1]}"  # effects may differ
+
+
+def our_claims_summary(results_dir: Path | str) -> str:
+    """The front page's line on our claims: each claim's verdict at every preset with results."""
+    budgets = our_budgets(results_dir)
+    if not budgets:
+        return f"Our claims on Skip-VAE (not the paper's): not run yet (no {claims.OUR_CLAIMS[0].stage} results)."
+    evidence = {p: claims.our_evidence(results_dir, p) for p in budgets}
+    parts = [claim.statement.rstrip(".") + " — " + "; ".join(
+        f"{p}{_n_text(ev['effects'])}: {claims.verdict_words(ev)}" for p, ev in ((p, evidence[p][claim.id]) for p in budgets))
+        for claim in claims.OUR_CLAIMS]
+    return "Our claims on Skip-VAE (not the paper's): " + "; ".join(parts) + "."
 
 
 TABLES["baselines"] = baselines_table

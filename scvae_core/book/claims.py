@@ -412,6 +412,15 @@ def parts_text(effects: list[dict]) -> str:
     return ", ".join(f"{name} {e['status']}" for name, e in zip(names, effects))
 
 
+
+def verdict_words(ev: dict) -> str:
+    """A claim's verdict with its effects' ('contradicted (accuracy contradicted, NLL holds)'),
+    shortened where every effect has the claim's verdict."""
+    effects = ev["effects"]
+    if all(e["status"] == ev["status"] for e in effects):
+        return ev["status"] + (" (every effect)" if len(effects) > 1 else "")
+    return f"{ev['status']} ({parts_text(effects)})"
+
 def judge_claim(claim: Claim, runs: Runs, reading: str = "model", spreads: dict | None = None) -> dict:
     """A claim's effects measured on ``runs`` (model -> seed -> eval) under one reading; an effect
     of one seed borrows its between-seed spread from ``spreads`` ((claim, reading, index) -> spread)."""

@@ -126,8 +126,8 @@ def datasets_verdicts_table(results_dir: Path | str, preset: str | None = None) 
 def fashion_summary(results_dir: Path | str) -> str:
     """The front page's answer: do the claims that hold on MNIST hold on Fashion-MNIST?"""
     if not has_fashion(results_dir):
-        return (f"Fashion-MNIST: not run (no results under {Path(results_dir).name}/fashion-static/ or "
-                "fashion-dynamic/); the runs are queued behind the converged ones.")
+        return (f"Fashion-MNIST: not run yet (no results under {Path(results_dir).name}/fashion-static/ or "
+                "fashion-dynamic/).")
     found = verdicts_by_dataset(results_dir)
     parts = []
     for label, _ in VERDICT_SETS:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import claims
+from .beyond import our_claims_summary
 from .datasets import fashion_summary
 from ..presets import get_preset
 from ..results import RunPaths
@@ -151,15 +152,6 @@ def abstract_paragraphs(results_dir: Path | str) -> list[str]:
     ]
 
 
-def _verdict_words(ev: dict) -> str:
-    """A claim's verdict with its effects' ('contradicted (accuracy contradicted, NLL holds)'),
-    shortened where every effect has the claim's verdict."""
-    effects = ev["effects"]
-    if all(e["status"] == ev["status"] for e in effects):
-        return ev["status"] + (" (every effect)" if len(effects) > 1 else "")
-    return f"{ev['status']} ({claims.parts_text(effects)})"
-
-
 def summary_results(results_dir: Path | str) -> list[str]:
     """The reproducibility summary's results: one line per claim that a protocol judged, each
     verdict with its effects' and its budget (named once where both protocols share it)."""
@@ -171,11 +163,11 @@ def summary_results(results_dir: Path | str) -> list[str]:
             continue
         budgets = {_budget(entry[0]) for _, entry in entries}
         shared = len(budgets) == 1
-        judged = "; ".join(f"{label.lower()}: {_verdict_words(entry[1])}" + ("" if shared else f" ({_budget(entry[0])})")
+        judged = "; ".join(f"{label.lower()}: {claims.verdict_words(entry[1])}" + ("" if shared else f" ({_budget(entry[0])})")
                            for label, entry in entries)
         both = "both " if len(entries) > 1 else ""
         lines.append(f"{claims.SHORT[claim.id]} — {judged}" + (f"; {both}{budgets.pop()}" if shared else ""))
-    return [*lines, fashion_summary(results_dir)]
+    return [*lines, our_claims_summary(results_dir), fashion_summary(results_dir)]
 
 
 DEEP_PLAIN = ("vae-11l", "vae-q++", "vae-p++")  # the deep models without skips

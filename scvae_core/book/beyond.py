@@ -210,7 +210,7 @@ def our_claims_summary(results_dir: Path | str) -> str:
         return f"Our claims on Skip-VAE (not the paper's): not run yet (no {claims.OUR_CLAIMS[0].stage} results)."
     evidence = {p: claims.our_evidence(results_dir, p) for p in budgets}
     parts = [claim.statement.rstrip(".") + " — " + "; ".join(
-        f"{p}{_n_text(ev['effects'])}: {claims.verdict_words(ev)}" for p, ev in ((p, evidence[p][claim.id]) for p in budgets))
+        f"{p}{_n_text(by[claim.id]['effects'])}: {claims.verdict_words(by[claim.id])}" for p, by in evidence.items())
         for claim in claims.OUR_CLAIMS]
     return "Our claims on Skip-VAE (not the paper's): " + "; ".join(parts) + "."
 

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the named models with their architecture",
                        description="List every named model: depths, skips, prior, decoder, parameters.")
+    p.add_argument("--write", action="store_true",
+                   help="also write them to RESULTS_DIR/models/models.json, which the book reads")
+    _results_dir_arg(p)
     p.set_defaults(func=_models)
 
     p = sub.add_parser("train", help="train one model (resumes from its checkpoint)",
@@ -182,10 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _models(args) -> None:
-    from .zoo import MODELS, describe
+    from .zoo import MODELS, describe, write_models
 
     for name in MODELS:
         print(describe(name))
+    if args.write:
+        print(f"wrote {write_models(args.results_dir)}")
 
 
 def _train(args) -> None:

@@ -45,13 +45,14 @@ def paper_rows(table_id: str) -> dict[str, dict]:
 
 
 def display_name(model: str) -> str:
-    """The paper's name of a model (VAE(q++)), a twin's with its set's suffix, else the id."""
-    from .zoo import twin_of
+    """The paper's name of a model (VAE(q++)) or ours (Skip-VAE(11L)), a twin's with its set's
+    suffix, else the id."""
+    from .zoo import DISPLAY, twin_of
 
     twin = twin_of(model)
     base = model.removesuffix(twin.suffix) if twin.suffix else model
     rows = {**paper_rows("table2"), **paper_rows("table1")}
-    name = rows[base]["display"] if base in rows else base
+    name = rows[base]["display"] if base in rows else DISPLAY.get(base, base)
     return f"{name} [{twin.label}]" if twin.suffix else name  # a Table 1 or Skip-VAE twin
 
 

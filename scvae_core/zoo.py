@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .config import ModelConfig
 
@@ -33,6 +34,8 @@ MODELS["skipvae-11l"] = replace(PLAIN_DEEP, dec_zskip=True)  # vae-11l with z-sk
 MODELS["skipvae-p++"] = ModelConfig(enc_depth=1, dec_depth=DEEP, dec_zskip=True)  # vae-p++ with z-skips
 MODELS["scvae+zskip"] = replace(SCVAE, dec_zskip=True)  # SCVAE's skips and z-skips
 SKIPVAE = ("skipvae-11l", "skipvae-p++", "scvae+zskip")
+# Their names in the book (the paper's models take theirs from the paper's tables).
+DISPLAY = {"skipvae-11l": "Skip-VAE(11L)", "skipvae-p++": "Skip-VAE(p++)", "scvae+zskip": "SCVAE+z-skips"}
 
 TABLE1 = ("vae-1l", "vae-11l", "vae-q++", "vae-p++", "scvae", "scvae-l")
 TABLE2 = ("pixelvae", "vae-1l+vamp", "scvae+vamp", "scvae+pixel", "scvae+pixel+vamp")
@@ -123,15 +126,58 @@ def build(name: str):
     return VAE(get_config(name))
 
 
+def parameter_count(name: str) -> int:
+    """The named model's number of trainable parameters (builds it: needs torch)."""
+    from .models import count_parameters
+
+    return count_parameters(build(name))
+
+
 def describe(name: str) -> str:
     """One line: name, depths, skips (+zskip: Skip-VAE's z into every decoder layer), prior, decoder,
     parameter count."""
-    from .models import count_parameters
-
     c = get_config(name)
     return (
         f"{name:18s} enc {c.enc_depth:2d}x{c.hidden} ({c.enc_skip:5s}) "
         f"dec {c.dec_depth:2d}x{c.hidden} ({c.dec_skip:5s}{'+zskip' if c.dec_zskip else ''}) z={c.latent} "
         f"{c.activation} init={c.init} prior={c.prior} decoder={c.decoder} "
-        f"params={count_parameters(build(name)):,}"
+        f"params={parameter_count(name):,}"
     )
+
+
+# The registry as a result file, results/models/models.json (`scvae models --write`): the book
+# shows the models' sizes from it, since the book never builds a model (it does not import torch).
+MODELS_FIX = "run `scvae models --write`"
+
+
+def models_path(results_dir: str | Path) -> Path:
+    return Path(results_dir) / "models" / "models.json"
+
+
+def write_models(results_dir: str | Path) -> Path:
+    """Every named model's configuration and parameter count, with provenance, to models.json."""
+    from .results import provenance, write_json  # results imports presets, which imports this module
+
+    path = models_path(results_dir)
+    models = {name: {"config": cfg.to_dict(), "parameters": parameter_count(name)} for name, cfg in MODELS.items()}
+    write_json(path, "models", {"models": models, "provenance": provenance()})
+    return path
+
+
+def read_models(results_dir: str | Path) -> dict[str, dict]:
+    """models.json's models, checked: each a known model whose recorded configuration is today's
+    and whose parameter count is a positive integer (a stale file names its fix)."""
+    from .results import ResultError, read_json
+
+    path = models_path(results_dir)
+    models = read_json(path, "models", ("models",), fix=MODELS_FIX)["models"]
+    names = sorted(models) if isinstance(models, dict) else []
+    if names != sorted(MODELS):
+        raise ResultError(f"{path}: refused: its models are not today's zoo ({len(names)} recorded, {len(MODELS)} "
+                          f"named); the file is stale. To fix: {MODELS_FIX}")
+    for name, entry in models.items():
+        if not (isinstance(entry, dict) and entry.get("config") == MODELS[name].to_dict()
+                and type(entry.get("parameters")) is int and entry["parameters"] > 0):
+            raise ResultError(f"{path}: refused: {name!r} is recorded without today's configuration or a positive "
+                              f"parameter count; the file is stale or edited. To fix: {MODELS_FIX}")
+    return models

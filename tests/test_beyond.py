@@ -3,12 +3,15 @@
 rate-distortion figure (book/plots.py), on fabricated result trees and on the committed results."""
 from __future__ import annotations
 
+import copy
+import json
 import math
 import shutil
 
 import pytest
 from fake_results import write_eval
 
+from scvae_core import cli
 from scvae_core.book import beyond, claims, verdicts
 from scvae_core.book.plots import rate_distortion
 from scvae_core.book.tables import TABLES, TEXTS, build_table, build_text
@@ -17,7 +20,7 @@ from scvae_core.presets import get_preset
 from scvae_core.probes import baselines_path
 from scvae_core.results import REPO_ROOT, ResultError, write_json
 from scvae_core.runs import collect, evaluated_seeds
-from scvae_core.zoo import SKIPVAE
+from scvae_core.zoo import DEEP, MODELS, SKIPVAE, models_path, parameter_count, read_models, write_models
 
 pytestmark = pytest.mark.unit
 
@@ -141,6 +144,50 @@ class TestOurClaims:
         assert lent["status"] == HOLDS
 
 
+
+class TestModelSizes:
+    """results/models/models.json (`scvae models --write`) and the book's table of the models' sizes."""
+
+    def test_the_committed_file_is_todays_zoo(self):
+        # Each count rebuilt from the model itself: a change to a layer or to the zoo that is not
+        # followed by `scvae models --write` fails here (and the book refuses the stale file).
+        recorded = read_models(COMMITTED)
+        assert {name: entry["parameters"] for name, entry in recorded.items()} == {
+            name: parameter_count(name) for name in MODELS}
+
+    def test_z_skips_cost_one_map_of_z_per_decoder_layer_after_the_first(self, tmp_path, capsys):
+        cli.main(["models", "--write", "--results-dir", str(tmp_path)])  # what a reader types
+        assert capsys.readouterr().out.endswith(f"wrote {models_path(tmp_path)}\n")
+        table = build_table("models", tmp_path)
+        rows = {row[0]: row for row in table.rows}
+        zskips = (DEEP - 1) * 500 * 50  # bias-free 50 -> 500 maps, derived here, not read from the code
+        scvae = int(rows["SCVAE"][3].replace(",", ""))
+        assert rows["SCVAE"][4] == "(the reference)" and rows["VAE(11L)"][4] == "+0 (+0.0%)"
+        assert rows["Skip-VAE(11L)"][3] == rows["SCVAE+z-skips"][3] == f"{scvae + zskips:,}"
+        assert rows["Skip-VAE(11L)"][4] == f"+{zskips:,} ({zskips / scvae:+.1%})"
+        assert rows["Skip-VAE(11L)"][2] == "11 × 500, plain, z into every layer"
+        assert f"the z-skips add {zskips:,} parameters" in table.caption and "SCVAE's skips add 0." in table.caption
+
+    def test_a_missing_stale_or_edited_file_is_refused_with_its_fix(self, tmp_path):
+        assert all("scvae models --write" in row[3] for row in build_table("models", tmp_path).rows)
+        path = write_models(tmp_path)
+        doc = json.loads(path.read_text())
+        edited = copy.deepcopy(doc)
+        edited["models"]["scvae"]["parameters"] = 0
+        path.write_text(json.dumps(edited))
+        with pytest.raises(ResultError, match=r"'scvae' is recorded without .* To fix: run `scvae models --write`"):
+            build_table("models", tmp_path)
+        stale = copy.deepcopy(doc)
+        del stale["models"]["skipvae-11l"]
+        path.write_text(json.dumps(stale))
+        with pytest.raises(ResultError, match=r"not today's zoo .* To fix: run `scvae models --write`"):
+            read_models(tmp_path)
+        changed = copy.deepcopy(doc)
+        changed["models"]["vae-1l"]["config"]["hidden"] = 400
+        path.write_text(json.dumps(changed))
+        with pytest.raises(ResultError, match="'vae-1l' is recorded without today's configuration"):
+            read_models(tmp_path)
+
 def _baselines(root, size=10000, pixels=0.92, pca=0.96, linear=0.87):
     accs = {name: {"mean": v, "std": 0.005, "folds": [v] * 5}
             for name, v in (("svm_pixels", pixels), ("svm_pca", pca), ("linear_pixels", linear))}
@@ -152,7 +199,7 @@ def _baselines(root, size=10000, pixels=0.92, pca=0.96, linear=0.87):
 
 class TestBaselines:
     def test_registered(self):
-        assert {"baselines", "our-claims"} <= set(TABLES) and "baselines" in TEXTS
+        assert {"baselines", "our-claims", "models"} <= set(TABLES) and "baselines" in TEXTS
 
     def test_table_reads_the_models_against_the_pixel_svm(self, tmp_path):
         _baselines(tmp_path)

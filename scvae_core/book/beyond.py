@@ -13,6 +13,7 @@ import numpy as np
 
 from . import claims
 from ..presets import get_preset
+from ..zoo import SKIPVAE, TABLE1, models_path, read_models
 from ..probes import BASELINES, baselines_path, read_baselines
 from ..runs import collect, display_name, metric, paper_rows, per_seed, resolve_preset, seed_summary, seeds_text, \
     seeds_used
@@ -163,6 +164,41 @@ def diagnostics_table(results_dir: Path | str, preset: str | None = None) -> Tab
     return Table("diagnostics", caption, DIAGNOSTICS_COLUMNS, tuple(rows), None, tuple(sorted(seeds)))
 
 
+# ------------------------------------------------------------------------- the models' sizes
+
+SIZE_MODELS = (*TABLE1, *SKIPVAE)  # the -authors twins have the same layers: ReLU and He add no parameter
+SIZE_REFERENCE = "scvae"
+SIZE_COLUMNS = ("Model", "Encoder", "Decoder", "Parameters", "− SCVAE's")
+SKIP_WORDS = {"none": "plain", "short": "a skip around every layer", "long": "one long skip"}
+
+
+def _side(depth: int, hidden: int, skip: str, zskip: bool = False) -> str:
+    return f"{depth} × {hidden}, {SKIP_WORDS[skip]}" + (", z into every layer" if zskip else "")
+
+
+def models_table(results_dir: Path | str, preset: str | None = None) -> Table:
+    """The Table 1 and Skip-VAE models' layers and parameter counts, from models.json, each against
+    SCVAE's. ``preset`` is unused: the sizes are the zoo's."""
+    if not models_path(results_dir).exists():
+        rows = tuple((display_name(m), "", "", f"{NOT_RUN} (`scvae models --write`)", "") for m in SIZE_MODELS)
+        return Table("models", "The models' sizes: not recorded yet (`scvae models --write` writes "
+                     f"{models_path(results_dir)}).", SIZE_COLUMNS, rows, None, ())
+    models = read_models(results_dir)
+    count, config = ({name: entry[key] for name, entry in models.items()} for key in ("parameters", "config"))
+    reference = count[SIZE_REFERENCE]
+    rows = [(display_name(m), _side(config[m]["enc_depth"], config[m]["hidden"], config[m]["enc_skip"]),
+             _side(config[m]["dec_depth"], config[m]["hidden"], config[m]["dec_skip"], config[m]["dec_zskip"]),
+             f"{count[m]:,}", "(the reference)" if m == SIZE_REFERENCE
+             else f"{count[m] - reference:+,} ({count[m] / reference - 1:+.1%})") for m in SIZE_MODELS]
+    zskips, skips = count["skipvae-11l"] - count["vae-11l"], count[SIZE_REFERENCE] - count["vae-11l"]
+    caption = ("The models' layers and sizes: Table 1's and the Skip-VAE models, from results/models/models.json "
+               "(written by `scvae models --write` from the zoo); the authors' twins have the same parameters. See "
+               f"what each design costs: the z-skips add {zskips:,} parameters to the deep decoder "
+               f"({display_name('skipvae-11l')} against VAE(11L), {zskips / reference:.1%} of SCVAE's {reference:,}); "
+               f"SCVAE's skips add {skips:,}.")
+    return Table("models", caption, SIZE_COLUMNS, tuple(rows), None, ())
+
+
 # ------------------------------------------------------------------------- our claims
 
 OUR_BUDGETS = ("long", "converged", "paper")  # the presets that train the stage skipvae
@@ -216,6 +252,7 @@ def our_claims_summary(results_dir: Path | str) -> str:
 
 
 TABLES["baselines"] = baselines_table
+TABLES["models"] = models_table
 TABLES["diagnostics"] = diagnostics_table
 TABLES["our-claims"] = our_claims_table
 TEXTS["baselines"] = baselines_text

@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _models(args) -> None:
-    from .zoo import MODELS, describe, write_models
+    from .results import write_models
+    from .zoo import MODELS, describe
 
     for name in MODELS:
         print(describe(name))

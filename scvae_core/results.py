@@ -621,3 +621,41 @@ def read_figures(path: Path, required: tuple[str, ...] = IMAGE_ARRAYS, fix: str 
     if problem:
         raise ResultError(f"{path}: refused: {problem}.{f' To fix: {fix}' if fix else ''}")
     return arrays
+
+
+# The model registry as a result file, results/models/models.json (`scvae models --write`): the
+# book shows the models' sizes from it, since the book never builds a model (it does not import torch).
+MODELS_FIX = "run `scvae models --write`"
+
+
+def models_path(results_dir: str | Path) -> Path:
+    return Path(results_dir) / "models" / "models.json"
+
+
+def write_models(results_dir: str | Path) -> Path:
+    """Every named model's configuration and parameter count, with provenance, to models.json."""
+    from .zoo import MODELS, parameter_count  # builds each model: torch, only here
+
+    path = models_path(results_dir)
+    models = {name: {"config": cfg.to_dict(), "parameters": parameter_count(name)} for name, cfg in MODELS.items()}
+    write_json(path, "models", {"models": models, "provenance": provenance()})
+    return path
+
+
+def read_models(results_dir: str | Path) -> dict[str, dict]:
+    """models.json's models, checked: each a known model whose recorded configuration is today's
+    and whose parameter count is a positive integer (a stale file names its fix)."""
+    from .zoo import MODELS
+
+    path = models_path(results_dir)
+    models = read_json(path, "models", ("models",), fix=MODELS_FIX)["models"]
+    names = sorted(models) if isinstance(models, dict) else []
+    if names != sorted(MODELS):
+        raise ResultError(f"{path}: refused: its models are not today's zoo ({len(names)} recorded, {len(MODELS)} "
+                          f"named); the file is stale. To fix: {MODELS_FIX}")
+    for name, entry in models.items():
+        if not (isinstance(entry, dict) and entry.get("config") == MODELS[name].to_dict()
+                and type(entry.get("parameters")) is int and entry["parameters"] > 0):
+            raise ResultError(f"{path}: refused: {name!r} is recorded without today's configuration or a positive "
+                              f"parameter count; the file is stale or edited. To fix: {MODELS_FIX}")
+    return models

@@ -18,9 +18,9 @@ from scvae_core.book.tables import TABLES, TEXTS, build_table, build_text
 from scvae_core.book.verdicts import HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_JUDGED, NOT_MEASURED, VERDICTS, Est
 from scvae_core.presets import get_preset
 from scvae_core.probes import baselines_path
-from scvae_core.results import REPO_ROOT, ResultError, write_json
+from scvae_core.results import REPO_ROOT, ResultError, models_path, read_models, write_json, write_models
 from scvae_core.runs import collect, evaluated_seeds
-from scvae_core.zoo import DEEP, MODELS, SKIPVAE, models_path, parameter_count, read_models, write_models
+from scvae_core.zoo import DEEP, MODELS, SKIPVAE, parameter_count
 
 pytestmark = pytest.mark.unit
 

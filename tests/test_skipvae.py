@@ -9,7 +9,7 @@ from scvae_core.config import ModelConfig, same_config
 from scvae_core.models import VAE, X_DIM, count_parameters
 from scvae_core.presets import get_preset, run_preset
 from scvae_core.runs import display_name
-from scvae_core.zoo import AUTHORS, DEEP, SKIPVAE, build, get_config, twin_of
+from scvae_core.zoo import AUTHORS, DEEP, DISPLAY, SKIPVAE, build, get_config, twin_of
 
 pytestmark = pytest.mark.unit
 
@@ -116,7 +116,8 @@ def test_the_authors_protocol_versions_train_as_the_authors_twins():
         twin = name + AUTHORS.suffix
         assert twin_of(twin) is AUTHORS and run_preset("converged", twin).lr == 1e-3
         assert replace(get_config(twin), activation="tanh", init="default") == get_config(name)
-        assert display_name(twin) == f"{name} [{AUTHORS.label}]"
+        assert display_name(twin) == f"{DISPLAY[name]} [{AUTHORS.label}]"
+    assert [display_name(name) for name in SKIPVAE] == ["Skip-VAE(11L)", "Skip-VAE(p++)", "SCVAE+z-skips"]
     assert run_preset("long", "skipvae-11l").lr == get_preset("long").lr
 
 

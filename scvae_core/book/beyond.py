@@ -13,8 +13,9 @@ import numpy as np
 
 from . import claims
 from ..presets import get_preset
-from ..zoo import SKIPVAE, TABLE1, models_path, read_models
+from ..zoo import SKIPVAE, TABLE1
 from ..probes import BASELINES, baselines_path, read_baselines
+from ..results import models_path, read_models
 from ..runs import collect, display_name, metric, paper_rows, per_seed, resolve_preset, seed_summary, seeds_text, \
     seeds_used
 from .tables import ACC_DECIMALS, NOT_RUN, TABLES, TEXTS, Table, format_stat

@@ -183,7 +183,7 @@ def models_table(results_dir: Path | str, preset: str | None = None) -> Table:
     if not models_path(results_dir).exists():
         rows = tuple((display_name(m), "", "", f"{NOT_RUN} (`scvae models --write`)", "") for m in SIZE_MODELS)
         return Table("models", "The models' sizes: not recorded yet (`scvae models --write` writes "
-                     f"{models_path(results_dir)}).", SIZE_COLUMNS, rows, None, ())
+                     f"{models_path(results_dir)}).", SIZE_COLUMNS, rows, None, (), dataset=None)
     models = read_models(results_dir)
     count, config = ({name: entry[key] for name, entry in models.items()} for key in ("parameters", "config"))
     reference = count[SIZE_REFERENCE]
@@ -197,7 +197,7 @@ def models_table(results_dir: Path | str, preset: str | None = None) -> Table:
                f"what each design costs: the z-skips add {zskips:,} parameters to the deep decoder "
                f"({display_name('skipvae-11l')} against VAE(11L), {zskips / reference:.1%} of SCVAE's {reference:,}); "
                f"SCVAE's skips add {skips:,}.")
-    return Table("models", caption, SIZE_COLUMNS, tuple(rows), None, ())
+    return Table("models", caption, SIZE_COLUMNS, tuple(rows), None, (), dataset=None)  # sizes: no data set
 
 
 # ------------------------------------------------------------------------- our claims

@@ -129,6 +129,13 @@ class TestOurClaims:
         collapse = claims.our_evidence(tmp_path, "long")["zskip-no-collapse"]
         assert [e["status"] for e in collapse["effects"]] == [NOT_MEASURED, NOT_MEASURED, HOLDS]
         assert collapse["status"] == NOT_MEASURED
+        # the caption names the runs that lack I(x; z): the MI effects' models only, with their seeds
+        caption = build_table("our-claims", tmp_path).caption
+        assert ("At long epoch 100, SCVAE (seeds 0, 1, 2), Skip-VAE(11L) (seeds 0, 1, 2), Skip-VAE(p++) (seeds 0, 1, "
+                "2), VAE(11L) (seeds 0, 1, 2), VAE(p++) (seeds 0, 1, 2) were evaluated before I(x; z) was recorded")\
+            in caption, caption
+        _skipvae_tree(tmp_path)  # every run with its MI: nothing to say
+        assert "before I(x; z) was recorded" not in build_table("our-claims", tmp_path).caption
 
     def test_one_seed_is_not_judged_unless_three_seeds_lend_their_spread(self, tmp_path):
         _skipvae_tree(tmp_path, "converged", seeds=(0,), suffix="-authors", epoch=None)

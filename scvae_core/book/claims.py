@@ -109,6 +109,7 @@ class Effect:
     kind: str  # a key of THRESHOLDS
     measure: Measure  # (runs, reading) -> the value in each seed that has the results it needs
     level: float = 0.0  # the claimed reference value (0 for a difference)
+    models: tuple[str, ...] = ()  # the two models a difference compares (named for the pages; empty otherwise)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _paired(models: tuple[str, ...], f: Callable[..., Est | None]) -> Measure:
 
 def _diff(a: str, b: str, sign: int, kind: str, label: str) -> Effect:
     diff = DIFFS[kind][1]
-    return Effect(label, sign, kind, _paired((a, b), lambda r, ea, eb: diff(ea, eb)))
+    return Effect(label, sign, kind, _paired((a, b), lambda r, ea, eb: diff(ea, eb)), models=(a, b))
 
 
 def _fisher_ratio(a: str, b: str, part: str, sign: int, label: str) -> Effect:

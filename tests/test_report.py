@@ -9,7 +9,7 @@ from fake_results import write_eval, write_train
 
 from scvae_core.book import claims, report
 from scvae_core.book.bookcheck import check_text
-from scvae_core.book.tables import build_text
+from scvae_core.book.tables import TEXTS, build_text
 from scvae_core.results import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -131,6 +131,25 @@ def test_the_summary_names_each_effects_verdict_unless_all_agree(tmp_path):
         write_eval(tmp_path, "long", "scvae", seed, nll=90 + seed * 0.1 - 0.1, acc=0.95 + 0.001 * seed, epoch=100)
     line = next(x for x in report.summary_results(tmp_path) if x.startswith(claims.SHORT["scvae-vs-1l"]))
     assert line.endswith("— ours: holds (every effect); long e100"), line
+
+
+
+def test_the_open_points_name_the_undecided_claims_and_what_would_decide_them(tmp_path):
+    assert report.open_points(tmp_path) == []  # nothing run: nothing open
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for seed in SEEDS:  # NLL 2 nats better (holds); accuracy +0.005 to +0.015, straddling its 0.01 threshold
+        write_eval(ours, "long", "vae-1l", seed, nll=92, acc=0.90, epoch=100)
+        write_eval(ours, "long", "scvae", seed, nll=90 - 0.1 * seed, acc=0.905 + 0.005 * seed, epoch=100)
+    points = report.open_points(ours)
+    assert points[0].startswith("Under our protocol, 1 claim is inconclusive at the most trustworthy budget: "
+                                f"{claims.SHORT['scvae-vs-1l']} (long e100, n = 3)."), points
+    # one seed of the authors' protocol and no spread to borrow: not judged, and said so
+    write_eval(theirs, "long", "vae-1l-authors", 0, nll=92, epoch=100)
+    write_eval(theirs, "long", "scvae-authors", 0, nll=90, epoch=100)
+    points = report.open_points(theirs)
+    assert points == [f"Under the authors' protocol, 1 claim rests on one seed: {claims.SHORT['scvae-vs-1l']} "
+                      "(long e100, n = 1). Two more seeds of their stages would turn 'not judged' into verdicts."], points
+    assert "open-points" in TEXTS
 
 
 def test_the_abstract_states_the_findings_beyond_the_paper_from_the_runs(tmp_path):

@@ -374,6 +374,31 @@ def findings(results_dir: Path | str) -> list[str]:
             eq6_direction(results_dir)]
 
 
+def _claims(k: int, one: str, more: str) -> str:
+    return f"{k} claim {one}" if k == 1 else f"{k} claims {more}"
+
+
+def open_points(results_dir: Path | str) -> list[str]:
+    """What would settle the claims that are not decided, per protocol, read from the verdicts:
+    the inconclusive ones (more seeds narrow their intervals) and those that rest on one seed."""
+    found = headline(results_dir)
+    points = []
+    for label, _ in PROTOCOLS:
+        at = {status: [f"{claims.SHORT[cid]} ({_budget(by[label][0])}, n = {by[label][1]['effects'][0]['n']})"
+                       for cid, by in found.items() if by[label] is not None and by[label][1]["status"] == status]
+              for status in (INCONCLUSIVE, NOT_JUDGED)}
+        who = "our protocol" if label == PROTOCOLS[0][0] else "the authors' protocol"
+        if at[INCONCLUSIVE]:
+            points.append(f"Under {who}, {_claims(len(at[INCONCLUSIVE]), 'is', 'are')} inconclusive at the most "
+                          f"trustworthy budget: {'; '.join(at[INCONCLUSIVE])}. Each interval straddles a threshold; "
+                          "more seeds would narrow it.")
+        if at[NOT_JUDGED]:
+            points.append(f"Under {who}, {_claims(len(at[NOT_JUDGED]), 'rests', 'rest')} on one seed: "
+                          f"{'; '.join(at[NOT_JUDGED])}. Two more seeds of their stages would turn 'not judged' into "
+                          "verdicts.")
+    return points
+
+
 def _markdown(paragraphs: list[str], items: bool = False) -> str:
     """Paragraphs (or list items) as Markdown; each is text read from results, escaped as such."""
     escaped = [md_text(p) for p in paragraphs]
@@ -386,5 +411,6 @@ TEXTS |= {
     "abstract": lambda results_dir, preset=None: _markdown(abstract_paragraphs(results_dir)),
     "summary-results": lambda results_dir, preset=None: _markdown(summary_results(results_dir), items=True),
     "findings": lambda results_dir, preset=None: _markdown(findings(results_dir), items=True),
+    "open-points": lambda results_dir, preset=None: _markdown(open_points(results_dir), items=True),
     "eq6-direction": lambda results_dir, preset=None: _markdown([eq6_direction(results_dir)]),
 }

@@ -99,6 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser("compare", help="compare a run with a second training of it: bit for bit?",
+                       description="Compare the run MODEL/--preset/--seed in --results-dir with the same run trained "
+                       "again into --rerun-dir (`scvae train MODEL ... --results-dir DIR`, then `scvae evaluate`): the "
+                       "history epoch by epoch, and every evaluation both have, metric by metric.")
+    p.add_argument("model", help="a name from `scvae models`")
+    p.add_argument("--preset", required=True, help=f"budget: {' | '.join(PRESETS)}")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
+    _dataset_arg(p)
+    _results_dir_arg(p)
+    p.add_argument("--rerun-dir", required=True, help="the results root the second training wrote")
+    p.add_argument("--record", action="store_true",
+                   help="keep the comparison in RESULTS_DIR/reruns/reruns.json, which the book shows")
+    p.add_argument("--adopt", action="store_true",
+                   help="record it, then put the re-run's result files in place of the run's (checkpoints stay)")
+    p.set_defaults(func=_compare)
+
     p = sub.add_parser("reproduce", help="train and evaluate every model of one or more stages",
                        description="Run a preset's stages end to end; an interrupted stage continues where it "
                        f"stopped. Stages per preset: {STAGES_TEXT}.")
@@ -211,6 +227,22 @@ def _evaluate(args) -> None:
     evaluate_run(args.model, args.preset, args.seed, device=args.device, results_dir=args.results_dir,
                  data_dir=args.data_dir, progress=not args.no_progress, dataset=args.dataset)
     refresh_stage_summaries(args.results_dir, args.preset, model=args.model, dataset=args.dataset)
+
+
+def _compare(args) -> None:
+    from . import rerun
+    from .runner.reproduce import refresh_stage_summaries
+
+    first, again = (rerun.run_paths(d, args.preset, args.model, args.seed, args.dataset)
+                    for d in (args.results_dir, args.rerun_dir))
+    entry = rerun.compare_runs(first, again)
+    print(rerun.describe(entry))
+    if args.record or args.adopt:
+        print(f"recorded in {rerun.record(args.results_dir, entry)}")
+    if args.adopt:
+        print(f"adopted {len(rerun.adopt(first, again))} files of {again.dir} into {first.dir}")
+        for path in refresh_stage_summaries(args.results_dir, args.preset, model=args.model, dataset=args.dataset):
+            print(f"rewrote {path}")
 
 
 def _reproduce(args) -> None:

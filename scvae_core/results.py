@@ -234,6 +234,11 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """A copy of a result file's bytes, written atomically (``scvae compare --adopt``)."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
 RESULTS_MARKER = ".scvae-results"  # in a results folder that scvae created (params.py trusts it)
 
 

@@ -238,6 +238,7 @@ def _compare(args) -> None:
     entry = rerun.compare_runs(first, again)
     print(rerun.describe(entry))
     if args.record or args.adopt:
+        rerun.check_complete(first, again)
         print(f"recorded in {rerun.record(args.results_dir, entry)}")
     if args.adopt:
         print(f"adopted {len(rerun.adopt(first, again))} files of {again.dir} into {first.dir}")

@@ -56,6 +56,16 @@ def compare_runs(first: RunPaths, rerun: RunPaths) -> dict:
             "largest_valid_elbo_difference": max(differences, default=0.0), "evaluations": evaluations}
 
 
+def check_complete(first: RunPaths, rerun: RunPaths) -> None:
+    """Refuse to record or adopt a second training that lacks an evaluation the first has: the
+    comparison would be partial, and an adoption would leave one training's files beside the other's."""
+    for epoch in run_preset(first.preset, first.model, first.dataset).eval_epochs or (None,):
+        if first.eval_json_at(epoch).exists() and not rerun.eval_json_at(epoch).exists():
+            raise ResultError(f"{rerun.eval_json_at(epoch)}: missing, though the run has "
+                              f"{first.eval_json_at(epoch).name}: the second training is not evaluated yet. To fix: "
+                              f"`{rerun.command('evaluate')} --results-dir {rerun.results_dir}`, then compare again")
+
+
 def bitwise(entry: dict) -> bool:
     """Every epoch and every metric of every evaluation the same."""
     return (entry["epochs"][0] == entry["epochs"][1] == entry["epochs_equal"]

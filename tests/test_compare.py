@@ -116,6 +116,18 @@ class TestCommand:
         # the record keeps the first training's number, which the adoption replaced
         assert rerun.read_reruns(first.results_dir)[0]["evaluations"][-1]["metrics"]["nll"] == [96.0, 96.5]
 
+    def test_a_second_training_not_yet_evaluated_is_neither_recorded_nor_adopted(self, tmp_path, capsys):
+        first, again = _train_twice(tmp_path)
+        again.eval_json_at(100).unlink()
+        argv = ["compare", "vae-p++", "--preset", "long", "--seed", "1", "--results-dir", str(first.results_dir),
+                "--rerun-dir", str(again.results_dir), "--adopt"]
+        before = {f.name: f.read_bytes() for f in first.dir.iterdir() if f.is_file()}
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "not evaluated yet" in err and "scvae evaluate vae-p++ --preset long --seed 1 --results-dir" in err
+        assert not rerun.reruns_path(first.results_dir).exists()
+        assert {f.name: f.read_bytes() for f in first.dir.iterdir() if f.is_file()} == before
+
     def test_a_missing_rerun_is_a_clear_error(self, tmp_path, capsys):
         first, _ = _train_twice(tmp_path)
         argv = ["compare", "vae-p++", "--preset", "long", "--seed", "1", "--results-dir", str(first.results_dir),

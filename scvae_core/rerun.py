@@ -24,6 +24,11 @@ def run_key(paths: RunPaths) -> str:
     return paths.dir.relative_to(paths.results_dir).as_posix()
 
 
+def _eval_epochs(paths: RunPaths) -> tuple:
+    """The evaluations a run of its preset keeps (None: the one eval.json of a preset without epochs)."""
+    return run_preset(paths.preset, paths.model, paths.dataset).eval_epochs or (None,)
+
+
 def _history_equal(a: dict, b: dict) -> bool:
     keys = (set(a) | set(b)) - {"seconds"}  # wall time is the one value a re-run may change
     return all(a.get(k) == b.get(k) for k in keys)
@@ -41,7 +46,7 @@ def compare_runs(first: RunPaths, rerun: RunPaths) -> dict:
     equal = same.index(False) if False in same else len(same)
     differences = [abs(x["valid_elbo"] - y["valid_elbo"]) for x, y in zip(ha, hb)]
     evaluations = []
-    for epoch in run_preset(first.preset, first.model, first.dataset).eval_epochs or (None,):
+    for epoch in _eval_epochs(first):
         if not (first.eval_json_at(epoch).exists() and rerun.eval_json_at(epoch).exists()):
             continue
         ea, eb = (load_eval(p.results_dir, p.preset, p.model, p.seed, epoch, dataset=p.dataset)["metrics"]
@@ -59,7 +64,7 @@ def compare_runs(first: RunPaths, rerun: RunPaths) -> dict:
 def check_complete(first: RunPaths, rerun: RunPaths) -> None:
     """Refuse to record or adopt a second training that lacks an evaluation the first has: the
     comparison would be partial, and an adoption would leave one training's files beside the other's."""
-    for epoch in run_preset(first.preset, first.model, first.dataset).eval_epochs or (None,):
+    for epoch in _eval_epochs(first):
         if first.eval_json_at(epoch).exists() and not rerun.eval_json_at(epoch).exists():
             raise ResultError(f"{rerun.eval_json_at(epoch)}: missing, though the run has "
                               f"{first.eval_json_at(epoch).name}: the second training is not evaluated yet. To fix: "

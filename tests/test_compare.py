@@ -10,6 +10,8 @@ import pytest
 from fake_results import write_eval, write_figures, write_train
 
 from scvae_core import cli, rerun
+from scvae_core.book.reruns import reruns_summary
+from scvae_core.book.report import summary_results
 from scvae_core.book.tables import build_table
 from scvae_core.results import ResultError, RunPaths, write_json
 
@@ -153,6 +155,16 @@ class TestRerunsTable:
         assert "differ were trained on two processor models" in table.caption
         assert table.rows[0][3] == "5 of 5" and table.rows[0][4].count("every metric equal") == 3
         assert table.rows[1][3].startswith("4 of 5: from epoch 5")
+
+    def test_the_front_page_says_how_many_came_back(self, tmp_path):
+        assert reruns_summary(tmp_path) == "Our runs trained a second time: none yet."
+        first, again = _train_twice(tmp_path / "a")
+        rerun.record(tmp_path, rerun.compare_runs(first, again))
+        _edit(again.train_json, lambda d: d["history"][0].update(train_elbo=0.0))
+        rerun.record(tmp_path, dict(rerun.compare_runs(first, again), run="long/vae-p++/seed2"))
+        line = reruns_summary(tmp_path)
+        assert "1 of 2 came back bit for bit, 1 of the 2 trained twice on the same processor model" in line
+        assert summary_results(tmp_path)[-1] == line
 
     def test_a_difference_on_one_processor_is_called_what_it_is(self, tmp_path):
         first, again = _train_twice(tmp_path / "a")

@@ -17,6 +17,7 @@ import numpy as np
 from . import claims
 from .beyond import our_claims_summary
 from .datasets import fashion_summary
+from .reruns import reruns_summary
 from ..presets import get_preset
 from ..results import RunPaths
 from ..runs import (collect, default_epoch, display_name, evaluated_seeds, load_train, md_text, paper_rows,
@@ -167,7 +168,7 @@ def summary_results(results_dir: Path | str) -> list[str]:
                            for label, entry in entries)
         both = "both " if len(entries) > 1 else ""
         lines.append(f"{claims.SHORT[claim.id]} — {judged}" + (f"; {both}{budgets.pop()}" if shared else ""))
-    return [*lines, our_claims_summary(results_dir), fashion_summary(results_dir)]
+    return [*lines, our_claims_summary(results_dir), fashion_summary(results_dir), reruns_summary(results_dir)]
 
 
 DEEP_PLAIN = ("vae-11l", "vae-q++", "vae-p++")  # the deep models without skips

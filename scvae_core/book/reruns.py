@@ -43,6 +43,27 @@ def _largest_nll(e: dict) -> str:
     return f"{max(deltas):.2f}" if deltas else "—"
 
 
+def _counts(entries: list[dict]) -> tuple[str, str]:
+    """How many came back bit for bit (all, and on the same processor model), and what to see in it."""
+    same = [e for e in entries if processor(e["trained"]) == processor(e["retrained"])]
+    differ = [e for e in entries if not bitwise(e)]
+    why = ("every one came back bit for bit" if not differ else
+           "the runs that differ were trained on two processor models, whose floating-point kernels may round "
+           "differently" if not any(e in same for e in differ) else
+           f"{sum(e in same for e in differ)} run(s) differ on the same processor model: not reproducible there")
+    return (f"{sum(map(bitwise, entries))} of {len(entries)} came back bit for bit, {sum(map(bitwise, same))} of the "
+            f"{len(same)} trained twice on the same processor model"), why
+
+
+def reruns_summary(results_dir: Path | str) -> str:
+    """The front page's line on our own reproducibility."""
+    if not reruns_path(results_dir).exists():
+        return "Our runs trained a second time: none yet."
+    counts, _ = _counts(read_reruns(results_dir))
+    return (f"Our runs trained a second time from their seed and compared with the committed training: {counts} "
+            "(setup appendix).")
+
+
 def reruns_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """Each re-trained run against its first training. ``preset`` is unused: every preset's."""
     if not reruns_path(results_dir).exists():
@@ -52,18 +73,11 @@ def reruns_table(results_dir: Path | str, preset: str | None = None) -> Table:
     entries = read_reruns(results_dir)
     rows = tuple((f"{display_name(e['model'])} seed {e['seed']} ({e['run'].rsplit('/', 2)[0]})", _who(e["trained"]),
                   _who(e["retrained"]), _epochs(e), _evaluations(e), _largest_nll(e)) for e in entries)
-    same = [e for e in entries if processor(e["trained"]) == processor(e["retrained"])]
-    differ = [e for e in entries if not bitwise(e)]
-    why = ("every one came back bit for bit" if not differ else
-           "the runs that differ were trained on two processor models, whose floating-point kernels may round "
-           "differently" if not any(e in same for e in differ) else
-           f"{sum(e in same for e in differ)} run(s) differ on the same processor model: not reproducible there")
+    counts, why = _counts(entries)
     caption = ("Committed runs trained a second time from the same seed, often by a later revision of the code, "
                "and compared with their first training (`scvae compare`): the training history epoch by epoch "
                "(every value but the wall time) and each evaluation's NLL, its standard error, ELBO, KL, SVM "
-               f"accuracy and active units. {sum(map(bitwise, entries))} of {len(entries)} came back bit for bit, "
-               f"{sum(map(bitwise, same))} of the {len(same)} trained twice on the same processor model. See that "
-               f"{why}.")
+               f"accuracy and active units. {counts}. See that {why}.")
     return Table("reruns", caption, COLUMNS, rows, None, (), dataset=None)
 
 

@@ -40,6 +40,9 @@ def compare_runs(first: RunPaths, rerun: RunPaths) -> dict:
     difference in validation ELBO, and each evaluation both have, metric by metric (both values)."""
     if (first.preset, first.model, first.seed, first.dataset) != (rerun.preset, rerun.model, rerun.seed, rerun.dataset):
         raise ValueError("compare_runs compares two trainings of one run: give the same model, preset, seed, data set")
+    if first.dir.resolve() == rerun.dir.resolve():
+        raise ValueError(f"{first.dir} is compared with itself: give --rerun-dir the results folder that the second "
+                         "training wrote, not the first's")
     a, b = load_train(first), load_train(rerun)
     ha, hb = a["history"], b["history"]
     same = [_history_equal(x, y) for x, y in zip(ha, hb)]

@@ -84,6 +84,12 @@ class TestCompareRuns:
             rerun.compare_runs(first, RunPaths(tmp_path / "again", "long", "vae-p++", 2))
 
 
+    def test_a_run_is_not_compared_with_itself(self, tmp_path):
+        first, _ = _train_twice(tmp_path)
+        with pytest.raises(ValueError, match="compared with itself"):
+            rerun.compare_runs(first, RunPaths(tmp_path / "x" / ".." / "first", *RUN))
+
+
 class TestRecord:
     def test_a_run_recorded_twice_is_kept_once_and_runs_are_sorted(self, tmp_path):
         entry = rerun.compare_runs(*_train_twice(tmp_path))

@@ -91,7 +91,7 @@ def test_an_unknown_data_set_is_refused_naming_the_choices(tmp_path, capsys):
 
 @pytest.mark.unit
 def test_every_verb_that_runs_says_what_dataset_means(capsys):
-    for verb in ("train", "evaluate", "reproduce", "status", "sprint"):
+    for verb in ("train", "evaluate", "reproduce", "status", "sprint", "compare"):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         text = " ".join(capsys.readouterr().out.split())

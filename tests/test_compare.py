@@ -10,26 +10,28 @@ import pytest
 from fake_results import write_eval, write_figures, write_train
 
 from scvae_core import cli, rerun
-from scvae_core.book.reruns import reruns_summary
+from scvae_core.book.reruns import reruns_summary, shown_training
 from scvae_core.book.report import summary_results
 from scvae_core.book.tables import build_table
-from scvae_core.results import ResultError, RunPaths, write_json
+from scvae_core.results import REPO_ROOT, ResultError, RunPaths, write_json
 
 pytestmark = pytest.mark.unit
 
 RUN = ("long", "vae-p++", 1)  # preset, model, seed
+COMMITTED = REPO_ROOT / "results"
 
 
-def _train_twice(tmp_path, device_first="AMD EPYC (2 logical cores, torch threads 1)", device_again=None):
+def _train_twice(tmp_path, device_first="AMD EPYC (2 logical cores, torch threads 1)", device_again=None, seed=1):
     """The same fabricated run in first/ and again/: returns both RunPaths."""
     paths = []
+    run = (*RUN[:2], seed)
     for name, device in (("first", device_first), ("again", device_again or device_first)):
         root = tmp_path / name
-        write_train(root, *RUN, epochs=5, device_name=device)
+        write_train(root, *run, epochs=5, device_name=device)
         for epoch in (10, 30, 100):
-            write_eval(root, *RUN, epoch=epoch, nll=95.0 + epoch / 100)
-            write_figures(root, *RUN, epoch=epoch)
-        paths.append(RunPaths(root, *RUN))
+            write_eval(root, *run, epoch=epoch, nll=95.0 + epoch / 100)
+            write_figures(root, *run, epoch=epoch)
+        paths.append(RunPaths(root, *run))
     return paths
 
 
@@ -150,32 +152,47 @@ class TestRerunsTable:
         assert "none recorded yet" in table.caption and table.rows[0][3] == "not run"
 
     def test_caption_counts_what_came_back_and_names_the_processors(self, tmp_path):
-        equal = rerun.compare_runs(*_train_twice(tmp_path / "a"))
-        first, again = _train_twice(tmp_path / "b", device_again="Intel Xeon (2 logical cores, torch threads 1)")
+        equal = rerun.compare_runs(*_train_twice(tmp_path))
+        first, again = _train_twice(tmp_path, device_again="Intel Xeon (2 logical cores, torch threads 1)", seed=2)
         _edit(again.train_json, lambda d: d["history"][4].update(valid_elbo=-50.0))
-        other = dict(rerun.compare_runs(first, again), run="long/vae-p++/seed2", seed=2)
-        for entry in (equal, other):
-            rerun.record(tmp_path, entry)
-        table = build_table("reruns", tmp_path)
+        for entry in (equal, rerun.compare_runs(first, again)):
+            rerun.record(first.results_dir, entry)
+        table = build_table("reruns", first.results_dir)
         assert "1 of 2 came back bit for bit, 1 of the 1 trained twice on the same processor model" in table.caption
         assert "differ were trained on two processor models" in table.caption
         assert table.rows[0][3] == "5 of 5" and table.rows[0][4].count("every metric equal") == 3
         assert table.rows[1][3].startswith("4 of 5: from epoch 5")
 
+    def test_the_last_column_says_which_training_the_book_reads(self, tmp_path, capsys):
+        first, again = _train_twice(tmp_path)
+        _edit(again.train_json, lambda d: d["provenance"].update(written_at="later"))
+        argv = ["compare", "vae-p++", "--preset", "long", "--seed", "1", "--results-dir", str(first.results_dir),
+                "--rerun-dir", str(again.results_dir)]
+        assert cli.main([*argv, "--record"]) == 0
+        assert build_table("reruns", first.results_dir).rows[0][-1] == "the first"
+        assert cli.main([*argv, "--adopt"]) == 0
+        assert build_table("reruns", first.results_dir).rows[0][-1] == "the second"
+        _edit(first.train_json, lambda d: d["provenance"].update(written_at="trained a third time"))
+        assert build_table("reruns", first.results_dir).rows[0][-1] == "a third training"
+
+    def test_the_committed_record_describes_the_committed_runs(self):
+        shown = {e["run"]: shown_training(COMMITTED, e) for e in rerun.read_reruns(COMMITTED)}
+        assert shown and all(s in ("the first", "the second") for s in shown.values()), shown
+
     def test_the_front_page_says_how_many_came_back(self, tmp_path):
         assert reruns_summary(tmp_path) == "Our runs trained a second time: none yet."
-        first, again = _train_twice(tmp_path / "a")
-        rerun.record(tmp_path, rerun.compare_runs(first, again))
+        first, again = _train_twice(tmp_path)
+        rerun.record(first.results_dir, rerun.compare_runs(first, again))
         _edit(again.train_json, lambda d: d["history"][0].update(train_elbo=0.0))
-        rerun.record(tmp_path, dict(rerun.compare_runs(first, again), run="long/vae-p++/seed2"))
-        line = reruns_summary(tmp_path)
+        rerun.record(first.results_dir, dict(rerun.compare_runs(first, again), run="long/vae-p++/seed2"))
+        line = reruns_summary(first.results_dir)
         assert "1 of 2 came back bit for bit, 1 of the 2 trained twice on the same processor model" in line
-        assert summary_results(tmp_path)[-1] == line
+        assert summary_results(first.results_dir)[-1] == line
 
     def test_a_difference_on_one_processor_is_called_what_it_is(self, tmp_path):
-        first, again = _train_twice(tmp_path / "a")
+        first, again = _train_twice(tmp_path)
         _edit(again.eval_json_at(10), lambda d: d["metrics"].update(svm_acc=0.5))
-        rerun.record(tmp_path, rerun.compare_runs(first, again))
-        table = build_table("reruns", tmp_path)
+        rerun.record(first.results_dir, rerun.compare_runs(first, again))
+        table = build_table("reruns", first.results_dir)
         assert "1 run(s) differ on the same processor model: not reproducible there" in table.caption
         assert "epoch 10: svm_acc differ" in table.rows[0][4]

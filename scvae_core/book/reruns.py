@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rerun import bitwise, read_reruns, reruns_path
-from ..runs import display_name
+from ..rerun import WHO, bitwise, read_reruns, reruns_path
+from ..results import RunPaths
+from ..runs import display_name, load_train
 from .tables import NOT_RUN, TABLES, Table
 
-COLUMNS = ("Run", "First trained", "Trained again", "Epochs equal", "Evaluations", "Largest |Δ NLL|")
+COLUMNS = ("Run", "First trained", "Trained again", "Epochs equal", "Evaluations", "Largest |Δ NLL|", "The book shows")
 
 
 def processor(w: dict) -> str:
@@ -36,6 +37,14 @@ def _evaluations(e: dict) -> str:
         changed = [k for k, (x, y) in ev["metrics"].items() if x != y]
         parts.append(f"{at}: " + ("every metric equal" if not changed else f"{', '.join(changed)} differ"))
     return "; ".join(parts) or "none in both"
+
+
+def shown_training(results_dir: Path | str, e: dict) -> str:
+    """Which training's files the run holds now (`scvae compare --adopt` puts the second's in place),
+    read from its train.json's provenance."""
+    paths = RunPaths(Path(results_dir), e["preset"], e["model"], e["seed"], e["dataset"])
+    now = {k: load_train(paths)["provenance"].get(k) for k in WHO}
+    return "the second" if now == e["retrained"] else "the first" if now == e["trained"] else "a third training"
 
 
 def _largest_nll(e: dict) -> str:
@@ -69,15 +78,17 @@ def reruns_table(results_dir: Path | str, preset: str | None = None) -> Table:
     if not reruns_path(results_dir).exists():
         return Table("reruns", "Committed runs trained a second time: none recorded yet (`scvae compare ... "
                      "--record` writes reruns/reruns.json in the results folder).", COLUMNS,
-                     (("—", "", "", NOT_RUN, "", ""),), None, (), dataset=None)
+                     (("—", "", "", NOT_RUN, "", "", ""),), None, (), dataset=None)
     entries = read_reruns(results_dir)
     rows = tuple((f"{display_name(e['model'])} seed {e['seed']} ({e['run'].rsplit('/', 2)[0]})", _who(e["trained"]),
-                  _who(e["retrained"]), _epochs(e), _evaluations(e), _largest_nll(e)) for e in entries)
+                  _who(e["retrained"]), _epochs(e), _evaluations(e), _largest_nll(e), shown_training(results_dir, e))
+                 for e in entries)
     counts, why = _counts(entries)
     caption = ("Committed runs trained a second time from the same seed, often by a later revision of the code, "
                "and compared with their first training (`scvae compare`): the training history epoch by epoch "
                "(every value but the wall time) and each evaluation's NLL, its standard error, ELBO, KL, SVM "
-               f"accuracy and active units. {counts}. See that {why}.")
+               f"accuracy and active units; the last column says which training the book's tables read. {counts}. "
+               f"See that {why}.")
     return Table("reruns", caption, COLUMNS, rows, None, (), dataset=None)
 
 

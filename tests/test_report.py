@@ -160,7 +160,18 @@ def test_the_abstract_states_the_findings_beyond_the_paper_from_the_runs(tmp_pat
     for model in report.DEEP_PLAIN:  # one seed: its ratios are not judged
         write_eval(tmp_path, "long", model + "-authors", 0, active_units=5, epoch=100, prop1_pairs=_pairs(1.0))
     assert report.beyond_sentence(tmp_path) == (
-        "Beyond the paper: the deep models without skips lost every active latent unit in 2 of 3 under our "
-        "protocol (long, epoch 100) and 0 of 3 under the authors' protocol (long, epoch 100); the measured "
+        "Beyond the paper: of the 3 deep models without skips, 2 lost every active latent unit under our "
+        "protocol (long, epoch 100) and 0 under the authors' protocol (long, epoch 100); the measured "
         "layer-to-layer Fisher ratios follow the inverse of eq. 6 under our protocol.")
     assert report.beyond_sentence(tmp_path) in report.abstract_paragraphs(tmp_path)
+
+
+def test_the_abstract_counts_models_per_protocol_where_protocols_ran_different_models(tmp_path):
+    for seed in SEEDS:
+        for model, units in (("vae-11l", 0), ("vae-q++", 0), ("vae-p++", 49)):
+            write_eval(tmp_path, "long", model, seed, active_units=units, epoch=100)
+    for model in ("vae-11l-authors", "vae-p++-authors"):  # the authors' protocol: two of the three so far
+        write_eval(tmp_path, "long", model, 0, active_units=0, epoch=100)
+    assert report.beyond_sentence(tmp_path) == (
+        "Beyond the paper: of the deep models without skips, 2 of 3 lost every active latent unit under our "
+        "protocol (long, epoch 100) and 2 of 2 under the authors' protocol (long, epoch 100).")

@@ -359,13 +359,18 @@ def beyond_sentence(results_dir: Path | str) -> str:
     def name(twin) -> str:
         return "our protocol" if not twin.suffix else "the " + twin.label.split(" (")[0]
 
-    told = [f"{len(dead)} of {len(shown)} under {name(twin)} ({budget})"
-            for twin, budget, shown, dead in collapsed(results_dir) if twin in (OURS, AUTHORS)]
+    found = [(twin, budget, len(shown), len(dead)) for twin, budget, shown, dead in collapsed(results_dir)
+             if twin in (OURS, AUTHORS)]
     ratios = [f"{'the inverse of eq. 6' if follows == 'the inverse' else follows} under {name(twin)}"
               for twin, *_, follows in eq6_checks(results_dir) if follows]
-    if not told:
+    if not found:
         return ""
-    text = "Beyond the paper: the deep models without skips lost every active latent unit in " + " and ".join(told)
+    # "2 of 3" counts models (each by its mean over seeds), said so where every protocol has the same models
+    one_n = len({n for _, _, n, _ in found}) == 1
+    told = [f"{dead}{'' if one_n else f' of {n}'}{' lost every active latent unit' * (i == 0)} under {name(twin)} "
+            f"({budget})" for i, (twin, budget, n, dead) in enumerate(found)]
+    text = (f"Beyond the paper: of the {found[0][2]} deep models without skips, " if one_n else
+            "Beyond the paper: of the deep models without skips, ") + " and ".join(told)
     return text + (f"; the measured layer-to-layer Fisher ratios follow {' and '.join(ratios)}." if ratios else ".")
 
 

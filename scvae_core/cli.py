@@ -49,7 +49,15 @@ def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
         p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
                        help="seeds (default: the preset's seeds for each stage)")
     else:
-        p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
+        _seed_option(p)
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a name from `scvae models`")
+
+
+def _seed_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
 
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
@@ -88,14 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model (resumes from its checkpoint)",
                        description="Train MODEL under a preset; killed and re-run, it resumes where it stopped.")
-    p.add_argument("model", help="a name from `scvae models`")
+    _model_arg(p)
     _run_args(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained model into eval.json / figures.npz",
                        description="NLL, ELBO terms, active units, SVM accuracy, layer-wise Fisher, "
                        "t-SNE embeddings and image grids of a trained MODEL.")
-    p.add_argument("model", help="a name from `scvae models`")
+    _model_arg(p)
     _run_args(p)
     p.set_defaults(func=_evaluate)
 
@@ -103,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compare the run MODEL/--preset/--seed in --results-dir with the same run trained "
                        "again into --rerun-dir (`scvae train MODEL ... --results-dir DIR`, then `scvae evaluate`): the "
                        "history epoch by epoch, and every evaluation both have, metric by metric.")
-    p.add_argument("model", help="a name from `scvae models`")
+    _model_arg(p)
     p.add_argument("--preset", required=True, help=f"budget: {' | '.join(PRESETS)}")
-    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
+    _seed_option(p)
     _dataset_arg(p)
     _results_dir_arg(p)
     p.add_argument("--rerun-dir", required=True, help="the results root the second training wrote")

@@ -224,6 +224,11 @@ class TestBaselines:
         probe = rows[("SCVAE: latent means (50)", "logistic regression (linear probe)")]
         assert probe[2] == beyond.NOT_RECORDED and probe[4] == ""
         assert rows[("VAE(11L): latent means (50)", "SVM, the paper's protocol")][2] == "not run"
+        # a run evaluated again (scvae compare --adopt) brings its seed's probe: shown with its n
+        write_eval(tmp_path, "cpu", "scvae", 0, acc=0.90, linear_probe=0.85)
+        rows = {(r[0], r[1]): r for r in build_table("baselines", tmp_path, "cpu").rows}
+        probe = rows[("SCVAE: latent means (50)", "logistic regression (linear probe)")]
+        assert probe[2] == f"0.8500 (n=1); seeds 1, 2: {beyond.NOT_RECORDED}" and probe[4] == "-0.0700"
         assert table.preset == "cpu" and "results/baselines/baselines.json" in table.caption
         text = build_text("baselines", tmp_path, "cpu").markdown
         assert "raw pixels (0.9200)" in text and "50 principal components of the pixels (0.9600)" in text

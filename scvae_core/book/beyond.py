@@ -67,13 +67,16 @@ def baselines_table(results_dir: Path | str, preset: str | None = None) -> Table
         for key, classifier in (("svm_acc", "SVM, the paper's protocol"), ("linear_probe_acc", "logistic regression "
                                                                             "(linear probe)")):
             recorded = [e for e in evals if key in e["metrics"]]
+            missing = sorted(e["seed"] for e in evals if key not in e["metrics"])
             if not evals:
                 cell, mean = NOT_RUN, None
-            elif len(recorded) < len(evals):
+            elif not recorded:
                 cell, mean = NOT_RECORDED, None
-            else:
+            else:  # the seeds that have it, and which do not
                 stat = seed_summary(per_seed(recorded, metric(key)))
                 cell, mean = format_stat(stat, ACC_DECIMALS), stat["mean"]
+                if missing:
+                    cell += f"; {seeds_text(missing)}: {NOT_RECORDED}"
             rows.append((f"{display_name(model)}: latent means (50)", classifier, cell,
                          ", ".join(f"{s:,}" for s in sizes), _minus(mean, reference)))
     seeds = seeds_used(runs)

@@ -20,11 +20,12 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
                nll_by_samples: dict[str, float] | None = None, readings: dict | None = None,
                epoch: int | None = None, nll_samples: int = 8, acc_std: float = 0.01,
                fold_accs: list[float] | None = None, mi: tuple[float, float] | None = None,
-               linear_probe: float | None = None, heldout: float | None = None,
+               linear_probe: float | None = None, heldout: float | None = None, ignores_z: bool = False,
                dataset: str = DEFAULT_DATASET) -> Path:
     """``readings``: {"model" | "empirical" | "authors": {side: (log10 value, se)}}, written as the
     robust summary (model, empirical) or the authors' block, as evaluate.py writes them. ``mi``
-    (value, se) writes a ``diagnostics`` block (rate and distortion from ``kl`` and ``elbo``);
+    (value, se) writes a ``diagnostics`` block (rate and distortion from ``kl`` and ``elbo``; the
+    bypass check's verdict ``ignores_z``);
     without it the file is one evaluated before the diagnostics existed."""
     paths = RunPaths(Path(results_dir), preset, model, seed, dataset)
     metrics = {"nll": nll, "nll_se": 0.1, "nll_samples": nll_samples, "elbo": elbo, "rec": elbo + kl, "kl": kl,
@@ -59,7 +60,7 @@ def write_eval(results_dir: Path, preset: str, model: str, seed: int, *, nll: fl
             "kl_per_unit": {"values": [kl / 10] * 10 + [0.0] * 40},
             "rate_distortion": {"rate": kl, "distortion": -(elbo + kl), "source": "fabricated"},
             "bypass": {"mean_abs_change": 0.2, "mean_abs_change_se": 0.01, "delta_log_likelihood": 30.0,
-                       "delta_log_likelihood_se": 1.0, "points": 64, "tolerance": 0.01, "ignores_z": False,
+                       "delta_log_likelihood_se": 1.0, "points": 64, "tolerance": 0.01, "ignores_z": ignores_z,
                        "source": "fabricated"}}
     derivations = {"proposition1": {"pairs": prop1_pairs or []}}
     if prop3_layers is not None:

@@ -280,7 +280,7 @@ def test_the_diagnostics_table_shows_every_run_that_recorded_them_and_says_so_wh
     assert row[2] == beyond.NOT_DIAGNOSED
     for seed, mi in ((0, 4.0), (1, 5.0)):
         write_eval(tmp_path, "converged", "vae-1l-authors", seed, kl=20.0, mi=(mi, 0.01))
-    write_eval(tmp_path, "long", "vae-11l", 0, epoch=100, kl=0.0, mi=(0.0, 0.001), active_units=0)
+    write_eval(tmp_path, "long", "vae-11l", 0, epoch=100, kl=0.0, mi=(0.0, 0.001), active_units=0, ignores_z=True)
     table = beyond.diagnostics_table(tmp_path)
     rows = {(r[0].split(" [")[0], r[1]): r for r in table.rows}
     assert set(rows) == {("VAE(1L)", "converged"), ("VAE(11L)", "long")}  # the older long run is not shown
@@ -288,5 +288,7 @@ def test_the_diagnostics_table_shows_every_run_that_recorded_them_and_says_so_wh
     assert converged[2] == "4.500 ± 0.707 (n=2) (log N = 4.16)" and converged[3] == "30.0 ± 0.0 (n=2)"
     assert converged[4] == "2.00 ± 0.00 (n=2) / 0.000 ± 0.000 (n=2)"  # ten units carry KL 2, forty none
     assert rows[("VAE(11L)", "long")][2].startswith("0.000 (n=1)") and rows[("VAE(11L)", "long")][3] == "0.0 (n=1)"
+    assert converged[6] == "0 of 2 seeds" and rows[("VAE(11L)", "long")][6] == "1 of 1 seed"
+    assert "less than 0.01 per pixel" in table.caption  # the tolerance the runs recorded
     assert [r[1] for r in table.rows] == ["converged", "long"]  # most trustworthy preset first
     assert "diagnostics" in TABLES

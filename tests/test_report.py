@@ -71,6 +71,29 @@ def test_the_findings_say_which_deep_plain_models_collapsed_under_each_protocol(
     assert "(long, epoch 100): 1 of 1 collapsed" in text and "Xavier" not in text  # no results: not named
 
 
+def test_the_findings_read_the_collapse_diagnostics_beside_the_active_units(tmp_path):
+    assert "No deep model" in report._diagnostics(tmp_path)
+    for seed in SEEDS:  # VAE(p++): every seed counts 40 active units, seed 1's decoder ignores z
+        write_eval(tmp_path, "long", "vae-p++", seed, mi=(3.0 - seed, 0.01), active_units=40, ignores_z=seed == 1,
+                   epoch=100)
+        write_eval(tmp_path, "long", "skipvae-p++", seed, mi=(4.1, 0.01), active_units=50, epoch=100)
+    write_eval(tmp_path, "long", "vae-11l", 0, epoch=100)  # evaluated before the diagnostics: left out
+    write_eval(tmp_path, "converged", "vae-11l-authors", 0, mi=(4.0, 0.01), active_units=4)
+    write_train(tmp_path, "converged", "vae-11l-authors", 0)
+    text = report._diagnostics(tmp_path)
+    assert ("tanh, default init (long, epoch 100; MI at most log N = 4.16): VAE(p++) (n = 3): MI 1.000 to 3.000 "
+            "nats, 40 active units, decoder ignores z in 1 of 3 seeds; Skip-VAE(p++) (n = 3): MI 4.100 nats, 50 "
+            "active units, decoder ignores z in 0 of 3 seeds.") in text
+    assert "VAE(11L) (n = 1): MI 4.000 nats, 4 active units, decoder ignores z in 0 of 1 seed." in text
+    assert "converged" in text and text.count("VAE(11L)") == 1  # our VAE(11L) recorded none
+    assert text.endswith("The active units overstate what z carries for VAE(p++): a seed counts active units while "
+                         "its decoder ignores z.")
+    for preset, model, seeds in (("long", "vae-p++", SEEDS), ("long", "skipvae-p++", SEEDS), ("long", "vae-11l", [0])):
+        for seed in seeds:  # the chapter's other findings read the training logs
+            write_train(tmp_path, preset, model, seed)
+    assert report._diagnostics(tmp_path) in report.findings(tmp_path)  # the chapter shows it
+
+
 def test_the_findings_name_the_runs_that_start_worse_than_a_coin_flip(tmp_path):
     assert report._slow_starts(tmp_path) == "No run of the authors' protocol has a training log so far."
     for model in ("vae-1l-authors", "scvae-authors"):

@@ -120,11 +120,12 @@ def baselines_text(results_dir: Path | str, preset: str | None = None) -> str:
 DIAGNOSTICS_PRESETS = ("paper", "converged", "long", "cpu")  # most trustworthy first
 DIAGNOSTICS_STAGES = ("table1", "authors", "skipvae")
 DIAGNOSTICS_COLUMNS = ("Model", "Preset", "MI I(x; z), nats", "Active units (Cov > 0.01)",
-                       "KL per unit: largest / median, nats", "Decoder bypass: Δ log p(x | z), nats")
+                       "KL per unit: largest / median, nats", "Decoder bypass: Δ log p(x | z), nats",
+                       "Decoder ignores z")
 NOT_DIAGNOSED = "no run of these stages recorded the diagnostics (evaluated before they existed)"
 
 
-def _diagnosed(results_dir: Path | str, preset: str) -> dict[str, list[dict]]:
+def diagnosed(results_dir: Path | str, preset: str) -> dict[str, list[dict]]:
     """The runs of the Table 1 models, their twins and the Skip-VAE models at ``preset`` whose
     evaluation recorded the collapse diagnostics (diagnostics.py)."""
     stages = get_preset(preset).stages
@@ -137,17 +138,24 @@ def _mean_cell(values: list[float], decimals: int) -> str:
     return format_stat(seed_summary(dict(enumerate(values))), decimals)
 
 
+def ignores_z(diagnostics: list[dict]) -> str:
+    """'1 of 2 seeds': how many of the runs' decoders the bypass check found ignoring z."""
+    n = len(diagnostics)
+    return f"{sum(x['bypass']['ignores_z'] for x in diagnostics)} of {n} seed{'s' * (n > 1)}"
+
+
 def diagnostics_table(results_dir: Path | str, preset: str | None = None) -> Table:
     """The collapse diagnostics of every run that recorded them, per model and preset (mean ± std
     over seeds, n): the mutual information under the aggregate posterior with its log N ceiling,
     the active units, the largest and the median KL of a latent unit, and how much worse the
     decoder explains an image when its z is replaced by a prior draw (about 0: it ignores z).
     ``preset`` is unused: every preset with such runs is shown."""
-    rows, seeds = [], set()
+    rows, seeds, tolerances = [], set(), set()
     for p in DIAGNOSTICS_PRESETS:
-        for model, evals in _diagnosed(results_dir, p).items():
+        for model, evals in diagnosed(results_dir, p).items():
             d = [e["diagnostics"] for e in evals]
             seeds |= {e["seed"] for e in evals}
+            tolerances |= {x["bypass"]["tolerance"] for x in d}
             mi = [x["mutual_information"]["value"] for x in d]
             bound = min(x["mutual_information"]["log_n_bound"] for x in d)
             kl = [x.get("kl_per_unit", {}).get("values") for x in d]
@@ -155,16 +163,18 @@ def diagnostics_table(results_dir: Path | str, preset: str | None = None) -> Tab
                        if all(kl) else "not per unit (a VampPrior's KL does not split into units)")
             rows.append((display_name(model), p, f"{_mean_cell(mi, 3)} (log N = {bound:.2f})",
                          _mean_cell([x["active_units"]["count"] for x in d], 1), kl_cell,
-                         _mean_cell([x["bypass"]["delta_log_likelihood"] for x in d], 1)))
+                         _mean_cell([x["bypass"]["delta_log_likelihood"] for x in d], 1), ignores_z(d)))
     if not rows:
-        rows = [("—", "—", NOT_DIAGNOSED, "", "", "")]
+        rows = [("—", "—", NOT_DIAGNOSED, "", "", "", "")]
     caption = ("Collapse diagnostics of the literature since the paper, for every run whose evaluation recorded them "
                "(scvae_core/diagnostics.py; mean ± std over seeds, n): the mutual information I(x; z) under the "
                "aggregate posterior of the test images (Hoffman & Johnson 2016), which cannot exceed log N for N "
                "test images; the active units (Burda et al. 2016); the KL of the latent units; and the decoder "
                "bypass check, the mean of log p(x | posterior mean) − log p(x | a prior draw) per image, about 0 for "
-               "a decoder that ignores z. See which models keep information in z, and whether an MI at log N says "
-               f"only 'at least log N'. Seeds used: {seeds_text(seeds)}.")
+               "a decoder that ignores z, and in how many seeds it does (the prior draw moves its Bernoulli means by "
+               f"less than {' or '.join(f'{t:g}' for t in sorted(tolerances)) or 'the check’s tolerance'} per pixel "
+               "on average). See which models keep information in z, and whether an MI at log N says only 'at least "
+               f"log N'. Seeds used: {seeds_text(seeds)}.")
     return Table("diagnostics", caption, DIAGNOSTICS_COLUMNS, tuple(rows), None, tuple(sorted(seeds)))
 
 

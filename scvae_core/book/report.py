@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import claims
-from .beyond import our_claims_summary
+from .beyond import diagnosed, ignores_z, our_claims_summary
 from .datasets import fashion_summary
 from .reruns import reruns_summary
 from ..presets import get_preset
@@ -24,7 +24,7 @@ from ..runs import (collect, default_epoch, display_name, evaluated_seeds, load_
                     resolve_preset, seed_summary)
 from .tables import TABLES, TEXTS, Column, Table, starts, training_end
 from .verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, NO_EFFECT, NOT_JUDGED, NOT_MEASURED
-from ..zoo import OURS, TWINS
+from ..zoo import OURS, SKIPVAE, TWINS
 
 AUTHORS = next(t for t in TWINS if t.suffix == "-authors")
 # Most trustworthy first: trained to convergence, then the longest fixed budget, then shorter ones.
@@ -224,6 +224,43 @@ def _collapse(results_dir: Path | str) -> str:
     return " ".join(parts) or "No deep plain model has results so far."
 
 
+def _span(values: list[float], decimals: int) -> str:
+    """'0.839 to 3.093', or one value where the seeds agree at that precision."""
+    low, high = (f"{v:.{decimals}f}" for v in (min(values), max(values)))
+    return low if low == high else f"{low} to {high}"
+
+
+def _diagnostics(results_dir: Path | str) -> str:
+    """What the collapse diagnostics add to the active units, for the deep plain models and their
+    Skip-VAE rivals under each protocol at its most trustworthy budget: the MI, the active units,
+    and in how many seeds the decoder ignores z; and where active units and bypass check disagree."""
+    parts, overstated = [], []
+    for twin in (OURS, AUTHORS):
+        preset = _deep_plain_budget(results_dir, twin)
+        runs = diagnosed(results_dir, preset) if preset else {}
+        found = [(m, [e["diagnostics"] for e in runs[m]])
+                 for m in (base + twin.suffix for base in (*DEEP_PLAIN, *SKIPVAE)) if m in runs]
+        if not found:
+            continue
+        bound = min(x["mutual_information"]["log_n_bound"] for _, d in found for x in d)
+        described = "; ".join(
+            f"{display_name(m.removesuffix(twin.suffix))} (n = {len(d)}): MI "
+            f"{_span([x['mutual_information']['value'] for x in d], 3)} nats, "
+            f"{_span([x['active_units']['count'] for x in d], 0)} active units, decoder ignores z in {ignores_z(d)}"
+            for m, d in found)
+        parts.append(f"{twin.label} ({_budget_words(preset, twin)}; MI at most log N = {bound:.2f}): {described}.")
+        overstated += [display_name(m) for m, d in found
+                       if any(x["active_units"]["count"] >= 1 and x["bypass"]["ignores_z"] for x in d)]
+    if not parts:
+        return "No deep model's evaluation has recorded the collapse diagnostics yet (MI, bypass check)."
+    text = ("The collapse diagnostics, for the runs whose evaluation recorded them (those evaluated before they "
+            "existed are left out): " + " ".join(parts))
+    if overstated:
+        text += (f" The active units overstate what z carries for {', '.join(overstated)}: a seed counts active "
+                 "units while its decoder ignores z.")
+    return text
+
+
 def _slow_starts(results_dir: Path | str) -> str:
     """The authors' twins that start worse than a coin flip: He initialisation with skips."""
     preset = resolve_preset(results_dir, AUTHORS.stage, None)
@@ -376,7 +413,7 @@ def beyond_sentence(results_dir: Path | str) -> str:
 
 def findings(results_dir: Path | str) -> list[str]:
     """The 'What we found' chapter's findings, each read from the results."""
-    return [_collapse(results_dir), _slow_starts(results_dir), _overfitting(results_dir), _gap_to_paper(results_dir),
+    return [_collapse(results_dir), _diagnostics(results_dir), _slow_starts(results_dir), _overfitting(results_dir), _gap_to_paper(results_dir),
             eq6_direction(results_dir)]
 
 

@@ -38,26 +38,49 @@ def _dataset_arg(p: argparse.ArgumentParser) -> None:
                    "RESULTS_DIR/<dataset>/<preset>/")
 
 
-def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
-    p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
-    _dataset_arg(p)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    _results_dir_arg(p)
-    p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    if stage:
-        p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
-                       help="seeds (default: the preset's seeds for each stage)")
-    else:
-        _seed_option(p)
-
-
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a name from `scvae models`")
 
 
 def _seed_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed (default: 0)")
+
+
+def _preset_option(p: argparse.ArgumentParser, default: str | None = "smoke") -> None:
+    """--preset; ``default`` None: required."""
+    p.add_argument("--preset", default=default, required=default is None,
+                   help=f"budget: {' | '.join(PRESETS)}" + (f" (default: {default})" if default else ""))
+
+
+def _seeds_option(p: argparse.ArgumentParser, default: list[int] | None = None) -> None:
+    p.add_argument("--seeds", type=seed_arg, nargs="+", default=default,
+                   help="seeds (default: " + (" ".join(map(str, default)) if default else
+                                              "the preset's seeds for each stage") + ")")
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+
+
+def _data_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
+
+
+def _no_progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+
+def _run_args(p: argparse.ArgumentParser, stage: bool = False) -> None:
+    _preset_option(p)
+    _dataset_arg(p)
+    _device_option(p)
+    _results_dir_arg(p)
+    _data_dir_option(p)
+    _no_progress_option(p)
+    if stage:
+        _seeds_option(p)
+    else:
+        _seed_option(p)
 
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
@@ -112,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "again into --rerun-dir (`scvae train MODEL ... --results-dir DIR`, then `scvae evaluate`): the "
                        "history epoch by epoch, and every evaluation both have, metric by metric.")
     _model_arg(p)
-    p.add_argument("--preset", required=True, help=f"budget: {' | '.join(PRESETS)}")
+    _preset_option(p, None)
     _seed_option(p)
     _dataset_arg(p)
     _results_dir_arg(p)
@@ -141,12 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-dir", default=None, help="empty folder for the packed results (required unless --unpack)")
     p.add_argument("--unpack", default=None, metavar="DIR",
                    help="only unpack DIR (from an earlier sprint) into --results-dir")
-    p.add_argument("--preset", default="paper", help=f"budget: {' | '.join(PRESETS)} (default: paper)")
+    _preset_option(p, "paper")
     _dataset_arg(p)
-    p.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    _seeds_option(p, [0, 1, 2])
+    _device_option(p)
     _results_dir_arg(p)
-    p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
+    _data_dir_option(p)
     p.add_argument("--minutes", type=float, default=9.0, help="everything ends within this (default: 9)")
     p.add_argument("--eval-minutes", type=float, default=3.0,
                    help="of which kept for evaluation after the training budgets (default: 3)")
@@ -154,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default: 1)")
     p.add_argument("--revision", default=None,
                    help="the checkout's git revision, recorded in sprint.json (for a copy without .git)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    _no_progress_option(p)
     p.set_defaults(func=_sprint)
 
     p = sub.add_parser("status", help="show which runs of one or more stages are done, invalid, partial or to do",
@@ -166,11 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "also rewrites the stage summaries (RESULTS_DIR/<preset>/stage-<stage>.json) that the runs "
                        "on disk no longer bear out, e.g. after runs were copied or merged in.")
     p.add_argument("stages", nargs="+", help="stage names of the preset, or all")
-    p.add_argument("--preset", default="smoke", help=f"budget: {' | '.join(PRESETS)} (default: smoke)")
+    _preset_option(p)
     _dataset_arg(p)
     _results_dir_arg(p)
-    p.add_argument("--seeds", type=seed_arg, nargs="+", default=None,
-                   help="seeds (default: the preset's seeds for each stage)")
+    _seeds_option(p)
     p.add_argument("--write-summaries", action="store_true",
                    help="rewrite the stages' summaries on disk where they no longer match the runs")
     p.set_defaults(func=_status)
@@ -181,14 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "importance-sampled NLL and per-example Fisher against them; print a table and "
                        "write RESULTS_DIR/bench/<machine>.json for the book's performance appendix. About 5 minutes "
                        "on a 2-core CPU; needs no data.")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    _device_option(p)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for tests: the numbers mean nothing")
     _results_dir_arg(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--cpu-clock", action="store_true",
                    help="time by the thread's CPU time (needs --threads 1): per-core figures on a shared machine")
     p.add_argument("--make-book", action="store_true", help="first run and time `make book` (recorded for the table)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    _no_progress_option(p)
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("baselines", help="the SVM protocol on raw pixels and on their PCA: context for svm_acc",
@@ -201,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5,
                    help="cross-validation folds (default: 5, as every preset but smoke)")
     _results_dir_arg(p)
-    p.add_argument("--data-dir", default=None, help="data folder (default: $SCVAE_DATA, else data/)")
+    _data_dir_option(p)
     p.set_defaults(func=_baselines)
 
     data.add_data_commands(sub)

@@ -252,7 +252,7 @@ def _diagnostics(results_dir: Path | str) -> str:
         overstated += [display_name(m) for m, d in found
                        if any(x["active_units"]["count"] >= 1 and x["bypass"]["ignores_z"] for x in d)]
     if not parts:
-        return "No deep model's evaluation has recorded the collapse diagnostics yet (MI, bypass check)."
+        return "No deep model's evaluation has recorded the collapse diagnostics (MI, bypass check) so far."
     text = ("The collapse diagnostics, for the runs whose evaluation recorded them (those evaluated before they "
             "existed are left out): " + " ".join(parts))
     if overstated:

@@ -1,7 +1,9 @@
 """Shared fixtures, and the test tiers: every test carries exactly one of the markers
 registered in pyproject.toml (unit, smoke, book); `make test-fast` runs the unit tier."""
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -9,11 +11,18 @@ import pytest
 import torch
 
 from scvae_core.runner.executor import DEFAULT_THREADS
-from scvae_core.results import REPO_ROOT
+from scvae_core.results import REPO_ROOT, processor_name
 
 TIERS = ("unit", "smoke", "book")
 # The fixtures that need the data or run a workload: a smoke test uses one, a unit test none.
 HEAVY = ("data_dir", "fashion_dir", "smoke_results", "quick_run")
+
+
+def pytest_report_header():
+    # What differs between the machines this suite runs on, printed first so a failed log says it.
+    # A full run needs ~3 GB free under the temporary folder (the smoke results and one test's copies).
+    free = shutil.disk_usage(tempfile.gettempdir()).free / 2**30
+    return f"processor: {processor_name()}, {os.cpu_count()} CPUs; free disk under {tempfile.gettempdir()}: {free:.1f} GiB"
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked

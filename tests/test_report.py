@@ -73,6 +73,7 @@ def test_the_findings_say_which_deep_plain_models_collapsed_under_each_protocol(
 
 def test_the_findings_read_the_collapse_diagnostics_beside_the_active_units(tmp_path):
     assert "No deep model" in report._diagnostics(tmp_path)
+    assert report.diagnostics_summary(tmp_path).endswith("no deep model's evaluation has recorded them so far.")
     for seed in SEEDS:  # VAE(p++): every seed counts 40 active units, seed 1's decoder ignores z
         write_eval(tmp_path, "long", "vae-p++", seed, mi=(3.0 - seed, 0.01), active_units=40, ignores_z=seed == 1,
                    epoch=100)
@@ -81,13 +82,18 @@ def test_the_findings_read_the_collapse_diagnostics_beside_the_active_units(tmp_
     write_eval(tmp_path, "converged", "vae-11l-authors", 0, mi=(4.0, 0.01), active_units=4)
     write_train(tmp_path, "converged", "vae-11l-authors", 0)
     text = report._diagnostics(tmp_path)
-    assert ("tanh, default init (long, epoch 100; MI at most log N = 4.16): VAE(p++) (n = 3): MI 1.000 to 3.000 "
+    assert ("tanh, default init (long, epoch 100; MI at most log N = 4.16): VAE(p++) (n = 3): MI 2.000 (1.000 to 3.000) "
             "nats, 40 active units, decoder ignores z in 1 of 3 seeds; Skip-VAE(p++) (n = 3): MI 4.100 nats, 50 "
             "active units, decoder ignores z in 0 of 3 seeds.") in text
     assert "VAE(11L) (n = 1): MI 4.000 nats, 4 active units, decoder ignores z in 0 of 1 seed." in text
     assert "converged" in text and text.count("VAE(11L)") == 1  # our VAE(11L) recorded none
     assert text.endswith("The active units overstate what z carries for VAE(p++): a seed counts active units while "
                          "its decoder ignores z.")
+    # the front page's line is built from the same runs
+    line = next(x for x in report.summary_results(tmp_path) if x.startswith("Collapse diagnostics"))
+    assert "ours (long, epoch 100): VAE(p++) 1 of 3 seeds, Skip-VAE(p++) 0 of 3 seeds;" in line
+    assert "authors' protocol (converged): VAE(11L) 0 of 1 seed." in line
+    assert line.endswith("The active units overstate what z carries for VAE(p++) (What we found).")
     for preset, model, seeds in (("long", "vae-p++", SEEDS), ("long", "skipvae-p++", SEEDS), ("long", "vae-11l", [0])):
         for seed in seeds:  # the chapter's other findings read the training logs
             write_train(tmp_path, preset, model, seed)

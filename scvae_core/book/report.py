@@ -168,7 +168,8 @@ def summary_results(results_dir: Path | str) -> list[str]:
                            for label, entry in entries)
         both = "both " if len(entries) > 1 else ""
         lines.append(f"{claims.SHORT[claim.id]} — {judged}" + (f"; {both}{budgets.pop()}" if shared else ""))
-    return [*lines, our_claims_summary(results_dir), fashion_summary(results_dir), reruns_summary(results_dir)]
+    return [*lines, our_claims_summary(results_dir), diagnostics_summary(results_dir), fashion_summary(results_dir),
+            reruns_summary(results_dir)]
 
 
 DEEP_PLAIN = ("vae-11l", "vae-q++", "vae-p++")  # the deep models without skips
@@ -224,40 +225,59 @@ def _collapse(results_dir: Path | str) -> str:
     return " ".join(parts) or "No deep plain model has results so far."
 
 
-def _span(values: list[float], decimals: int) -> str:
-    """'0.839 to 3.093', or one value where the seeds agree at that precision."""
-    low, high = (f"{v:.{decimals}f}" for v in (min(values), max(values)))
-    return low if low == high else f"{low} to {high}"
-
-
-def _diagnostics(results_dir: Path | str) -> str:
-    """What the collapse diagnostics add to the active units, for the deep plain models and their
-    Skip-VAE rivals under each protocol at its most trustworthy budget: the MI, the active units,
-    and in how many seeds the decoder ignores z; and where active units and bypass check disagree."""
-    parts, overstated = [], []
+def collapse_diagnostics(results_dir: Path | str) -> list[tuple]:
+    """Per protocol (ours, the authors') with diagnosed runs: (twin, budget words, the MI bound
+    log N, [(model, per-seed diagnostics)]) for the deep plain models and their Skip-VAE rivals at
+    the protocol's most trustworthy budget; runs evaluated before the diagnostics existed are left out."""
+    found = []
     for twin in (OURS, AUTHORS):
         preset = _deep_plain_budget(results_dir, twin)
         runs = diagnosed(results_dir, preset) if preset else {}
-        found = [(m, [e["diagnostics"] for e in runs[m]])
-                 for m in (base + twin.suffix for base in (*DEEP_PLAIN, *SKIPVAE)) if m in runs]
-        if not found:
-            continue
-        bound = min(x["mutual_information"]["log_n_bound"] for _, d in found for x in d)
-        described = "; ".join(
-            f"{display_name(m.removesuffix(twin.suffix))} (n = {len(d)}): MI "
-            f"{_span([x['mutual_information']['value'] for x in d], 3)} nats, "
-            f"{_span([x['active_units']['count'] for x in d], 0)} active units, decoder ignores z in {ignores_z(d)}"
-            for m, d in found)
-        parts.append(f"{twin.label} ({_budget_words(preset, twin)}; MI at most log N = {bound:.2f}): {described}.")
-        overstated += [display_name(m) for m, d in found
-                       if any(x["active_units"]["count"] >= 1 and x["bypass"]["ignores_z"] for x in d)]
-    if not parts:
+        models = [(m, [e["diagnostics"] for e in runs[m]])
+                  for m in (base + twin.suffix for base in (*DEEP_PLAIN, *SKIPVAE)) if m in runs]
+        if models:
+            bound = min(x["mutual_information"]["log_n_bound"] for _, d in models for x in d)
+            found.append((twin, _budget_words(preset, twin), bound, models))
+    return found
+
+
+def _overstated(found: list[tuple]) -> list[str]:
+    """The models with a seed that counts active units while its decoder ignores z."""
+    return [display_name(m) for *_, models in found for m, d in models
+            if any(x["active_units"]["count"] >= 1 and x["bypass"]["ignores_z"] for x in d)]
+
+
+def _diagnostics(results_dir: Path | str) -> str:
+    """The findings' account of the collapse diagnostics: per model the MI, the active units and
+    in how many seeds the decoder ignores z; and where active units and bypass check disagree."""
+    found = collapse_diagnostics(results_dir)
+    if not found:
         return "No deep model's evaluation has recorded the collapse diagnostics (MI, bypass check) so far."
+    parts = [f"{twin.label} ({budget}; MI at most log N = {bound:.2f}): " + "; ".join(
+        f"{display_name(m.removesuffix(twin.suffix))} (n = {len(d)}): MI "
+        f"{_spread([x['mutual_information']['value'] for x in d], '.3f')} nats, "
+        f"{_spread([x['active_units']['count'] for x in d], '.0f')} active units, decoder ignores z in {ignores_z(d)}"
+        for m, d in models) + "." for twin, budget, bound, models in found]
     text = ("The collapse diagnostics, for the runs whose evaluation recorded them (those evaluated before they "
             "existed are left out): " + " ".join(parts))
-    if overstated:
+    if overstated := _overstated(found):
         text += (f" The active units overstate what z carries for {', '.join(overstated)}: a seed counts active "
                  "units while its decoder ignores z.")
+    return text
+
+
+def diagnostics_summary(results_dir: Path | str) -> str:
+    """The front page's line on the collapse diagnostics: per protocol, in how many seeds each
+    model's decoder ignores z, and where the active units overstate what z carries."""
+    found = collapse_diagnostics(results_dir)
+    if not found:
+        return "Collapse diagnostics (not the paper's): no deep model's evaluation has recorded them so far."
+    parts = [f"{next(label for label, t in PROTOCOLS if t is twin).lower()} ({budget}): " + ", ".join(
+        f"{display_name(m.removesuffix(twin.suffix))} {ignores_z(d)}" for m, d in models)
+        for twin, budget, _, models in found]
+    text = "Collapse diagnostics (not the paper's), seeds whose decoder ignores z — " + "; ".join(parts) + "."
+    if overstated := _overstated(found):
+        text += f" The active units overstate what z carries for {', '.join(overstated)} (What we found)."
     return text
 
 
@@ -343,9 +363,9 @@ def _eq6_run(evals: list[dict]) -> tuple[float, float, float, int] | None:
 
 
 def _spread(values: list[float], fmt: str) -> str:
-    """'mean' for one value, 'mean (min to max)' for several."""
-    mean = format(_mean(values), fmt)
-    return mean if len(values) == 1 else f"{mean} ({min(values):{fmt}} to {max(values):{fmt}})"
+    """'mean (min to max)' over the seeds, or the one value where they agree at that precision."""
+    low, high = format(min(values), fmt), format(max(values), fmt)
+    return low if low == high else f"{format(_mean(values), fmt)} ({low} to {high})"
 
 
 def eq6_checks(results_dir: Path | str) -> list[tuple]:

@@ -93,7 +93,8 @@ def test_the_findings_read_the_collapse_diagnostics_beside_the_active_units(tmp_
     line = next(x for x in report.summary_results(tmp_path) if x.startswith("Collapse diagnostics"))
     assert "ours (long, epoch 100): VAE(p++) 1 of 3 seeds, Skip-VAE(p++) 0 of 3 seeds;" in line
     assert "authors' protocol (converged): VAE(11L) 0 of 1 seed." in line
-    assert line.endswith("The active units overstate what z carries for VAE(p++) (What we found).")
+    assert line.endswith("The active units overstate what z carries for VAE(p++) "
+                         "(What we found: why, as far as the runs tell).")
     for preset, model, seeds in (("long", "vae-p++", SEEDS), ("long", "skipvae-p++", SEEDS), ("long", "vae-11l", [0])):
         for seed in seeds:  # the chapter's other findings read the training logs
             write_train(tmp_path, preset, model, seed)

@@ -277,7 +277,8 @@ def diagnostics_summary(results_dir: Path | str) -> str:
         for twin, budget, _, models in found]
     text = "Collapse diagnostics (not the paper's), seeds whose decoder ignores z — " + "; ".join(parts) + "."
     if overstated := _overstated(found):
-        text += f" The active units overstate what z carries for {', '.join(overstated)} (What we found)."
+        text += (f" The active units overstate what z carries for {', '.join(overstated)} "
+                 "(What we found: why, as far as the runs tell).")
     return text
 
 

@@ -18,11 +18,28 @@ TIERS = ("unit", "smoke", "book")
 HEAVY = ("data_dir", "fashion_dir", "smoke_results", "quick_run")
 
 
+# Free disk the smoke and book tiers need under the temporary folder: the shared smoke results
+# (~2 GB, kept for the session) and the largest test's own folder (~1 GB, removed when it passes).
+NEEDED_GIB = 3
+
+
+def _free_gib() -> float:
+    return shutil.disk_usage(tempfile.gettempdir()).free / 2**30
+
+
 def pytest_report_header():
     # What differs between the machines this suite runs on, printed first so a failed log says it.
-    # A full run needs ~3 GB free under the temporary folder (the smoke results and one test's copies).
-    free = shutil.disk_usage(tempfile.gettempdir()).free / 2**30
-    return f"processor: {processor_name()}, {os.cpu_count()} CPUs; free disk under {tempfile.gettempdir()}: {free:.1f} GiB"
+    return f"processor: {processor_name()}, {os.cpu_count()} CPUs; free disk under {tempfile.gettempdir()}: {_free_gib():.1f} GiB"
+
+
+def pytest_collection_finish(session):
+    # A disk that fills mid-run fails tests anywhere with unrelated errors (CI of eea30d0): say so first.
+    heavy = any(item.get_closest_marker(tier) for item in session.items for tier in ("smoke", "book"))
+    if heavy and (free := _free_gib()) < NEEDED_GIB:
+        raise pytest.UsageError(
+            f"only {free:.1f} GiB free under {tempfile.gettempdir()}, and the smoke and book tests need about "
+            f"{NEEDED_GIB} GiB there: free some space (old clones, /tmp/pytest-of-*), or point TMPDIR at a larger "
+            "disk; `make test-fast` (the unit tier) needs none")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked

@@ -99,6 +99,25 @@ def test_a_test_without_its_tier_fails_the_run(tmp_path):
     assert "test_fine" not in report
 
 
+def test_a_run_that_needs_more_disk_than_is_free_stops_before_it_starts(tmp_path):
+    shutil.copy(REPO_ROOT / "tests" / "conftest.py", tmp_path)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    unit\n    smoke\n    book\n")
+    (tmp_path / "test_tiers.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.unit\ndef test_unit(): pass\n"
+        "@pytest.mark.smoke\ndef test_smoke(data_dir): pass\n")
+    # half a GiB free, as the disk reports it to the conftest's hook
+    (tmp_path / "smalldisk.py").write_text("import shutil\n"
+                                           "shutil.disk_usage = lambda path: shutil._ntuple_diskusage(2**40, 2**40, 2**29)\n")
+    # `python -m` puts the cwd on the path, so `-p smalldisk` loads it before the conftest
+    run = [sys.executable, "-m", "pytest", "-p", "smalldisk", "-p", "no:cacheprovider", "test_tiers.py"]
+    full = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert full.returncode != 0
+    assert "only 0.5 GiB free under" in full.stdout + full.stderr and "point TMPDIR at a larger disk" in full.stderr
+    unit = subprocess.run([*run, "-m", "unit"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert unit.returncode == 0, unit.stdout[-2000:]  # the unit tier writes next to nothing
+
+
 def test_the_module_map_lists_every_module_with_its_size():
     """CONTRIBUTING.md's module map: every module once (by its path in the package, e.g.
     `scvae_core/book/tables.py`), its line count roughly right, and a reason given for each module

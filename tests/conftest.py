@@ -3,8 +3,8 @@ registered in pyproject.toml (unit, smoke, book); `make test-fast` runs the unit
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest

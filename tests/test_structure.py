@@ -108,7 +108,8 @@ def test_a_run_that_needs_more_disk_than_is_free_stops_before_it_starts(tmp_path
         "@pytest.mark.smoke\ndef test_smoke(data_dir): pass\n")
     # half a GiB free, as the disk reports it to the conftest's hook
     (tmp_path / "smalldisk.py").write_text("import shutil\n"
-                                           "shutil.disk_usage = lambda path: shutil._ntuple_diskusage(2**40, 2**40, 2**29)\n")
+                                           "usage = shutil.disk_usage('.')._replace(free=2**29)\n"
+                                           "shutil.disk_usage = lambda path: usage\n")
     # `python -m` puts the cwd on the path, so `-p smalldisk` loads it before the conftest
     run = [sys.executable, "-m", "pytest", "-p", "smalldisk", "-p", "no:cacheprovider", "test_tiers.py"]
     full = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120)

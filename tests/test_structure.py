@@ -80,15 +80,18 @@ def test_reading_results_imports_no_torch(module, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def _suite(folder, tests: str) -> None:
+    """A test suite of its own in ``folder``: our conftest, the tiers, and ``tests`` as test_tiers.py."""
+    shutil.copy(REPO_ROOT / "tests" / "conftest.py", folder)
+    (folder / "pytest.ini").write_text("[pytest]\nmarkers =\n    unit\n    smoke\n    book\n")
+    (folder / "test_tiers.py").write_text("import pytest\n" + tests)
+
+
 def test_a_test_without_its_tier_fails_the_run(tmp_path):
-    shutil.copy(REPO_ROOT / "tests" / "conftest.py", tmp_path)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    unit\n    smoke\n    book\n")
-    (tmp_path / "test_tiers.py").write_text(
-        "import pytest\n"
-        "def test_unmarked(): pass\n"
-        "@pytest.mark.unit\ndef test_unit_with_data(data_dir): pass\n"
-        "@pytest.mark.smoke\ndef test_smoke_without_data(): pass\n"
-        "@pytest.mark.unit\ndef test_fine(): pass\n")
+    _suite(tmp_path, "def test_unmarked(): pass\n"
+                     "@pytest.mark.unit\ndef test_unit_with_data(data_dir): pass\n"
+                     "@pytest.mark.smoke\ndef test_smoke_without_data(): pass\n"
+                     "@pytest.mark.unit\ndef test_fine(): pass\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "unit", "-p", "no:cacheprovider", "test_tiers.py"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
@@ -100,12 +103,8 @@ def test_a_test_without_its_tier_fails_the_run(tmp_path):
 
 
 def test_a_run_that_needs_more_disk_than_is_free_stops_before_it_starts(tmp_path):
-    shutil.copy(REPO_ROOT / "tests" / "conftest.py", tmp_path)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    unit\n    smoke\n    book\n")
-    (tmp_path / "test_tiers.py").write_text(
-        "import pytest\n"
-        "@pytest.mark.unit\ndef test_unit(): pass\n"
-        "@pytest.mark.smoke\ndef test_smoke(data_dir): pass\n")
+    _suite(tmp_path, "@pytest.mark.unit\ndef test_unit(): pass\n"
+                     "@pytest.mark.smoke\ndef test_smoke(data_dir): pass\n")
     # half a GiB free, as the disk reports it to the conftest's hook
     (tmp_path / "smalldisk.py").write_text("import shutil\n"
                                            "usage = shutil.disk_usage('.')._replace(free=2**29)\n"
